@@ -39,6 +39,8 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 export interface GatewayErrorOptions {
   /** Seconds a client should wait before retrying (sent as `Retry-After`). */
   retryAfterSeconds?: number;
+  /** Extra response headers the status calls for (e.g. `Content-Range` on a 416). */
+  headers?: Record<string, string>;
   cause?: unknown;
 }
 
@@ -46,6 +48,7 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryAfterSeconds: number | undefined;
+  readonly headers: Record<string, string>;
 
   constructor(code: ErrorCode, detail: string, options: GatewayErrorOptions = {}) {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
@@ -53,6 +56,7 @@ export class GatewayError extends Error {
     this.code = code;
     this.status = ERROR_STATUS[code];
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.headers = options.headers ?? {};
   }
 }
 

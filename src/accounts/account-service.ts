@@ -1,0 +1,224 @@
+/**
+ * Account use cases: create (with an optional verifying login), read, change, delete. Owns the
+ * rules that tie accounts to the rest: defaults, egress checks, secret sealing, and dropping
+ * sessions and cached data when connection settings change or the account goes.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Cache } from '../cache/cache.js';
+import { keys } from '../cache/keys.js';
+import { GatewayError } from '../errors.js';
+import type { MailAccount } from '../mail/account.js';
+import type { MailBackend } from '../mail/backend.js';
+import type { Capability } from '../mail/types.js';
+import type { EgressPolicy } from '../net/egress.js';
+import type { Sealer } from './sealing.js';
+import type { AccountRecord, AccountStore, AuthMethod, Protocol, Security } from './types.js';
+
+export interface AccountInput {
+  id?: string;
+  protocol: Protocol;
+  host: string;
+  port?: number;
+  security?: Security;
+  username: string;
+  password?: string;
+  accessToken?: string;
+  tlsVerify?: boolean;
+  name?: string | null;
+}
+
+export type AccountPatch = Partial<Omit<AccountInput, 'id'>>;
+
+/** What the API shows of an account: no secret, plus what it can do. */
+export interface AccountView {
+  id: string;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  security: Security;
+  username: string;
+  authMethod: AuthMethod;
+  tlsVerify: boolean;
+  name: string | null;
+  createdAt: string;
+  updatedAt: string;
+  capabilities: Capability[];
+}
+
+export interface AccountServiceOptions {
+  store: AccountStore;
+  sealer: Sealer;
+  egress: EgressPolicy;
+  backends: Partial<Record<Protocol, MailBackend>>;
+  cache: Cache;
+  log: Logger;
+}
+
+/** Fields whose change invalidates open sessions and cached data. */
+const CONNECTION_FIELDS = ['protocol', 'host', 'port', 'security', 'username', 'password', 'accessToken', 'tlsVerify'] as const;
+
+/** RFC 9051 §2.1 / RFC 8314 §3.3 ports: implicit TLS on 993/995, clear text (or STARTTLS) on 143/110. */
+export function defaultPort(protocol: Protocol, security: Security): number {
+  if (protocol === 'imap') return security === 'tls' ? 993 : 143;
+  return security === 'tls' ? 995 : 110;
+}
+
+/** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
+const BASE_CAPABILITIES: Record<Protocol, Capability[]> = {
+  imap: ['append', 'copy', 'flags', 'folders', 'search'],
+  pop3: [],
+};
+
+export class AccountService {
+  constructor(private readonly options: AccountServiceOptions) {}
+
+  async create(input: AccountInput, verify: boolean): Promise<AccountView> {
+    const backend = this.backend(input.protocol);
+    if ((input.password === undefined) === (input.accessToken === undefined)) {
+      throw new GatewayError('VALIDATION_FAILED', 'body must have exactly one of password or accessToken');
+    }
+    const security = input.security ?? 'tls';
+    const now = new Date().toISOString();
+    const record: AccountRecord = {
+      id: input.id ?? generateAccountId(),
+      protocol: input.protocol,
+      host: input.host,
+      port: input.port ?? defaultPort(input.protocol, security),
+      security,
+      username: input.username,
+      authMethod: input.password !== undefined ? 'password' : 'accessToken',
+      sealedSecret: this.options.sealer.seal(input.password ?? input.accessToken ?? ''),
+      tlsVerify: input.tlsVerify ?? true,
+      name: input.name ?? null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    if (input.id !== undefined && (await this.options.store.get(input.id)) !== null) {
+      // Checked before dialling anything: a taken id should not cost a login. The store's create
+      // is atomic and still refuses a race.
+      throw accountExists(input.id);
+    }
+    await this.options.egress.resolve(record.host);
+    if (verify) await backend.verify(this.mailAccount(record));
+    await this.options.store.create(record);
+    this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
+    return this.view(record);
+  }
+
+  async list(): Promise<AccountView[]> {
+    const records = await this.options.store.list();
+    return records.map((r) => this.view(r));
+  }
+
+  /** The stored record, or `ACCOUNT_NOT_FOUND`. */
+  async get(id: string): Promise<AccountRecord> {
+    const record = await this.options.store.get(id);
+    if (record === null) throw new GatewayError('ACCOUNT_NOT_FOUND', `No account ${id}`);
+    return record;
+  }
+
+  async getView(id: string): Promise<AccountView> {
+    return this.view(await this.get(id));
+  }
+
+  async update(id: string, patch: AccountPatch, verify: boolean): Promise<AccountView> {
+    const current = await this.get(id);
+    if (patch.password !== undefined && patch.accessToken !== undefined) {
+      throw new GatewayError('VALIDATION_FAILED', 'body may have password or accessToken, not both');
+    }
+    const protocol = patch.protocol ?? current.protocol;
+    const security = patch.security ?? current.security;
+    const backend = this.backend(protocol);
+    // A port left at the old default follows the new protocol or security to the new default.
+    const portWasDefault = current.port === defaultPort(current.protocol, current.security);
+    const port = patch.port ?? (portWasDefault ? defaultPort(protocol, security) : current.port);
+    const secret = patch.password ?? patch.accessToken;
+    const next: AccountRecord = {
+      ...current,
+      protocol,
+      host: patch.host ?? current.host,
+      port,
+      security,
+      username: patch.username ?? current.username,
+      authMethod: patch.password !== undefined ? 'password' : patch.accessToken !== undefined ? 'accessToken' : current.authMethod,
+      sealedSecret: secret !== undefined ? this.options.sealer.seal(secret) : current.sealedSecret,
+      tlsVerify: patch.tlsVerify ?? current.tlsVerify,
+      name: patch.name !== undefined ? patch.name : current.name,
+      updatedAt: new Date().toISOString(),
+    };
+    const connectionChanged = CONNECTION_FIELDS.some((field) => patch[field] !== undefined);
+    if (connectionChanged) {
+      await this.options.egress.resolve(next.host);
+      if (verify) await backend.verify(this.mailAccount(next));
+    }
+    await this.options.store.update(next);
+    if (connectionChanged) await this.forgetSessionsAndCache(current);
+    return this.view(next);
+  }
+
+  async delete(id: string): Promise<void> {
+    const current = await this.get(id);
+    await this.options.store.delete(id);
+    await this.forgetSessionsAndCache(current);
+    this.options.log.info({ account: id }, 'account deleted');
+  }
+
+  /** The account with its secret unsealed, for a backend about to connect. */
+  async resolveMailAccount(id: string): Promise<MailAccount> {
+    return this.mailAccount(await this.get(id));
+  }
+
+  private mailAccount(record: AccountRecord): MailAccount {
+    const secret = this.options.sealer.open(record.sealedSecret);
+    return {
+      id: record.id,
+      protocol: record.protocol,
+      host: record.host,
+      port: record.port,
+      security: record.security,
+      username: record.username,
+      credentials: record.authMethod === 'password' ? { password: secret } : { accessToken: secret },
+      tlsVerify: record.tlsVerify,
+    };
+  }
+
+  private async forgetSessionsAndCache(record: AccountRecord): Promise<void> {
+    await this.options.backends[record.protocol]?.dropAccount(record.id);
+    await this.options.cache.deletePrefix(keys.accountCachePrefix(record.id));
+  }
+
+  private backend(protocol: Protocol): MailBackend {
+    const backend = this.options.backends[protocol];
+    if (backend === undefined) {
+      throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+    }
+    return backend;
+  }
+
+  private view(record: AccountRecord): AccountView {
+    return {
+      id: record.id,
+      protocol: record.protocol,
+      host: record.host,
+      port: record.port,
+      security: record.security,
+      username: record.username,
+      authMethod: record.authMethod,
+      tlsVerify: record.tlsVerify,
+      name: record.name,
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+      capabilities: this.options.backends[record.protocol]?.capabilities(record.id) ?? BASE_CAPABILITIES[record.protocol],
+    };
+  }
+}
+
+function generateAccountId(): string {
+  // 72 random bits, URL-safe: unguessable enough that ids leak nothing about other accounts.
+  return `acc_${randomBytes(9).toString('base64url')}`;
+}
+
+function accountExists(id: string): GatewayError {
+  return new GatewayError('ACCOUNT_EXISTS', `An account with id ${id} already exists`);
+}

@@ -1,0 +1,94 @@
+/**
+ * The account record as the stores hold it, and the one interface both stores (Redis, file) implement.
+ *
+ * Secrets live here only sealed (see ./sealing.ts); the HTTP layer never serialises `sealedSecret`.
+ */
+
+export type Protocol = 'imap' | 'pop3';
+export type Security = 'tls' | 'starttls' | 'none';
+export type AuthMethod = 'password' | 'accessToken';
+
+/** What the store holds. */
+export interface AccountRecord {
+  id: string;
+  protocol: Protocol;
+  host: string;
+  port: number;
+  security: Security;
+  username: string;
+  authMethod: AuthMethod;
+  /** The sealed password or OAuth2 access token (`v1.<iv>.<tag>.<ciphertext>`). */
+  sealedSecret: string;
+  tlsVerify: boolean;
+  name: string | null;
+  /** ISO 8601. */
+  createdAt: string;
+  /** ISO 8601. */
+  updatedAt: string;
+}
+
+export interface AccountStore {
+  get(id: string): Promise<AccountRecord | null>;
+  /** Every record, sorted by id (code-unit order). */
+  list(): Promise<AccountRecord[]>;
+  /** GatewayError `ACCOUNT_EXISTS` if the id is taken; atomic (no check-then-write race). */
+  create(record: AccountRecord): Promise<void>;
+  /** GatewayError `ACCOUNT_NOT_FOUND` if there is no record with `record.id`. */
+  update(record: AccountRecord): Promise<void>;
+  /** True when a record was removed. */
+  delete(id: string): Promise<boolean>;
+  /** Throws when the store is unreachable (used by `GET /ready`). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const PROTOCOLS: readonly string[] = ['imap', 'pop3'];
+const SECURITIES: readonly string[] = ['tls', 'starttls', 'none'];
+const AUTH_METHODS: readonly string[] = ['password', 'accessToken'];
+
+/**
+ * Checks that a value read back from storage has the shape of an AccountRecord.
+ * Returns a short description of the first problem, or null when the record is well-formed.
+ * Stores use it so that a damaged record is reported as such instead of reaching a mail session.
+ * The description never contains field values (one of them is the sealed secret).
+ */
+export function accountRecordProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const r = value as Record<string, unknown>;
+  const strings = ['id', 'host', 'username', 'sealedSecret', 'createdAt', 'updatedAt'] as const;
+  for (const field of strings) {
+    if (typeof r[field] !== 'string' || r[field] === '') return `field "${field}" is missing or not a string`;
+  }
+  if (typeof r.protocol !== 'string' || !PROTOCOLS.includes(r.protocol)) return 'field "protocol" is invalid';
+  if (typeof r.security !== 'string' || !SECURITIES.includes(r.security)) return 'field "security" is invalid';
+  if (typeof r.authMethod !== 'string' || !AUTH_METHODS.includes(r.authMethod)) return 'field "authMethod" is invalid';
+  if (typeof r.port !== 'number' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) {
+    return 'field "port" is invalid';
+  }
+  if (typeof r.tlsVerify !== 'boolean') return 'field "tlsVerify" is not a boolean';
+  if (r.name !== null && typeof r.name !== 'string') return 'field "name" is neither a string nor null';
+  return null;
+}
+
+/** Copies only the known fields, so that stray properties never travel from storage to callers. */
+export function pickAccountRecord(r: AccountRecord): AccountRecord {
+  return {
+    id: r.id,
+    protocol: r.protocol,
+    host: r.host,
+    port: r.port,
+    security: r.security,
+    username: r.username,
+    authMethod: r.authMethod,
+    sealedSecret: r.sealedSecret,
+    tlsVerify: r.tlsVerify,
+    name: r.name,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+  };
+}
+
+/** Sort order of `list()`: plain code-unit order, the same in every store and locale. */
+export function compareById(a: { id: string }, b: { id: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}

@@ -1,0 +1,148 @@
+/**
+ * buildApp(config) → a ready-to-use Fastify instance with every shared part created once and
+ * closed in onClose. It never listens: server.ts does, tests call `inject`.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { loggerOptions } from './logger.js';
+import { AccountService } from './accounts/account-service.js';
+import { FileAccountStore } from './accounts/file-store.js';
+import { RedisAccountStore } from './accounts/redis-store.js';
+import { createSealer, loadOrCreateFileSecretKey, parseSecretKey } from './accounts/sealing.js';
+import type { AccountStore } from './accounts/types.js';
+import type { Cache } from './cache/cache.js';
+import { MemoryCache } from './cache/memory-cache.js';
+import { RedisCache } from './cache/redis-cache.js';
+import { connectRedis, createRedisClient, type RedisClient } from './cache/redis-connection.js';
+import { ImapBackend } from './mail/imap/backend.js';
+import { MailService } from './mail/mail-service.js';
+import { createEgressPolicy } from './net/egress.js';
+import { registerAuth } from './http/auth.js';
+import { registerProblemHandlers } from './http/problem.js';
+import { registerSwagger } from './http/swagger.js';
+import { accountRoutes } from './http/routes/accounts.js';
+import { mailboxRoutes } from './http/routes/mailboxes.js';
+import { messageRoutes } from './http/routes/messages.js';
+import { serviceRoutes } from './http/routes/service.js';
+import { Address, Problem } from './http/schemas/common.js';
+import { Account } from './http/schemas/accounts.js';
+import { Mailbox } from './http/schemas/mailboxes.js';
+import { Attachment, MessageDetail, MessagePage, MessageSummary } from './http/schemas/messages.js';
+
+export interface AppServices {
+  accounts: AccountService;
+  mail: MailService;
+  accountStore: AccountStore;
+  cache: Cache;
+  imap: ImapBackend;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: AppServices;
+  }
+}
+
+export interface BuildOptions {
+  /** A logger to use instead of one built from the config (tests pass a silent one). */
+  logger?: Logger;
+}
+
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: (options.logger ?? pino(loggerOptions(config.logLevel))) as FastifyBaseLogger,
+    genReqId: () => randomUUID(),
+    trustProxy: config.trustProxy,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    ajv: {
+      // Unknown body fields are an error, not silently dropped: a typo should not pass for success.
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const services = await createServices(config, app.log);
+  app.decorate('services', services.services);
+  app.addHook('onClose', services.close);
+  app.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', String(request.id));
+  });
+
+  registerProblemHandlers(app);
+  await registerSwagger(app);
+  registerAuth(app, config.apiKeys);
+  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail]) {
+    app.addSchema(schema);
+  }
+  await app.register(serviceRoutes);
+  await app.register(
+    async (v1) => {
+      await v1.register(accountRoutes);
+      await v1.register(mailboxRoutes);
+      await v1.register(messageRoutes);
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}
+
+async function createServices(
+  config: Config,
+  log: FastifyInstance['log'],
+): Promise<{ services: AppServices; close: () => Promise<void> }> {
+  let redis: RedisClient | undefined;
+  if (config.redisUrl !== undefined || config.redisClusterNodes.length > 0) {
+    redis = createRedisClient({ url: config.redisUrl, clusterNodes: config.redisClusterNodes });
+    redis.on('error', () => undefined); // outages surface as degraded cache or 503 from the store
+    if (!(await connectRedis(redis, 3000))) log.warn('redis is not reachable yet; serving degraded until it is');
+  }
+  const secretKey =
+    config.secretKey !== undefined ? parseSecretKey(config.secretKey) : await loadOrCreateFileSecretKey(config.dataDir);
+  const sealer = createSealer(secretKey);
+  const accountStore: AccountStore = redis ? new RedisAccountStore(redis) : await FileAccountStore.open(config.dataDir);
+  const cache: Cache = redis
+    ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger)
+    : new MemoryCache(config.memoryCacheBytes);
+  const egress = createEgressPolicy(config.egressAllow);
+
+  // The backend resolves accounts lazily through the service, at connect time.
+  const resolver = { service: undefined as AccountService | undefined };
+  const imap = new ImapBackend({
+    resolveAccount: (id) => {
+      if (resolver.service === undefined) throw new Error('account service not ready');
+      return resolver.service.resolveMailAccount(id);
+    },
+    egress,
+    maxSessionsPerAccount: config.imap.maxSessionsPerAccount,
+    sessionIdleTimeoutMs: config.imap.sessionIdleTimeoutMs,
+    acquireTimeoutMs: config.imap.acquireTimeoutMs,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    log: log.child({ component: 'imap' }) as Logger,
+  });
+  const backends = { imap };
+  const accounts = new AccountService({
+    store: accountStore,
+    sealer,
+    egress,
+    backends,
+    cache,
+    log: log.child({ component: 'accounts' }) as Logger,
+  });
+  resolver.service = accounts;
+  const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds });
+
+  return {
+    services: { accounts, mail, accountStore, cache, imap },
+    close: async () => {
+      await imap.close();
+      await cache.close();
+      await accountStore.close();
+      if (redis) await redis.quit().catch(() => redis?.disconnect());
+    },
+  };
+}

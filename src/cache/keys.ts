@@ -1,0 +1,42 @@
+/**
+ * Every Redis key the gateway reads or writes is built here, under one versioned prefix, so that a
+ * change of layout is one bump of `KEY_VERSION` and an operator can see at a glance what is stored.
+ *
+ * Account records never expire; everything else does (see src/cache/README.md), which is what lets
+ * Redis run with `maxmemory-policy volatile-lru` and evict only cache.
+ */
+export const KEY_VERSION = 'v1';
+export const KEY_PREFIX = `mailgw:${KEY_VERSION}:`;
+
+/** Hash tag so that one account's keys land in one Redis Cluster slot (multi-key ops stay legal). */
+function accountTag(accountId: string): string {
+  return `{${accountId}}`;
+}
+
+export const keys = {
+  /** Hash of every account record, field = account id (no TTL). */
+  accounts: (): string => `${KEY_PREFIX}accounts`,
+
+  /** A parsed message (immutable: bound to UIDVALIDITY and UID). */
+  imapMessage: (accountId: string, mailboxPath: string, uidValidity: bigint | number, uid: number): string =>
+    `${KEY_PREFIX}acct:${accountTag(accountId)}:msg:${encodeSegment(mailboxPath)}:${uidValidity}:${uid}`,
+
+  /** A listing page, stored with the mailbox state it was built from. */
+  imapListing: (accountId: string, mailboxPath: string, queryHash: string): string =>
+    `${KEY_PREFIX}acct:${accountTag(accountId)}:list:${encodeSegment(mailboxPath)}:${queryHash}`,
+
+  /** POP3 headers of one message, by UIDL (immutable). */
+  pop3Headers: (accountId: string, uidl: string): string =>
+    `${KEY_PREFIX}acct:${accountTag(accountId)}:pop3:${encodeSegment(uidl)}`,
+
+  /** Pattern matching every cached key of one account, for purges. */
+  accountCachePattern: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:*`,
+
+  /** Prefix of every cached key of one account (in-memory cache purges by prefix). */
+  accountCachePrefix: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:`,
+};
+
+/** Mailbox paths and UIDLs may hold ':' or '*'; keep key segments unambiguous. */
+function encodeSegment(value: string): string {
+  return encodeURIComponent(value).replace(/\*/g, '%2A');
+}

@@ -1,0 +1,83 @@
+/**
+ * In-memory LRU with a byte budget: the cache when no Redis is configured.
+ * A `Map` keeps insertion order, so re-inserting on read makes the first key the least recently used.
+ */
+import type { Cache } from './cache.js';
+
+interface Entry {
+  value: Buffer;
+  expiresAtMs: number;
+}
+
+/** Rough per-entry overhead (Map slot, object, key string) so many tiny entries still count. */
+const ENTRY_OVERHEAD_BYTES = 96;
+
+export class MemoryCache implements Cache {
+  private readonly entries = new Map<string, Entry>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  async get(key: string): Promise<Buffer | null> {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return null;
+    if (entry.expiresAtMs <= this.now()) {
+      this.remove(key, entry);
+      return null;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry.value;
+  }
+
+  async set(key: string, value: Buffer, ttlSeconds: number): Promise<void> {
+    const old = this.entries.get(key);
+    if (old !== undefined) this.remove(key, old);
+    const cost = this.cost(key, value);
+    if (cost > this.maxBytes) return; // larger than the whole budget: not worth evicting everything
+    this.entries.set(key, { value, expiresAtMs: this.now() + ttlSeconds * 1000 });
+    this.bytes += cost;
+    for (const [oldestKey, oldest] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.remove(oldestKey, oldest);
+    }
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      const entry = this.entries.get(key);
+      if (entry !== undefined) this.remove(key, entry);
+    }
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    for (const [key, entry] of this.entries) {
+      if (key.startsWith(prefix)) this.remove(key, entry);
+    }
+  }
+
+  health(): 'ok' {
+    return 'ok';
+  }
+
+  async close(): Promise<void> {
+    this.entries.clear();
+    this.bytes = 0;
+  }
+
+  private cost(key: string, value: Buffer): number {
+    return key.length * 2 + value.byteLength + ENTRY_OVERHEAD_BYTES;
+  }
+
+  private remove(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.bytes -= this.cost(key, entry.value);
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The gateway's configuration: the only module that reads `process.env`.
+ *
+ * `loadConfig` validates every variable and reports all problems at once, one line each, so an
+ * operator fixes a bad deployment in one go. Values are never echoed for secrets.
+ */
+import { isIP } from 'node:net';
+import path from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Bearer keys; empty means no auth, which is only allowed on loopback. */
+  apiKeys: string[];
+  redisUrl: string | undefined;
+  /** Redis Cluster seed nodes (`host:port,...`); when set, `redisUrl` is ignored. */
+  redisClusterNodes: string[];
+  dataDir: string;
+  /** Raw SECRET_KEY text (hex or base64 of 32 bytes); parsed by the account sealing module. */
+  secretKey: string | undefined;
+  egressAllow: string[];
+  logLevel: LogLevel;
+  imap: {
+    maxSessionsPerAccount: number;
+    /** An idle pooled session is logged out after this long. */
+    sessionIdleTimeoutMs: number;
+    /** How long a request may wait for a free session before `POOL_EXHAUSTED`. */
+    acquireTimeoutMs: number;
+  };
+  /** Bound on one upstream step (connect, greeting, a command) before `UPSTREAM_TIMEOUT`. */
+  upstreamTimeoutMs: number;
+  /** Byte budget of the in-memory cache (used when no Redis is configured). */
+  memoryCacheBytes: number;
+  /** Messages larger than this are not parsed for `GET .../messages/{id}` (raw still streams). */
+  maxParseBytes: number;
+  /** Cache entry lifetimes. */
+  cacheTtl: { messageSeconds: number; listingSeconds: number };
+  trustProxy: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Loopback hosts the gateway may serve on without API keys. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '[::1]';
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return value;
+  };
+  const list = (name: string): string[] =>
+    (env[name] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+  const bool = (name: string, fallback: boolean): boolean => {
+    const raw = env[name]?.trim().toLowerCase();
+    if (raw === undefined || raw === '') return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    problems.push(`${name} must be true or false (got "${env[name]}")`);
+    return fallback;
+  };
+
+  const port = int('PORT', 3000, 0, 65535);
+  const host = env.HOST?.trim() || '127.0.0.1';
+  const apiKeys = list('API_KEYS');
+  for (const key of apiKeys) {
+    // Short keys are guessable; the value itself is never printed.
+    if (key.length < 16) problems.push('API_KEYS: every key must be at least 16 characters long');
+  }
+  if (apiKeys.length === 0 && !isLoopbackHost(host)) {
+    problems.push(
+      `HOST=${host} is not a loopback address and API_KEYS is empty: set API_KEYS (comma-separated bearer keys) ` +
+        'or serve on 127.0.0.1 only',
+    );
+  }
+
+  const redisUrl = env.REDIS_URL?.trim() || undefined;
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    problems.push('REDIS_URL must start with redis:// or rediss://');
+  }
+  const redisClusterNodes = list('REDIS_CLUSTER_NODES');
+  for (const node of redisClusterNodes) {
+    if (!/^[^:\s]+:\d{1,5}$/.test(node)) problems.push(`REDIS_CLUSTER_NODES entry "${node}" must be host:port`);
+  }
+
+  const secretKey = env.SECRET_KEY?.trim() || undefined;
+  if (secretKey === undefined && (redisUrl !== undefined || redisClusterNodes.length > 0)) {
+    problems.push(
+      'SECRET_KEY is required with Redis (32 bytes as 64 hex characters or base64): every gateway sharing the store must seal with the same key',
+    );
+  }
+
+  const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
+  const logLevel = LOG_LEVELS.includes(logLevelRaw as LogLevel) ? (logLevelRaw as LogLevel) : 'info';
+  if (!LOG_LEVELS.includes(logLevelRaw as LogLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${env.LOG_LEVEL}")`);
+  }
+
+  const config: Config = {
+    port,
+    host,
+    apiKeys,
+    redisUrl,
+    redisClusterNodes,
+    dataDir: path.resolve(env.DATA_DIR?.trim() || './data'),
+    secretKey,
+    egressAllow: list('EGRESS_ALLOW'),
+    logLevel,
+    imap: {
+      maxSessionsPerAccount: int('IMAP_MAX_SESSIONS_PER_ACCOUNT', 4, 1, 64),
+      sessionIdleTimeoutMs: int('IMAP_SESSION_IDLE_TIMEOUT_MS', 5 * 60_000, 1_000, 24 * 3_600_000),
+      acquireTimeoutMs: int('POOL_ACQUIRE_TIMEOUT_MS', 10_000, 1, 600_000),
+    },
+    upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 20_000, 100, 600_000),
+    memoryCacheBytes: int('CACHE_MEMORY_BYTES', 64 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
+    maxParseBytes: int('MAX_PARSE_BYTES', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    cacheTtl: {
+      messageSeconds: int('CACHE_MESSAGE_TTL_SECONDS', 7 * 24 * 3600, 1, 365 * 24 * 3600),
+      listingSeconds: int('CACHE_LISTING_TTL_SECONDS', 3600, 1, 30 * 24 * 3600),
+    },
+    trustProxy: bool('TRUST_PROXY', false),
+  };
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

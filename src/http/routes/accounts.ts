@@ -1,0 +1,87 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AccountParams, problems } from '../schemas/common.js';
+import { AccountCreateBody, AccountList, AccountPatchBody, VerifyQuery } from '../schemas/accounts.js';
+
+export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { accounts } = app.services;
+
+  app.post(
+    '/accounts',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Register an account',
+        description:
+          'Saves an IMAP or POP3 account. With `verify=true` (the default) the gateway logs in once first; refused credentials give `UPSTREAM_AUTH_FAILED` and nothing is saved. The mail host must pass the egress policy (`HOST_NOT_ALLOWED` otherwise).',
+        querystring: VerifyQuery,
+        body: AccountCreateBody,
+        response: { 201: Type.Ref('Account'), ...problems(400, 401, 403, 409, 422, 502, 504) },
+      },
+    },
+    async (request, reply) => {
+      const view = await accounts.create(request.body, request.query.verify);
+      return reply.code(201).header('location', `/v1/accounts/${encodeURIComponent(view.id)}`).send(view);
+    },
+  );
+
+  app.get(
+    '/accounts',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'List accounts',
+        response: { 200: AccountList, ...problems(401) },
+      },
+    },
+    async () => ({ accounts: await accounts.list() }),
+  );
+
+  app.get(
+    '/accounts/:account',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Get an account',
+        description: 'The account without secrets, with `capabilities`: what its protocol and server support.',
+        params: AccountParams,
+        response: { 200: Type.Ref('Account'), ...problems(400, 401, 404) },
+      },
+    },
+    async (request) => accounts.getView(request.params.account),
+  );
+
+  app.patch(
+    '/accounts/:account',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Change an account',
+        description:
+          'Any field but `id`. When a connection field changes, the new settings are verified by a login first (unless `verify=false`), open sessions are dropped and cached data purged.',
+        params: AccountParams,
+        querystring: VerifyQuery,
+        body: AccountPatchBody,
+        response: { 200: Type.Ref('Account'), ...problems(400, 401, 403, 404, 422, 502, 504) },
+      },
+    },
+    async (request) => accounts.update(request.params.account, request.body, request.query.verify),
+  );
+
+  app.delete(
+    '/accounts/:account',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Delete an account',
+        description: 'Closes its sessions (LOGOUT / QUIT) and purges its cached data.',
+        params: AccountParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 401, 404) },
+      },
+    },
+    async (request, reply) => {
+      await accounts.delete(request.params.account);
+      return reply.code(204).send(null);
+    },
+  );
+};

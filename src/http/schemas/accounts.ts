@@ -1,0 +1,108 @@
+import { Type, type Static } from 'typebox';
+import { Nullable, StringEnum } from './common.js';
+
+const Protocol = StringEnum(['imap', 'pop3'] as const, { description: 'How the gateway reaches the mailbox' });
+const Security = StringEnum(['tls', 'starttls', 'none'] as const, {
+  description: '`tls`: implicit TLS; `starttls`: upgrade required before login; `none`: clear text',
+});
+const Capability = StringEnum(['folders', 'flags', 'search', 'move', 'copy', 'append', 'changes', 'events'] as const);
+
+const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[^\\s/]+$', examples: ['imap.example.com'] });
+const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [993] });
+const Username = Type.String({ minLength: 1, maxLength: 320, examples: ['alice@example.com'] });
+const Password = Type.String({ minLength: 1, maxLength: 4096, writeOnly: true, examples: ['s3cret'] });
+const AccessToken = Type.String({
+  minLength: 1,
+  maxLength: 16384,
+  writeOnly: true,
+  description: 'OAuth2 access token (XOAUTH2 / OAUTHBEARER)',
+});
+const Name = Nullable(Type.String({ maxLength: 200, examples: ['Alice at work'] }));
+
+export const AccountCreateBody = Type.Object(
+  {
+    id: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'Generated when absent', examples: ['alice'] }),
+    ),
+    protocol: Protocol,
+    host: Host,
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Default: 993 / 995 with tls, 143 / 110 otherwise', examples: [993] })),
+    security: Type.Optional(StringEnum(['tls', 'starttls', 'none'] as const, { default: 'tls', description: 'Default `tls`' })),
+    username: Username,
+    password: Type.Optional(Password),
+    accessToken: Type.Optional(AccessToken),
+    tlsVerify: Type.Optional(Type.Boolean({ default: true, description: 'false only for servers with self-signed certificates' })),
+    name: Type.Optional(Name),
+  },
+  {
+    additionalProperties: false,
+    description: 'Exactly one of `password` and `accessToken`',
+    examples: [
+      {
+        id: 'alice',
+        protocol: 'imap',
+        host: 'imap.example.com',
+        port: 993,
+        security: 'tls',
+        username: 'alice@example.com',
+        password: 's3cret',
+        name: 'Alice at work',
+      },
+    ],
+  },
+);
+export type AccountCreateBodyT = Static<typeof AccountCreateBody>;
+
+export const AccountPatchBody = Type.Object(
+  {
+    protocol: Type.Optional(Protocol),
+    host: Type.Optional(Host),
+    port: Type.Optional(Port),
+    security: Type.Optional(Security),
+    username: Type.Optional(Username),
+    password: Type.Optional(Password),
+    accessToken: Type.Optional(AccessToken),
+    tlsVerify: Type.Optional(Type.Boolean()),
+    name: Type.Optional(Name),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: 'Any account field but `id`. Changing a connection field drops open sessions and purges cached data.',
+    examples: [{ password: 'n3w-s3cret' }],
+  },
+);
+export type AccountPatchBodyT = Static<typeof AccountPatchBody>;
+
+export const VerifyQuery = Type.Object(
+  {
+    verify: Type.Boolean({
+      default: true,
+      description: 'Log in once before saving; refused credentials give UPSTREAM_AUTH_FAILED and nothing is saved',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const Account = Type.Object(
+  {
+    id: Type.String({ examples: ['alice'] }),
+    protocol: Protocol,
+    host: Host,
+    port: Port,
+    security: Security,
+    username: Username,
+    authMethod: StringEnum(['password', 'accessToken'] as const),
+    tlsVerify: Type.Boolean(),
+    name: Name,
+    createdAt: Type.String({ format: 'date-time' }),
+    updatedAt: Type.String({ format: 'date-time' }),
+    capabilities: Type.Array(Capability, {
+      description: "What this account's protocol and server support through the gateway",
+      examples: [['append', 'changes', 'copy', 'events', 'flags', 'folders', 'move', 'search']],
+    }),
+  },
+  { $id: 'Account', description: 'An account, never with its secret' },
+);
+
+export const AccountList = Type.Object({ accounts: Type.Array(Type.Ref('Account')) });

@@ -1,0 +1,79 @@
+/**
+ * Shapes shared by several routes: path parameters, the problem document, enum helpers.
+ * One schema per shape: it validates, serialises (unknown fields stripped), types the handler and
+ * writes the OpenAPI document.
+ */
+import { Type, type Static, type TSchema } from 'typebox';
+
+/** A string enum rendered as `enum` in OpenAPI (clearer than anyOf of consts). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+export function Nullable<T extends TSchema>(schema: T) {
+  return Type.Union([schema, Type.Null()]);
+}
+
+export const AccountId = Type.String({
+  pattern: '^[A-Za-z0-9._-]{1,64}$',
+  description: 'Account id',
+  examples: ['alice'],
+});
+
+export const MailboxPath = Type.String({
+  minLength: 1,
+  maxLength: 1024,
+  description:
+    'Mailbox path as one URL-encoded path segment, in UTF-8 (e.g. `Work%2F2024` for `Work/2024`; `INBOX` as is)',
+  examples: ['INBOX'],
+});
+
+export const MessageId = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,128}$',
+  description: 'Opaque message id from a listing',
+  examples: ['AV9B3wAAAAAB'],
+});
+
+export const AttachmentId = Type.String({
+  pattern: '^[A-Za-z0-9._-]{1,64}$',
+  description: 'Attachment id from the message',
+  examples: ['2'],
+});
+
+export const AccountParams = Type.Object({ account: AccountId });
+export const MailboxParams = Type.Object({ account: AccountId, mailbox: MailboxPath });
+export const MessageParams = Type.Object({ account: AccountId, mailbox: MailboxPath, id: MessageId });
+export const AttachmentParams = Type.Object({
+  account: AccountId,
+  mailbox: MailboxPath,
+  id: MessageId,
+  attachmentId: AttachmentId,
+});
+export type AccountParamsT = Static<typeof AccountParams>;
+export type MailboxParamsT = Static<typeof MailboxParams>;
+export type MessageParamsT = Static<typeof MessageParams>;
+export type AttachmentParamsT = Static<typeof AttachmentParams>;
+
+export const Problem = Type.Object(
+  {
+    type: Type.String({ description: 'URI naming the problem type', examples: ['urn:mailgw:problem:message-not-found'] }),
+    title: Type.String({ examples: ['Not Found'] }),
+    status: Type.Integer({ examples: [404] }),
+    detail: Type.String({ examples: ['No such message in this mailbox'] }),
+    code: Type.String({ description: 'Stable machine-readable error code (API.md)', examples: ['MESSAGE_NOT_FOUND'] }),
+    requestId: Type.String({ examples: ['req-1'] }),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`)' },
+);
+
+/** The problem responses a route can give, by status, for its schema's `response` map. */
+export function problems(...statuses: number[]): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {};
+  for (const status of statuses) out[status] = Type.Ref('Problem');
+  return out;
+}
+
+export const Address = Type.Object(
+  { name: Type.String({ examples: ['Alice'] }), address: Type.String({ examples: ['alice@example.com'] }) },
+  { $id: 'Address' },
+);

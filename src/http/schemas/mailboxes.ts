@@ -1,0 +1,40 @@
+import { Type } from 'typebox';
+import { Nullable } from './common.js';
+
+export const MailboxListQuery = Type.Object({
+  counts: Type.Boolean({
+    default: false,
+    description: 'Add `counts` (messages, unseen, uidNext, uidValidity) to each mailbox (IMAP STATUS)',
+  }),
+});
+
+export const Mailbox = Type.Object(
+  {
+    path: Type.String({ description: 'Full path, UTF-8', examples: ['Work/2024'] }),
+    name: Type.String({ description: 'Last path segment', examples: ['2024'] }),
+    delimiter: Nullable(Type.String({ examples: ['/'] })),
+    parent: Nullable(Type.String({ description: 'Path of the parent, null at the top', examples: ['Work'] })),
+    specialUse: Nullable(
+      Type.String({
+        description: 'RFC 6154 role (`\\Sent`, `\\Drafts`, `\\Trash`, `\\Junk`, `\\Archive`, `\\All`, `\\Flagged`), `\\Inbox` for INBOX',
+        examples: ['\\Sent'],
+      }),
+    ),
+    subscribed: Type.Boolean(),
+    flags: Type.Array(Type.String(), {
+      description: 'Mailbox attributes; a parent that exists only as a hierarchy level has `\\Noselect`',
+      examples: [['\\HasChildren']],
+    }),
+    counts: Type.Optional(
+      Type.Object({
+        messages: Type.Integer(),
+        unseen: Type.Integer(),
+        uidNext: Nullable(Type.Integer()),
+        uidValidity: Nullable(Type.String({ description: 'Decimal string (up to 2^32-1)' })),
+      }),
+    ),
+  },
+  { $id: 'Mailbox' },
+);
+
+export const MailboxList = Type.Object({ mailboxes: Type.Array(Type.Ref('Mailbox')) });

@@ -1,0 +1,85 @@
+import { Type } from 'typebox';
+import { Nullable } from './common.js';
+
+const AddressList = Type.Array(Type.Ref('Address'));
+
+const summaryProperties = {
+  id: Type.String({ description: 'Opaque id, stable while the message stays in this mailbox', examples: ['AV9B3wAAAAAB'] }),
+  uid: Type.Optional(Type.Integer({ description: 'IMAP UID (IMAP accounts only)', examples: [1] })),
+  messageId: Nullable(Type.String({ examples: ['<cafe@example.com>'] })),
+  subject: Nullable(Type.String({ examples: ['Quarterly report'] })),
+  from: AddressList,
+  to: AddressList,
+  cc: AddressList,
+  date: Nullable(Type.String({ format: 'date-time', description: 'The Date header, as the sender set it' })),
+  receivedAt: Nullable(Type.String({ format: 'date-time', description: 'When the server received it (IMAP INTERNALDATE)' })),
+  size: Type.Integer({ description: 'Size of the raw message in bytes' }),
+  flags: Type.Array(Type.String(), { description: 'IMAP flags and keywords; `\\Recent` is never reported', examples: [['\\Seen']] }),
+  seen: Type.Boolean(),
+  flagged: Type.Boolean(),
+  hasAttachments: Nullable(
+    Type.Boolean({
+      description:
+        'Listings: from the MIME structure (IMAP), null where that costs a body fetch (POP3 before the headers are cached). Message view: always set.',
+    }),
+  ),
+  preview: Nullable(
+    Type.String({
+      description: 'Start of the text. Null in listings (it would cost a body fetch per message); set in the message view.',
+    }),
+  ),
+};
+
+export const MessageSummary = Type.Object(summaryProperties, { $id: 'MessageSummary' });
+
+export const MessageListQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'Page size' }),
+  cursor: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 512,
+      description: 'The `nextCursor` of the previous page: continues below its last message, correct while mail arrives or is deleted',
+    }),
+  ),
+});
+
+export const MessagePage = Type.Object(
+  {
+    messages: Type.Array(Type.Ref('MessageSummary')),
+    nextCursor: Nullable(Type.String({ description: 'Cursor of the next (older) page; null on the last page' })),
+    total: Type.Integer({ description: 'Messages in the mailbox' }),
+    state: Type.String({ description: 'Mailbox state; changes whenever the mailbox does. Also sent as a strong ETag.' }),
+  },
+  { $id: 'MessagePage' },
+);
+
+export const MessageGetQuery = Type.Object({
+  markSeen: Type.Boolean({ default: false, description: 'Set `\\Seen` on the message (reading never does otherwise)' }),
+});
+
+export const Attachment = Type.Object(
+  {
+    id: Type.String({ description: 'Attachment id (its MIME part number)', examples: ['2'] }),
+    filename: Nullable(Type.String({ examples: ['report.pdf'] })),
+    contentType: Type.String({ examples: ['application/pdf'] }),
+    size: Type.Integer({ description: 'Decoded size in bytes' }),
+    disposition: Type.String({ enum: ['attachment', 'inline'] }),
+    contentId: Nullable(Type.String({ description: 'Content-ID, for inline images referenced as cid: in the HTML' })),
+  },
+  { $id: 'Attachment' },
+);
+
+export const MessageDetail = Type.Object(
+  {
+    ...summaryProperties,
+    headers: Type.Array(Type.Object({ key: Type.String({ examples: ['subject'] }), value: Type.String() }), {
+      description: 'Every header in order; keys lower-cased, values unfolded and decoded to UTF-8',
+    }),
+    text: Nullable(Type.String({ description: 'Plain-text body, decoded to UTF-8 from its declared charset' })),
+    html: Nullable(Type.String({ description: 'HTML body, decoded to UTF-8 from its declared charset' })),
+    inReplyTo: Nullable(Type.String()),
+    references: Type.Array(Type.String()),
+    attachments: Type.Array(Type.Ref('Attachment')),
+  },
+  { $id: 'MessageDetail' },
+);

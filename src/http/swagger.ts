@@ -1,0 +1,47 @@
+/**
+ * The OpenAPI document (generated from the route schemas) and Swagger UI at /docs.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { FastifyInstance } from 'fastify';
+
+export const OPENAPI_INFO = {
+  title: 'mailgw',
+  version: '1.0.0',
+  description:
+    'HTTP REST gateway to IMAP and POP3 mailboxes. Errors are RFC 9457 problem details with a stable `code`. ' +
+    'Path parameters are single URL-encoded segments: the mailbox `Work/2024` is sent as `Work%2F2024`.',
+  license: { name: 'MIT' },
+};
+
+export async function registerSwagger(app: FastifyInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: OPENAPI_INFO,
+      servers: [],
+      tags: [
+        { name: 'accounts', description: 'Mailbox accounts on IMAP or POP3 servers' },
+        { name: 'mailboxes', description: 'Folders of an account' },
+        { name: 'messages', description: 'Listing, reading and downloading messages' },
+        { name: 'service', description: 'Health and readiness' },
+      ],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key from API_KEYS' },
+        },
+      },
+      security: [{ bearerAuth: [] }],
+    },
+    // Shared schemas keep their $id as their component name.
+    refResolver: {
+      buildLocalReference(json, _baseUri, _fragment, i) {
+        return typeof json.$id === 'string' ? json.$id : `def-${i}`;
+      },
+    },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
+  });
+}

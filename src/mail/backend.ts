@@ -1,0 +1,47 @@
+/**
+ * The one interface both protocols implement. Services call it; nothing above it knows IMAP or
+ * POP3 command names, nothing below it knows HTTP.
+ */
+import type { Readable } from 'node:stream';
+import type { MailAccount } from './account.js';
+import type { MessageRef } from './message-id.js';
+import type { ByteRange, Capability, ListQuery, ListResult, MailboxInfo, MessageSummary } from './types.js';
+
+export type RangeSelector = (size: number) => ByteRange | undefined;
+
+export interface RawMessage {
+  /** Size of the whole message in bytes (RFC822.SIZE / LIST). */
+  size: number;
+  /** The bytes `stream` carries; the whole message when no range was picked. */
+  range: ByteRange;
+  /** The requested bytes; ends when they are all sent. Destroying it returns the session. */
+  stream: Readable;
+}
+
+export interface PartStream {
+  stream: Readable;
+  size: number | null;
+}
+
+export interface MailBackend {
+  /** Logs in once (and out) to check an account's settings and credentials; answers its capabilities. */
+  verify(account: MailAccount): Promise<Capability[]>;
+  /** What this account can do, from the last session the gateway had with its server. */
+  capabilities(accountId: string): Capability[] | null;
+  listMailboxes(accountId: string, options: { counts: boolean }): Promise<MailboxInfo[]>;
+  listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult>;
+  /** Flags and envelope of one message; with `markSeen`, sets `\Seen` first. */
+  getSummary(accountId: string, mailbox: string, ref: MessageRef, options: { markSeen: boolean }): Promise<MessageSummary>;
+  /**
+   * Streams the message's exact bytes, or the range `rangeFor` picks once the size is known
+   * (it may throw, e.g. for an unsatisfiable range, before any byte is fetched).
+   */
+  openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage>;
+  /** Streams one MIME part decoded (transfer encoding undone), by IMAP part number. */
+  openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream>;
+  /** Cache key of the message's immutable parsed form. */
+  parsedCacheKey(accountId: string, mailbox: string, ref: MessageRef): string;
+  /** Closes the account's sessions (LOGOUT / QUIT) after a delete or a change of its settings. */
+  dropAccount(accountId: string): Promise<void>;
+  close(): Promise<void>;
+}

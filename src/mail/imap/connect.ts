@@ -1,0 +1,69 @@
+/**
+ * Opens one authenticated imapflow session for an account: egress check, dial the checked address
+ * (the host name only travels as TLS SNI and for certificate checks), log in, all within a bound.
+ */
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
+import type { Logger } from 'pino';
+import type { EgressPolicy } from '../../net/egress.js';
+import type { MailAccount } from '../account.js';
+import { withDeadline } from '../../util/deadline.js';
+import { mapImapError } from './errors.js';
+
+export interface ImapConnectOptions {
+  egress: EgressPolicy;
+  /** Bound on DNS + TCP/TLS + greeting + LOGIN together. */
+  timeoutMs: number;
+  /** Socket inactivity after which imapflow drops the connection; above the pool's idle TTL. */
+  socketTimeoutMs: number;
+  log: Logger;
+}
+
+export async function connectImap(account: MailAccount, options: ImapConnectOptions): Promise<ImapFlow> {
+  const target = await options.egress.resolve(account.host);
+  const auth: ImapFlowOptions['auth'] =
+    'password' in account.credentials
+      ? { user: account.username, pass: account.credentials.password }
+      : { user: account.username, accessToken: account.credentials.accessToken };
+  const client = new ImapFlow({
+    host: target.address,
+    port: account.port,
+    secure: account.security === 'tls',
+    // 'starttls' must upgrade or fail: credentials never cross the wire in clear text by accident.
+    doSTARTTLS: account.security === 'starttls' ? true : account.security === 'none' ? false : undefined,
+    servername: target.servername,
+    tls: {
+      rejectUnauthorized: account.tlsVerify,
+      ...(target.servername !== undefined ? { servername: target.servername } : {}),
+    },
+    auth,
+    logger: imapflowLogger(options.log),
+    logRaw: false,
+    // Pooled sessions run one command at a time on demand; IDLE would cost a DONE round trip per request.
+    disableAutoIdle: true,
+    // CONDSTORE (RFC 7162) makes HIGHESTMODSEQ part of the mailbox state our listings are keyed on.
+    qresync: false,
+    connectionTimeout: options.timeoutMs,
+    greetingTimeout: options.timeoutMs,
+    socketTimeout: options.socketTimeoutMs,
+    clientInfo: { name: 'mailgw' },
+  });
+  // Without a listener an 'error' event would crash the process; the pool watches 'close'.
+  client.on('error', () => undefined);
+  try {
+    await withDeadline(client.connect(), options.timeoutMs, () => client.close());
+  } catch (err) {
+    client.close();
+    throw mapImapError(err);
+  }
+  return client;
+}
+
+/**
+ * imapflow logs every command at debug and each connection at info. Those go to our pino logger as
+ * a child, quieted to warn unless the operator asked for debug, and never with raw protocol bytes.
+ */
+function imapflowLogger(log: Logger): Logger {
+  const child = log.child({ component: 'imapflow' });
+  if (!['debug', 'trace'].includes(log.level)) child.level = 'warn';
+  return child;
+}

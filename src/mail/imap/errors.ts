@@ -1,0 +1,58 @@
+/**
+ * Turns what imapflow throws into our stable error codes. The detail says what happened in words a
+ * caller can act on, never the server's raw answer verbatim beyond its human text, never credentials.
+ */
+import { GatewayError, isGatewayError } from '../../errors.js';
+
+interface ImapFlowErrorLike {
+  code?: string;
+  message?: string;
+  authenticationFailed?: boolean;
+  tlsFailed?: boolean;
+  responseStatus?: string;
+  responseText?: string;
+  serverResponseCode?: string;
+  mailboxMissing?: boolean;
+  _err?: { code?: string; message?: string };
+}
+
+const TIMEOUT_CODES = new Set(['CONNECT_TIMEOUT', 'GREETING_TIMEOUT', 'UPGRADE_TIMEOUT', 'ETIMEOUT', 'ETIMEDOUT']);
+const TLS_CODE = /^(ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/;
+
+export function mapImapError(err: unknown, context: { mailbox?: string } = {}): GatewayError {
+  if (isGatewayError(err)) return err;
+  const e = (err ?? {}) as ImapFlowErrorLike;
+  const code = e.code ?? e._err?.code ?? '';
+  const cause = { cause: err };
+
+  if (e.authenticationFailed) {
+    return new GatewayError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', cause);
+  }
+  if (TIMEOUT_CODES.has(code)) {
+    return new GatewayError('UPSTREAM_TIMEOUT', 'The mail server did not answer in time', cause);
+  }
+  if (e.tlsFailed || TLS_CODE.test(code)) {
+    return new GatewayError(
+      'UPSTREAM_ERROR',
+      `TLS with the mail server failed (${code || 'handshake error'}); for a self-signed certificate set tlsVerify to false`,
+      cause,
+    );
+  }
+  if (code === 'ECONNREFUSED') {
+    return new GatewayError('UPSTREAM_ERROR', 'The mail server refused the connection', cause);
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new GatewayError('UPSTREAM_ERROR', 'The mail server host name could not be resolved', cause);
+  }
+  if (e.mailboxMissing || e.serverResponseCode === 'NONEXISTENT') {
+    return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${context.mailbox ?? ''}`.trim(), cause);
+  }
+  if (e.responseStatus === 'NO' || e.responseStatus === 'BAD') {
+    const text = e.responseText ? `: ${e.responseText}` : '';
+    return new GatewayError('UPSTREAM_ERROR', `The mail server answered ${e.responseStatus}${text}`, cause);
+  }
+  if (code === 'NoConnection' || code === 'EConnectionClosed' || code === 'ECONNRESET' || code === 'EPIPE') {
+    return new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost', cause);
+  }
+  return new GatewayError('UPSTREAM_ERROR', 'The mail server answered in a way the gateway could not use', cause);
+}

@@ -1,0 +1,70 @@
+/**
+ * One page of a mailbox listing, newest first (highest UID first: arrival order, RFC 9051 §2.3.1.1).
+ * Runs on a session that has the mailbox selected and just synchronised (NOOP or SELECT).
+ *
+ * Sequence numbers are dense and ordered like UIDs, so the page below an anchor UID is found with
+ * one `SEARCH RETURN (COUNT) UID 1:anchor-1` (ESEARCH, RFC 4731) and one FETCH of a sequence range.
+ * EXPUNGE responses are not sent during FETCH or SEARCH (RFC 9051 §7.5.1), so the sequence
+ * numbers stay valid between the two.
+ */
+import type { ImapFlow, MailboxObject } from 'imapflow';
+import { GatewayError } from '../../errors.js';
+import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
+import type { ListQuery, ListResult } from '../types.js';
+import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
+
+export function mailboxState(mailbox: MailboxObject): string {
+  return encodeImapState({
+    uidValidity: String(mailbox.uidValidity),
+    uidNext: mailbox.uidNext,
+    exists: mailbox.exists,
+    highestModseq: mailbox.highestModseq !== undefined ? String(mailbox.highestModseq) : null,
+  });
+}
+
+export async function listPage(client: ImapFlow, query: ListQuery): Promise<ListResult> {
+  const mailbox = selectedMailbox(client);
+  const state = mailboxState(mailbox);
+  if (query.ifNoneMatch === state) return { notModified: true, state };
+
+  const uidValidity = mailbox.uidValidity;
+  let upperSeq = mailbox.exists;
+  if (query.cursor !== undefined) {
+    const cursor = decodeImapCursor(query.cursor);
+    if (cursor.uidValidity !== String(uidValidity)) {
+      throw new GatewayError('STATE_TOO_OLD', 'The mailbox was rebuilt (UIDVALIDITY changed) since this cursor was issued; list again from the start');
+    }
+    upperSeq = await countBelow(client, cursor.beforeUid);
+  }
+
+  const messages = [];
+  let lowerSeq = upperSeq + 1;
+  if (upperSeq > 0) {
+    lowerSeq = Math.max(1, upperSeq - query.limit + 1);
+    for await (const msg of client.fetch(`${lowerSeq}:${upperSeq}`, SUMMARY_FETCH_QUERY)) {
+      messages.push(toSummary(msg, uidValidity));
+    }
+    messages.sort((a, b) => (b.uid ?? 0) - (a.uid ?? 0));
+  }
+  const oldest = messages[messages.length - 1];
+  const nextCursor =
+    lowerSeq > 1 && oldest?.uid !== undefined
+      ? encodeImapCursor({ uidValidity: String(uidValidity), beforeUid: oldest.uid })
+      : null;
+  return { messages, nextCursor, total: mailbox.exists, state };
+}
+
+/** How many messages have a UID below `uid`: they are exactly sequence numbers 1..count. */
+async function countBelow(client: ImapFlow, uid: number): Promise<number> {
+  if (uid <= 1) return 0;
+  const result = await client.search({ uid: `1:${uid - 1}` }, { returnOptions: ['COUNT'] });
+  if (result === false || result === undefined) {
+    throw new GatewayError('UPSTREAM_ERROR', 'The mail server refused the search that pages the listing');
+  }
+  return Array.isArray(result) ? result.length : (result.count ?? 0);
+}
+
+export function selectedMailbox(client: ImapFlow): MailboxObject {
+  if (!client.mailbox) throw new GatewayError('UPSTREAM_ERROR', 'The mailbox is no longer selected');
+  return client.mailbox;
+}

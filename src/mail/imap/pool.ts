@@ -1,0 +1,252 @@
+/**
+ * Per-account pool of imapflow sessions (ARCHITECTURE.md, Pool).
+ *
+ * imapflow keeps one command in flight per connection and cannot reconnect, so concurrency comes
+ * from several sessions, each leased to one request at a time:
+ * - at most `maxSessions` per account, counting those still connecting;
+ * - a request goes to an idle session that already has its mailbox selected (a SELECT of a large
+ *   mailbox costs far more than the request), else to a new session while under the cap, else to
+ *   the least recently used idle session (which then re-selects);
+ * - streams (downloads) may hold at most `maxSessions - 1` sessions, so a listing never waits behind
+ *   a long transfer;
+ * - a session that errs is evicted and never handed out again; idle sessions log out after a TTL;
+ * - a waiter gives up after `acquireTimeoutMs` with `POOL_EXHAUSTED`.
+ */
+import type { ImapFlow } from 'imapflow';
+import type { Logger } from 'pino';
+import { GatewayError } from '../../errors.js';
+
+export type LeaseKind = 'command' | 'stream';
+
+export interface PoolOptions {
+  maxSessions: number;
+  idleTimeoutMs: number;
+  acquireTimeoutMs: number;
+  /** Bound on LOGOUT when closing sessions. */
+  logoutTimeoutMs: number;
+  connect: () => Promise<ImapFlow>;
+  log: Logger;
+}
+
+export interface PoolStats {
+  open: number;
+  busy: number;
+  connecting: number;
+  waiting: number;
+  streams: number;
+}
+
+class PooledSession {
+  busy = false;
+  kind: LeaseKind = 'command';
+  evicted = false;
+  lastUsedMs = Date.now();
+  idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(readonly client: ImapFlow) {}
+
+  get selectedPath(): string | null {
+    return this.client.mailbox ? this.client.mailbox.path : null;
+  }
+}
+
+export interface Lease {
+  readonly client: ImapFlow;
+  /** Returns the session to the pool (idempotent). A broken connection is evicted instead. */
+  release(): void;
+  /** Drops the session: its connection is closed and never reused. */
+  evict(): void;
+}
+
+interface Waiter {
+  mailbox: string | null;
+  kind: LeaseKind;
+  resolve: (lease: Lease) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class AccountPool {
+  private readonly sessions = new Set<PooledSession>();
+  private connecting = 0;
+  private waiters: Waiter[] = [];
+  private closed = false;
+
+  constructor(private readonly options: PoolOptions) {}
+
+  stats(): PoolStats {
+    let busy = 0;
+    let streams = 0;
+    for (const s of this.sessions) {
+      if (s.busy) busy += 1;
+      if (s.busy && s.kind === 'stream') streams += 1;
+    }
+    return { open: this.sessions.size, busy, connecting: this.connecting, waiting: this.waiters.length, streams };
+  }
+
+  /** Leases a session, preferably one with `mailbox` already selected. */
+  acquire(mailbox: string | null, kind: LeaseKind = 'command'): Promise<Lease> {
+    if (this.closed) return Promise.reject(new GatewayError('UPSTREAM_ERROR', 'The account is being closed'));
+    const immediate = this.tryLease(mailbox, kind);
+    if (immediate !== null) return immediate;
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = {
+        mailbox,
+        kind,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          reject(
+            new GatewayError(
+              'POOL_EXHAUSTED',
+              `All ${this.options.maxSessions} sessions of this account are busy; retry shortly`,
+              { retryAfterSeconds: 1 },
+            ),
+          );
+        }, this.options.acquireTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Logs every session out (bounded) and rejects waiters; busy sessions are closed as they return. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const waiter of this.waiters.splice(0)) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new GatewayError('UPSTREAM_ERROR', 'The account was closed'));
+    }
+    const idle = [...this.sessions].filter((s) => !s.busy);
+    await Promise.all(idle.map((s) => this.logout(s)));
+  }
+
+  /** A lease now, a pending lease (a new connection), or null when the caller has to wait. */
+  private tryLease(mailbox: string | null, kind: LeaseKind): Promise<Lease> | null {
+    if (kind === 'stream' && this.streamsAtCap()) return null;
+    const idle = [...this.sessions].filter((s) => !s.busy && !s.evicted);
+    const selected = idle.find((s) => mailbox === null || s.selectedPath === mailbox);
+    if (selected !== undefined) return Promise.resolve(this.lease(selected, kind));
+    if (this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(kind);
+    if (idle.length > 0) {
+      const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
+      return Promise.resolve(this.lease(leastRecent, kind));
+    }
+    return null;
+  }
+
+  private streamsAtCap(): boolean {
+    const streamCap = Math.max(1, this.options.maxSessions - 1);
+    return this.stats().streams >= streamCap;
+  }
+
+  private async openSession(kind: LeaseKind): Promise<Lease> {
+    this.connecting += 1;
+    let client: ImapFlow;
+    try {
+      client = await this.options.connect();
+    } catch (err) {
+      this.connecting -= 1;
+      // The slot this attempt held is free again: someone waiting may try (and report) for itself.
+      this.serveWaiters();
+      throw err;
+    } finally {
+      // counted in `sessions` from here on
+    }
+    this.connecting -= 1;
+    const session = new PooledSession(client);
+    this.sessions.add(session);
+    client.on('close', () => this.onSessionClosed(session));
+    if (this.closed) {
+      void this.logout(session);
+      throw new GatewayError('UPSTREAM_ERROR', 'The account was closed');
+    }
+    return this.lease(session, kind);
+  }
+
+  private lease(session: PooledSession, kind: LeaseKind): Lease {
+    clearTimeout(session.idleTimer);
+    session.idleTimer = undefined;
+    session.busy = true;
+    session.kind = kind;
+    let done = false;
+    return {
+      client: session.client,
+      release: () => {
+        if (done) return;
+        done = true;
+        this.onRelease(session);
+      },
+      evict: () => {
+        if (done) return;
+        done = true;
+        this.evict(session);
+      },
+    };
+  }
+
+  private onRelease(session: PooledSession): void {
+    session.busy = false;
+    session.lastUsedMs = Date.now();
+    if (session.evicted || !session.client.usable) {
+      this.evict(session);
+      return;
+    }
+    if (this.closed) {
+      void this.logout(session);
+      return;
+    }
+    this.serveWaiters();
+    if (!session.busy) {
+      session.idleTimer = setTimeout(() => void this.logout(session), this.options.idleTimeoutMs);
+      session.idleTimer.unref();
+    }
+  }
+
+  /** Hands free sessions (or free slots) to waiters, oldest first. */
+  private serveWaiters(): void {
+    for (const waiter of [...this.waiters]) {
+      const pending = this.tryLease(waiter.mailbox, waiter.kind);
+      if (pending === null) continue;
+      this.waiters = this.waiters.filter((w) => w !== waiter);
+      clearTimeout(waiter.timer);
+      pending.then(waiter.resolve, waiter.reject);
+    }
+  }
+
+  private evict(session: PooledSession): void {
+    if (!this.sessions.has(session)) return;
+    session.evicted = true;
+    session.busy = false;
+    clearTimeout(session.idleTimer);
+    this.sessions.delete(session);
+    session.client.close();
+    this.serveWaiters();
+  }
+
+  private onSessionClosed(session: PooledSession): void {
+    if (!this.sessions.has(session)) return;
+    this.options.log.debug({ open: this.sessions.size - 1 }, 'imap session closed by the server or network');
+    if (session.busy) {
+      // The lease holder sees its command fail; the session leaves the pool when released.
+      session.evicted = true;
+      return;
+    }
+    this.evict(session);
+  }
+
+  private async logout(session: PooledSession): Promise<void> {
+    session.evicted = true;
+    clearTimeout(session.idleTimer);
+    this.sessions.delete(session);
+    const timer = setTimeout(() => session.client.close(), this.options.logoutTimeoutMs);
+    try {
+      await session.client.logout();
+    } catch {
+      session.client.close();
+    } finally {
+      clearTimeout(timer);
+    }
+    this.serveWaiters();
+  }
+}

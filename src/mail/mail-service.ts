@@ -1,0 +1,111 @@
+/**
+ * The mail use cases behind the message and mailbox routes: picks the account's backend, decides
+ * cache versus server, and shapes results. No HTTP types here.
+ *
+ * A message's parsed form (headers, text, html, attachment list) never changes for a given
+ * UIDVALIDITY and UID (or POP3 UIDL), so it is cached without revalidation; flags are always read
+ * from the server.
+ */
+import type { Readable } from 'node:stream';
+import type { AccountService } from '../accounts/account-service.js';
+import type { Protocol } from '../accounts/types.js';
+import { getJson, setJson, type Cache } from '../cache/cache.js';
+import { GatewayError } from '../errors.js';
+import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
+import { decodeMessageId, type MessageRef } from './message-id.js';
+import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
+import type { ListQuery, ListResult, MailboxInfo, MessageDetail } from './types.js';
+
+export interface MailServiceOptions {
+  accounts: AccountService;
+  backends: Partial<Record<Protocol, MailBackend>>;
+  cache: Cache;
+  messageCacheTtlSeconds: number;
+}
+
+export interface AttachmentContent {
+  contentType: string;
+  filename: string | null;
+  disposition: 'attachment' | 'inline';
+  stream: Readable;
+}
+
+export class MailService {
+  constructor(private readonly options: MailServiceOptions) {}
+
+  async listMailboxes(accountId: string, counts: boolean): Promise<MailboxInfo[]> {
+    const backend = await this.backendFor(accountId);
+    return backend.listMailboxes(accountId, { counts });
+  }
+
+  async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
+    const backend = await this.backendFor(accountId);
+    return backend.listMessages(accountId, mailbox, query);
+  }
+
+  async getMessage(accountId: string, mailbox: string, id: string, markSeen: boolean): Promise<MessageDetail> {
+    const backend = await this.backendFor(accountId);
+    const ref = decodeMessageId(id);
+    const summary = await backend.getSummary(accountId, mailbox, ref, { markSeen });
+    const parsed = await this.parsed(backend, accountId, mailbox, ref);
+    return {
+      ...summary,
+      hasAttachments: parsed.hasAttachments,
+      preview: parsed.preview,
+      headers: parsed.headers,
+      text: parsed.text,
+      html: parsed.html,
+      inReplyTo: parsed.inReplyTo,
+      references: parsed.references,
+      attachments: parsed.attachments.map(({ partId: _partId, ...attachment }) => attachment),
+    };
+  }
+
+  async openRaw(accountId: string, mailbox: string, id: string, rangeFor?: RangeSelector): Promise<RawMessage> {
+    const backend = await this.backendFor(accountId);
+    return backend.openRaw(accountId, mailbox, decodeMessageId(id), rangeFor);
+  }
+
+  async openAttachment(accountId: string, mailbox: string, id: string, attachmentId: string): Promise<AttachmentContent> {
+    const backend = await this.backendFor(accountId);
+    const ref = decodeMessageId(id);
+    const parsed = await this.parsed(backend, accountId, mailbox, ref);
+    const attachment = parsed.attachments.find((a) => a.id === attachmentId);
+    if (attachment === undefined) {
+      throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${attachmentId} in this message`);
+    }
+    const part = await backend.openPart(accountId, mailbox, ref, attachment.partId);
+    return {
+      contentType: attachment.contentType,
+      filename: attachment.filename,
+      disposition: attachment.disposition,
+      stream: part.stream,
+    };
+  }
+
+  /** The parsed message from the cache, or fetched, parsed and cached. */
+  private async parsed(backend: MailBackend, accountId: string, mailbox: string, ref: MessageRef): Promise<ParsedMessage> {
+    const key = backend.parsedCacheKey(accountId, mailbox, ref);
+    const cached = await getJson<ParsedMessage>(this.options.cache, key);
+    if (cached !== null) return cached;
+    const raw = await backend.openRaw(accountId, mailbox, ref);
+    let parsed: ParsedMessage;
+    try {
+      parsed = await parseMessage(raw.stream);
+    } finally {
+      // Returns the session even when parsing stopped early.
+      raw.stream.destroy();
+    }
+    await setJson(this.options.cache, key, parsed, this.options.messageCacheTtlSeconds);
+    return parsed;
+  }
+
+  private async backendFor(accountId: string): Promise<MailBackend> {
+    const account = await this.options.accounts.get(accountId);
+    const backend = this.options.backends[account.protocol];
+    if (backend === undefined) {
+      throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${account.protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+    }
+    return backend;
+  }
+}

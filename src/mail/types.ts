@@ -1,0 +1,87 @@
+/**
+ * The shapes the mail layer hands up to the routes: protocol-neutral, already in the API's terms
+ * (API.md, Mailboxes and Messages). Route schemas in src/http/schemas mirror these.
+ */
+import type { Readable } from 'node:stream';
+import type { ParsedAttachment } from './mime/parse-message.js';
+
+export interface Address {
+  name: string;
+  address: string;
+}
+
+export interface MailboxInfo {
+  path: string;
+  name: string;
+  delimiter: string | null;
+  parent: string | null;
+  specialUse: string | null;
+  subscribed: boolean;
+  flags: string[];
+  counts?: MailboxCounts;
+}
+
+export interface MailboxCounts {
+  messages: number;
+  unseen: number;
+  uidNext: number | null;
+  uidValidity: string | null;
+}
+
+export interface MessageSummary {
+  id: string;
+  uid?: number;
+  messageId: string | null;
+  subject: string | null;
+  from: Address[];
+  to: Address[];
+  cc: Address[];
+  date: string | null;
+  receivedAt: string | null;
+  size: number;
+  flags: string[];
+  seen: boolean;
+  flagged: boolean;
+  hasAttachments: boolean | null;
+  preview: string | null;
+}
+
+export interface MessagePage {
+  messages: MessageSummary[];
+  nextCursor: string | null;
+  total: number;
+  state: string;
+}
+
+export interface MessageDetail extends MessageSummary {
+  headers: Array<{ key: string; value: string }>;
+  text: string | null;
+  html: string | null;
+  inReplyTo: string | null;
+  references: string[];
+  attachments: Array<Omit<ParsedAttachment, 'partId'>>;
+}
+
+export interface ListQuery {
+  limit: number;
+  cursor: string | undefined;
+  /** The client's `If-None-Match` state: when it is still current, no page is fetched. */
+  ifNoneMatch?: string | undefined;
+}
+
+/** A byte range of a message, inclusive `start`, exclusive `end` (already validated). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface ContentStream {
+  /** Total size of the whole entity (raw message or decoded attachment) when known. */
+  size: number | null;
+  stream: Readable;
+}
+
+export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'append' | 'changes' | 'events';
+
+/** A listing page, or "unchanged" when the client's `If-None-Match` state is still current. */
+export type ListResult = MessagePage | { notModified: true; state: string };
