@@ -59,11 +59,13 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
 }
 
 /**
- * imapflow logs every command at debug and each connection at info. Those go to our pino logger as
- * a child, quieted to warn unless the operator asked for debug, and never with raw protocol bytes.
+ * imapflow logs every command at debug, each connection at info and each NO answer at warn (we map
+ * those to error codes ourselves). Its lines go to our pino logger as a child, quieted to error
+ * unless the operator asked for debug, and never with raw protocol bytes.
  */
 function imapflowLogger(log: Logger): Logger {
   const child = log.child({ component: 'imapflow' });
-  if (!['debug', 'trace'].includes(log.level)) child.level = 'warn';
+  const verbose = ['debug', 'trace'].includes(log.level);
+  if (!verbose && log.levelVal < log.levels.values.error!) child.level = 'error';
   return child;
 }

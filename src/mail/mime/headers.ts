@@ -9,7 +9,7 @@ import type { EmailAddress } from 'mailparser';
 import type { ParsedAddress } from './types.js';
 
 export interface RawHeaderLine {
-  /** Lower-case field name. */
+  /** Lower-case field name as mailsplit read it (re-derived here from `line`). */
   key: string;
   /** The whole field, `Name: value` with its line breaks, one char per byte. */
   line: string;
@@ -67,13 +67,20 @@ export function decodeWords(value: string): string {
   }
 }
 
-/** Splits the raw lines into decoded fields, in order; a line without a field name is skipped. */
+/** RFC 5322 §3.6.8 field-name: printable US-ASCII except ":" (white space before the colon is obsolete syntax, trimmed). */
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/**
+ * Splits the raw lines into decoded fields, in order. A line that is not a header field (no colon,
+ * or a "name" with spaces in it such as `quite Delivered-To:`) is skipped.
+ */
 export function decodeHeaderFields(lines: ReadonlyArray<RawHeaderLine>, fallbackCharset?: string): HeaderField[] {
   const fields: HeaderField[] = [];
-  for (const { key, line } of lines) {
+  for (const { line } of lines) {
     const colon = line.indexOf(':');
-    const name = key.trim().toLowerCase();
-    if (colon < 0 || !name) continue;
+    if (colon < 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    if (!FIELD_NAME.test(name)) continue;
     const raw = unfold(decodeHeaderBytes(line.slice(colon + 1), fallbackCharset)).trim();
     fields.push({ key: name, raw, value: decodeWords(raw).trim() });
   }

@@ -1,0 +1,28 @@
+/**
+ * The shared corpus of real-world tricky messages (the `mail` gem's fixtures, MIT licensed), which
+ * lives next to the project at ../shared/corpus/mail-gem. Paths are computed from this file, never
+ * hard-coded.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export function corpusDir(): string {
+  return path.resolve(import.meta.dirname, '../../../shared/corpus/mail-gem');
+}
+
+/** Every .eml file of the corpus, recursively, as sorted paths relative to corpusDir() (`multi_charset/japanese.eml`). */
+export function corpusFiles(): string[] {
+  const root = corpusDir();
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) return walk(full);
+      return entry.isFile() && entry.name.endsWith('.eml') ? [path.relative(root, full).split(path.sep).join('/')] : [];
+    });
+  return walk(root).sort();
+}
+
+/** The bytes of one corpus message, by its path relative to corpusDir(). */
+export function readCorpus(relativePath: string): Buffer {
+  return readFileSync(path.join(corpusDir(), relativePath));
+}

@@ -1,0 +1,42 @@
+/**
+ * globalSetup of the vitest `integration` project: one Dovecot and one Redis for the whole run,
+ * handed to the workers with provide/inject (see servers.ts), stopped when the run ends.
+ */
+import type { TestProject } from 'vitest/node';
+import { startDovecot } from './dovecot.js';
+import { startRedis } from './redis.js';
+import type { ProvidedDovecot } from './servers.js';
+
+const USERS = ['alice', 'bob', 'carol', 'spare1', 'spare2', 'spare3', 'spare4'].map((name) => ({
+  username: name,
+  password: `${name}-pw`,
+}));
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const [dovecotStart, redisStart] = await Promise.allSettled([startDovecot({ users: USERS }), startRedis()]);
+  if (dovecotStart.status === 'rejected' || redisStart.status === 'rejected') {
+    await Promise.allSettled([
+      dovecotStart.status === 'fulfilled' && dovecotStart.value.stop(),
+      redisStart.status === 'fulfilled' && redisStart.value.stop(),
+    ]);
+    throw dovecotStart.status === 'rejected' ? dovecotStart.reason : (redisStart as PromiseRejectedResult).reason;
+  }
+  const dovecot = dovecotStart.value;
+  const redis = redisStart.value;
+  const provided: ProvidedDovecot = {
+    host: dovecot.host,
+    imapPort: dovecot.imapPort,
+    imapsPort: dovecot.imapsPort,
+    pop3Port: dovecot.pop3Port,
+    pop3sPort: dovecot.pop3sPort,
+    caPem: dovecot.caPem,
+    dir: dovecot.dir,
+    confPath: dovecot.confPath,
+    users: USERS,
+  };
+  project.provide('dovecot', provided);
+  project.provide('redisUrl', redis.url);
+  return async () => {
+    await Promise.allSettled([dovecot.stop(), redis.stop()]);
+  };
+}
