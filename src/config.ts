@@ -33,10 +33,8 @@ export interface Config {
   upstreamTimeoutMs: number;
   /** Byte budget of the in-memory cache (used when no Redis is configured). */
   memoryCacheBytes: number;
-  /** Messages larger than this are not parsed for `GET .../messages/{id}` (raw still streams). */
-  maxParseBytes: number;
   /** Cache entry lifetimes. */
-  cacheTtl: { messageSeconds: number; listingSeconds: number };
+  cacheTtl: { messageSeconds: number };
   trustProxy: boolean;
 }
 
@@ -138,10 +136,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 20_000, 100, 600_000),
     memoryCacheBytes: int('CACHE_MEMORY_BYTES', 64 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
-    maxParseBytes: int('MAX_PARSE_BYTES', 64 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     cacheTtl: {
       messageSeconds: int('CACHE_MESSAGE_TTL_SECONDS', 7 * 24 * 3600, 1, 365 * 24 * 3600),
-      listingSeconds: int('CACHE_LISTING_TTL_SECONDS', 3600, 1, 30 * 24 * 3600),
     },
     trustProxy: bool('TRUST_PROXY', false),
   };

@@ -3,11 +3,8 @@ import { Type } from 'typebox';
 import { contentDisposition } from '../../mail/mime/content-disposition.js';
 import { normalizeMailboxPath } from '../../mail/imap/backend.js';
 import { rangeSelector } from '../range.js';
-import { AttachmentParams, MailboxParams, MessageParams, problems } from '../schemas/common.js';
+import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
 import { MessageGetQuery, MessageListQuery } from '../schemas/messages.js';
-
-const BinaryBody = (description: string) =>
-  Type.Unsafe<unknown>({ type: 'string', format: 'binary', description });
 
 export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { mail } = app.services;
@@ -73,8 +70,8 @@ export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: MessageParams,
         headers: Type.Object({ range: Type.Optional(Type.String({ examples: ['bytes=0-1023'] })) }),
         response: {
-          200: BinaryBody('The message'),
-          206: BinaryBody('The requested byte range'),
+          200: binaryResponse('message/rfc822', 'The message, exactly as the server serves it'),
+          206: binaryResponse('message/rfc822', 'The requested byte range (Content-Range tells which)'),
           ...problems(400, 401, 404, 416, 422, 502, 503, 504),
         },
       },
@@ -104,7 +101,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           "The attachment's decoded bytes, streamed, with its `Content-Type` and a `Content-Disposition` carrying its filename (RFC 6266; `filename*` for non-ASCII names).",
         params: AttachmentParams,
-        response: { 200: BinaryBody('The decoded attachment'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: { 200: binaryResponse('application/octet-stream', "The decoded attachment, sent with the attachment's own Content-Type"), ...problems(400, 401, 404, 422, 502, 503, 504) },
       },
     },
     async (request, reply) => {

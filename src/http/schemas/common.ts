@@ -66,11 +66,39 @@ export const Problem = Type.Object(
   { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`)' },
 );
 
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'VALIDATION_FAILED: bad body, query or path',
+  401: 'UNAUTHORIZED: missing or wrong API key',
+  403: 'HOST_NOT_ALLOWED: the egress policy forbids the mail host',
+  404: 'ACCOUNT_NOT_FOUND, MAILBOX_NOT_FOUND, MESSAGE_NOT_FOUND or ATTACHMENT_NOT_FOUND',
+  409: 'ACCOUNT_EXISTS or MAILBOX_EXISTS',
+  410: 'STATE_TOO_OLD: the cursor or state predates a UIDVALIDITY change',
+  413: 'PAYLOAD_TOO_LARGE',
+  416: 'RANGE_NOT_SATISFIABLE: the range starts past the end (Content-Range: bytes */size)',
+  422: 'NOT_SUPPORTED_BY_PROTOCOL or UPSTREAM_AUTH_FAILED',
+  502: 'UPSTREAM_ERROR: the mail server failed or answered with an error the gateway cannot map',
+  503: 'POOL_EXHAUSTED: no session free in time (with Retry-After)',
+  504: 'UPSTREAM_TIMEOUT: the mail server did not answer in time',
+};
+
 /** The problem responses a route can give, by status, for its schema's `response` map. */
 export function problems(...statuses: number[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
-  for (const status of statuses) out[status] = Type.Ref('Problem');
+  for (const status of statuses) {
+    out[status] = Type.Unsafe({
+      description: PROBLEM_DESCRIPTIONS[status] ?? 'Problem details',
+      content: { 'application/problem+json': { schema: Type.Ref('Problem') } },
+    });
+  }
   return out;
+}
+
+/** A streamed, non-JSON response body of the given media type. */
+export function binaryResponse(mediaType: string, description: string): TSchema {
+  return Type.Unsafe({
+    description,
+    content: { [mediaType]: { schema: { type: 'string', format: 'binary' } } },
+  });
 }
 
 export const Address = Type.Object(
