@@ -100,7 +100,7 @@ export class AccountService {
       throw accountExists(input.id);
     }
     await this.options.egress.resolve(record.host);
-    if (verify) await backend.verify(this.mailAccount(record));
+    if (verify) record.capabilities = await backend.verify(this.mailAccount(record));
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
     return this.view(record);
@@ -150,7 +150,8 @@ export class AccountService {
     const connectionChanged = CONNECTION_FIELDS.some((field) => patch[field] !== undefined);
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);
-      if (verify) await backend.verify(this.mailAccount(next));
+      if (verify) next.capabilities = await backend.verify(this.mailAccount(next));
+      else delete next.capabilities;
     }
     await this.options.store.update(next);
     if (connectionChanged) await this.forgetSessionsAndCache(current);
@@ -209,7 +210,10 @@ export class AccountService {
       name: record.name,
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
-      capabilities: this.options.backends[record.protocol]?.capabilities(record.id) ?? BASE_CAPABILITIES[record.protocol],
+      capabilities:
+        this.options.backends[record.protocol]?.capabilities(record.id) ??
+        (record.capabilities as Capability[] | undefined) ??
+        BASE_CAPABILITIES[record.protocol],
     };
   }
 }

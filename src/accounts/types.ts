@@ -25,6 +25,8 @@ export interface AccountRecord {
   createdAt: string;
   /** ISO 8601. */
   updatedAt: string;
+  /** What the server offered at the last verifying login (see AccountService), when known. */
+  capabilities?: string[];
 }
 
 export interface AccountStore {
@@ -67,6 +69,7 @@ export function accountRecordProblem(value: unknown): string | null {
   }
   if (typeof r.tlsVerify !== 'boolean') return 'field "tlsVerify" is not a boolean';
   if (r.name !== null && typeof r.name !== 'string') return 'field "name" is neither a string nor null';
+  if (r.capabilities !== undefined && !Array.isArray(r.capabilities)) return 'field "capabilities" is not an array';
   return null;
 }
 
@@ -85,6 +88,7 @@ export function pickAccountRecord(r: AccountRecord): AccountRecord {
     name: r.name,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
+    ...(Array.isArray(r.capabilities) ? { capabilities: r.capabilities.filter((c) => typeof c === 'string') } : {}),
   };
 }
 
