@@ -397,7 +397,6 @@ async function tail(file: string, lines = 20): Promise<string> {
 }
 
 export async function startDovecot(options: StartDovecotOptions = {}): Promise<DovecotServer> {
-  const started = Date.now();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-dovecot-'));
   try {
     // Mail processes run as the mail uid and must be able to reach their homes below this dir.
@@ -469,7 +468,6 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
             await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
           })()),
       };
-      if (process.env.MAILGW_TEST_DEBUG) console.error(`dovecot ready in ${Date.now() - started} ms at ${dir}`);
       return server;
     }
   } catch (error) {

@@ -49,7 +49,6 @@ export function contentDisposition(type: 'attachment' | 'inline', filename: stri
   const disposition = type === 'inline' ? 'inline' : 'attachment';
   const name = filename === null ? '' : cleanName(filename);
   if (!name) return disposition;
-  // eslint-disable-next-line no-control-regex
   const plainAscii = /^[\x20-\x7e]*$/.test(name);
   const header = `${disposition}; filename="${asciiFallback(name)}"`;
   return plainAscii ? header : `${header}; filename*=UTF-8''${encodeRfc8187(name)}`;

@@ -52,7 +52,7 @@ export function htmlToPreviewText(html: string): string {
 export function makePreview(text: string | null, html: string | null, maxLength = PREVIEW_LENGTH): string | null {
   const source = text && text.trim() ? text : html ? htmlToPreviewText(html) : '';
   const collapsed = source
-    .replace(/[\u00ad\u034f\u180e\u200b-\u200d\u2060\ufeff]/g, '')
+    .replace(/\u034f|[\u00ad\u180e\u200b-\u200d\u2060\ufeff]/g, '')
     .replace(/\s+/g, ' ')
     .trim();
   if (!collapsed) return null;

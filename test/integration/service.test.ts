@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports.js';
+import { startRedis } from '../support/redis.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+
+const secretKey = randomBytes(32).toString('hex');
+let gw: TestGateway | undefined;
+
+afterEach(async () => {
+  await gw?.close();
+  gw = undefined;
+});
+
+describe('service endpoints', () => {
+  it('/health answers while the process runs', async () => {
+    gw = await startGateway();
+    const res = await gw.app.inject({ url: '/health' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok' });
+  });
+
+  it('/ready is ok with the file store and in-memory cache', async () => {
+    gw = await startGateway();
+    const res = await gw.app.inject({ url: '/ready' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok', store: 'ok', cache: 'ok' });
+  });
+
+  it('/ready follows Redis: ok while it runs, 503 while it is down, ok again after', async () => {
+    const redis = await startRedis();
+    try {
+      gw = await startGateway({ REDIS_URL: redis.url, SECRET_KEY: secretKey });
+      expect((await gw.app.inject({ url: '/ready' })).json()).toMatchObject({ status: 'ok', store: 'ok' });
+      await redis.kill();
+      const down = await gw.app.inject({ url: '/ready' });
+      expect(down.statusCode).toBe(503);
+      expect(down.json()).toMatchObject({ status: 'unavailable', store: 'unavailable' });
+      await redis.restart();
+      await expect.poll(async () => (await gw!.app.inject({ url: '/ready' })).statusCode, { timeout: 10_000 }).toBe(200);
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('starts even when Redis is unreachable, and says so on /ready', async () => {
+    const port = await freePort();
+    gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${port}`, SECRET_KEY: secretKey });
+    const res = await gw.app.inject({ url: '/ready' });
+    expect(res.statusCode).toBe(503);
+    const accounts = await gw.app.inject({ url: '/v1/accounts' });
+    expect(accounts.statusCode).toBe(503);
+    expect(accounts.headers['content-type']).toMatch(/^application\/problem\+json/);
+  });
+
+  it('serves Swagger UI at /docs and the OpenAPI document at /docs/json', async () => {
+    gw = await startGateway({ API_KEYS: 'k'.repeat(32) });
+    const ui = await gw.app.inject({ url: '/docs/' });
+    expect(ui.statusCode).toBe(200);
+    expect(ui.headers['content-type']).toMatch(/text\/html/);
+    const doc = await gw.app.inject({ url: '/docs/json' });
+    expect(doc.statusCode).toBe(200);
+    const json = doc.json();
+    expect(json.openapi).toBe('3.1.0');
+    expect(json.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(Object.keys(json.paths)).toContain('/v1/accounts/{account}/mailboxes/{mailbox}/messages');
+  });
+});
