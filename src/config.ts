@@ -6,6 +6,8 @@
  */
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { parseSecretKey } from './accounts/sealing.js';
+import { validateEgressEntries } from './net/egress.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -86,10 +88,12 @@ export function loadConfig(env: Env = process.env): Config {
   const port = int('PORT', 3000, 0, 65535);
   const host = env.HOST?.trim() || '127.0.0.1';
   const apiKeys = list('API_KEYS');
-  for (const key of apiKeys) {
-    // Short keys are guessable; the value itself is never printed.
-    if (key.length < 16) problems.push('API_KEYS: every key must be at least 16 characters long');
-  }
+  // Short keys are guessable; a key with a space can never be presented as `Bearer <key>`.
+  // Keys are never printed, only their position in the list.
+  apiKeys.forEach((key, index) => {
+    if (key.length < 16) problems.push(`API_KEYS: key #${index + 1} is shorter than 16 characters`);
+    if (/\s/.test(key)) problems.push(`API_KEYS: key #${index + 1} contains whitespace`);
+  });
   if (apiKeys.length === 0 && !isLoopbackHost(host)) {
     problems.push(
       `HOST=${host} is not a loopback address and API_KEYS is empty: set API_KEYS (comma-separated bearer keys) ` +
@@ -112,6 +116,17 @@ export function loadConfig(env: Env = process.env): Config {
       'SECRET_KEY is required with Redis (32 bytes as 64 hex characters or base64): every gateway sharing the store must seal with the same key',
     );
   }
+  if (secretKey !== undefined) {
+    try {
+      parseSecretKey(secretKey);
+    } catch {
+      // Reported with the other problems, never with the value.
+      problems.push('SECRET_KEY must be 32 bytes given as 64 hex characters or base64 (the value is not shown)');
+    }
+  }
+
+  const egressAllow = list('EGRESS_ALLOW');
+  for (const problem of validateEgressEntries(egressAllow)) problems.push(`EGRESS_ALLOW entry ${problem}`);
 
   const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
   const logLevel = LOG_LEVELS.includes(logLevelRaw as LogLevel) ? (logLevelRaw as LogLevel) : 'info';
@@ -127,7 +142,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisClusterNodes,
     dataDir: path.resolve(env.DATA_DIR?.trim() || './data'),
     secretKey,
-    egressAllow: list('EGRESS_ALLOW'),
+    egressAllow,
     logLevel,
     imap: {
       maxSessionsPerAccount: int('IMAP_MAX_SESSIONS_PER_ACCOUNT', 4, 1, 64),

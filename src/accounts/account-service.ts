@@ -55,6 +55,9 @@ export interface AccountServiceOptions {
   log: Logger;
 }
 
+/** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
+const DOT_SEGMENT = /^\.{1,2}$/;
+
 /** Fields whose change invalidates open sessions and cached data. */
 const CONNECTION_FIELDS = ['protocol', 'host', 'port', 'security', 'username', 'password', 'accessToken', 'tlsVerify'] as const;
 
@@ -77,6 +80,11 @@ export class AccountService {
     const backend = this.backend(input.protocol);
     if ((input.password === undefined) === (input.accessToken === undefined)) {
       throw new GatewayError('VALIDATION_FAILED', 'body must have exactly one of password or accessToken');
+    }
+    if (input.id !== undefined && DOT_SEGMENT.test(input.id)) {
+      // "." and ".." are dot-segments (RFC 3986 §5.2.4): clients and proxies remove them from paths,
+      // so /v1/accounts/.. could never be read, changed or deleted.
+      throw new GatewayError('VALIDATION_FAILED', 'body/id must not be "." or ".."');
     }
     const security = input.security ?? 'tls';
     const now = new Date().toISOString();

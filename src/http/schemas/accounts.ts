@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { Nullable, StringEnum } from './common.js';
+import { ACCOUNT_ID_PATTERN, Nullable, StringEnum } from './common.js';
 
 const Protocol = StringEnum(['imap', 'pop3'] as const, { description: 'How the gateway reaches the mailbox' });
 const Security = StringEnum(['tls', 'starttls', 'none'] as const, {
@@ -22,7 +22,7 @@ const Name = Nullable(Type.String({ maxLength: 200, examples: ['Alice at work'] 
 export const AccountCreateBody = Type.Object(
   {
     id: Type.Optional(
-      Type.String({ pattern: '^[A-Za-z0-9._-]{1,64}$', description: 'Generated when absent', examples: ['alice'] }),
+      Type.String({ pattern: ACCOUNT_ID_PATTERN, description: 'Generated when absent; not `.` or `..`', examples: ['alice'] }),
     ),
     protocol: Protocol,
     host: Host,

@@ -14,8 +14,11 @@ export function Nullable<T extends TSchema>(schema: T) {
   return Type.Union([schema, Type.Null()]);
 }
 
+/** `.` and `..` fit the character set but cannot be one URL path segment (they are dot-segments). */
+export const ACCOUNT_ID_PATTERN = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,64}$';
+
 export const AccountId = Type.String({
-  pattern: '^[A-Za-z0-9._-]{1,64}$',
+  pattern: ACCOUNT_ID_PATTERN,
   description: 'Account id',
   examples: ['alice'],
 });

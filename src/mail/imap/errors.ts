@@ -25,8 +25,14 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
   const code = e.code ?? e._err?.code ?? '';
   const cause = { cause: err };
 
-  if (e.authenticationFailed) {
-    return new GatewayError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', cause);
+  if (e.authenticationFailed) return mapLoginRefusal(e, cause);
+  if (e.message === 'Unsupported authentication mechanism') {
+    // imapflow found no SASL mechanism for these credentials in the server's CAPABILITY.
+    return new GatewayError(
+      'UPSTREAM_AUTH_FAILED',
+      'The mail server offers no login mechanism for these credentials (an access token needs AUTH=XOAUTH2 or AUTH=OAUTHBEARER)',
+      cause,
+    );
   }
   if (TIMEOUT_CODES.has(code)) {
     return new GatewayError('UPSTREAM_TIMEOUT', 'The mail server did not answer in time', cause);
@@ -55,4 +61,36 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
     return new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost', cause);
   }
   return new GatewayError('UPSTREAM_ERROR', 'The mail server answered in a way the gateway could not use', cause);
+}
+
+/**
+ * A NO to LOGIN / AUTHENTICATE. imapflow flags every such NO as `authenticationFailed`, but the response
+ * code (RFC 5530) tells whether the credentials were refused or the server would not take one more
+ * session right now (too many connections, a backend down): the latter must not tell the caller that a
+ * correct password is wrong.
+ */
+function mapLoginRefusal(e: ImapFlowErrorLike, cause: { cause: unknown }): GatewayError {
+  const text = e.responseText ? `: ${e.responseText}` : '';
+  switch ((e.serverResponseCode ?? '').toUpperCase()) {
+    case 'LIMIT':
+    case 'INUSE':
+      return new GatewayError(
+        'UPSTREAM_ERROR',
+        `The mail server refused another session for this user (a connection limit)${text}`,
+        cause,
+      );
+    case 'UNAVAILABLE':
+    case 'SERVERBUG':
+      return new GatewayError('UPSTREAM_ERROR', `The mail server could not log in right now${text}`, cause);
+    case 'PRIVACYREQUIRED':
+      return new GatewayError(
+        'UPSTREAM_AUTH_FAILED',
+        'The mail server refuses to log in without TLS: use security "tls" or "starttls"',
+        cause,
+      );
+    case 'EXPIRED':
+      return new GatewayError('UPSTREAM_AUTH_FAILED', 'The mail server says the stored credentials have expired', cause);
+    default:
+      return new GatewayError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', cause);
+  }
 }

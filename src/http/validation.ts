@@ -1,0 +1,24 @@
+/**
+ * Request validation. Query strings, path parameters and headers arrive as text, so they are
+ * coerced to the schema's types (`limit=10` → 10); JSON bodies are not: `{"port": "143"}` or
+ * `{"tlsVerify": "false"}` is a client bug that should be a 400, not silently accepted.
+ * Unknown body fields are errors too (no `removeAdditional`).
+ */
+import { Ajv, type Options } from 'ajv';
+import * as addFormatsModule from 'ajv-formats';
+import type { FastifyInstance } from 'fastify';
+
+// ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
+type AddFormats = (ajv: Ajv) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default: { default?: AddFormats } & AddFormats }).default.default ??
+  (addFormatsModule as unknown as { default: AddFormats }).default) as AddFormats;
+
+const common: Options = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false };
+
+export function registerValidation(app: FastifyInstance): void {
+  const coercing = new Ajv({ ...common, coerceTypes: 'array' });
+  const strict = new Ajv({ ...common, coerceTypes: false });
+  addFormats(coercing);
+  addFormats(strict);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
+}
