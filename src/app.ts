@@ -32,7 +32,7 @@ import { serviceRoutes } from './http/routes/service.js';
 import { Address, Problem } from './http/schemas/common.js';
 import { Account } from './http/schemas/accounts.js';
 import { Mailbox } from './http/schemas/mailboxes.js';
-import { Attachment, MessageDetail, MessagePage, MessageSummary } from './http/schemas/messages.js';
+import { Attachment, MessageDetail, MessageLocation, MessagePage, MessageSummary } from './http/schemas/messages.js';
 
 export interface AppServices {
   accounts: AccountService;
@@ -76,7 +76,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerProblemHandlers(app);
   await registerSwagger(app);
   registerAuth(app, config.apiKeys);
-  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail]) {
+  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation]) {
     app.addSchema(schema);
   }
   await app.register(serviceRoutes);
@@ -84,7 +84,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     async (v1) => {
       await v1.register(accountRoutes);
       await v1.register(mailboxRoutes);
-      await v1.register(messageRoutes);
+      await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
     },
     { prefix: '/v1' },
   );

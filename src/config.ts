@@ -35,6 +35,8 @@ export interface Config {
   upstreamTimeoutMs: number;
   /** Byte budget of the in-memory cache (used when no Redis is configured). */
   memoryCacheBytes: number;
+  /** Largest message `POST .../messages` accepts (413 above). */
+  maxUploadBytes: number;
   /** Cache entry lifetimes. */
   cacheTtl: { messageSeconds: number };
   trustProxy: boolean;
@@ -151,6 +153,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 20_000, 100, 600_000),
     memoryCacheBytes: int('CACHE_MEMORY_BYTES', 64 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
+    maxUploadBytes: int('MAX_UPLOAD_BYTES', 25 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     cacheTtl: {
       messageSeconds: int('CACHE_MESSAGE_TTL_SECONDS', 7 * 24 * 3600, 1, 365 * 24 * 3600),
     },

@@ -67,11 +67,6 @@ export function defaultPort(protocol: Protocol, security: Security): number {
   return security === 'tls' ? 995 : 110;
 }
 
-/** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
-const BASE_CAPABILITIES: Record<Protocol, Capability[]> = {
-  imap: ['append', 'copy', 'flags', 'folders', 'search'],
-  pop3: [],
-};
 
 export class AccountService {
   constructor(private readonly options: AccountServiceOptions) {}
@@ -205,6 +200,14 @@ export class AccountService {
     return backend;
   }
 
+  /** From the live sessions, else from the last verifying login, else what the protocol always offers. */
+  private capabilitiesOf(record: AccountRecord): Capability[] {
+    const backend = this.options.backends[record.protocol];
+    return (
+      backend?.capabilities(record.id) ?? (record.capabilities as Capability[] | undefined) ?? backend?.capabilitiesOf(record.id) ?? []
+    );
+  }
+
   private view(record: AccountRecord): AccountView {
     return {
       id: record.id,
@@ -218,10 +221,7 @@ export class AccountService {
       name: record.name,
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
-      capabilities:
-        this.options.backends[record.protocol]?.capabilities(record.id) ??
-        (record.capabilities as Capability[] | undefined) ??
-        BASE_CAPABILITIES[record.protocol],
+      capabilities: this.capabilitiesOf(record),
     };
   }
 }

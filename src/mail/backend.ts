@@ -5,7 +5,17 @@
 import type { Readable } from 'node:stream';
 import type { MailAccount } from './account.js';
 import type { MessageRef } from './message-id.js';
-import type { ByteRange, Capability, ListQuery, ListResult, MailboxInfo, MessageSummary } from './types.js';
+import type {
+  ByteRange,
+  Capability,
+  FlagChanges,
+  ListQuery,
+  ListResult,
+  MailboxChanges,
+  MailboxInfo,
+  MessageLocation,
+  MessageSummary,
+} from './types.js';
 
 export type RangeSelector = (size: number) => ByteRange | undefined;
 
@@ -28,6 +38,8 @@ export interface MailBackend {
   verify(account: MailAccount): Promise<Capability[]>;
   /** What this account can do, from the last session the gateway had with its server. */
   capabilities(accountId: string): Capability[] | null;
+  /** The same, falling back to what the protocol always offers when no session has told yet. */
+  capabilitiesOf(accountId: string): Capability[];
   listMailboxes(accountId: string, options: { counts: boolean }): Promise<MailboxInfo[]>;
   listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult>;
   /** Flags and envelope of one message; with `markSeen`, sets `\Seen` first. */
@@ -39,6 +51,18 @@ export interface MailBackend {
   openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage>;
   /** Streams one MIME part decoded (transfer encoding undone), by IMAP part number. */
   openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream>;
+  /** Removes one message for good (IMAP: `\Deleted` + UID EXPUNGE; POP3: DELE committed by QUIT). */
+  deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void>;
+
+  // Writes only some protocols have; absent means NOT_SUPPORTED_BY_PROTOCOL (decided in MailService).
+  updateFlags?(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary>;
+  moveMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;
+  copyMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;
+  appendMessage?(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation>;
+  createMailbox?(accountId: string, path: string): Promise<MailboxInfo>;
+  updateMailbox?(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo>;
+  deleteMailbox?(accountId: string, path: string): Promise<void>;
+
   /** Cache key of the message's immutable parsed form. */
   parsedCacheKey(accountId: string, mailbox: string, ref: MessageRef): string;
   /** Closes the account's sessions (LOGOUT / QUIT) after a delete or a change of its settings. */

@@ -14,7 +14,16 @@ import { GatewayError } from '../errors.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
-import type { ListQuery, ListResult, MailboxInfo, MessageDetail } from './types.js';
+import type {
+  FlagChanges,
+  ListQuery,
+  ListResult,
+  MailboxChanges,
+  MailboxInfo,
+  MessageDetail,
+  MessageLocation,
+  MessageSummary,
+} from './types.js';
 
 export interface MailServiceOptions {
   accounts: AccountService;
@@ -40,7 +49,57 @@ export class MailService {
 
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
     const backend = await this.backendFor(accountId);
+    if (query.filters !== undefined && !backend.capabilitiesOf(accountId).includes('search')) {
+      throw notSupported('Filtering a listing (search)');
+    }
     return backend.listMessages(accountId, mailbox, query);
+  }
+
+  async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges): Promise<MessageSummary> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.updateFlags) throw notSupported('Flags');
+    return backend.updateFlags(accountId, mailbox, decodeMessageId(id), changes);
+  }
+
+  async moveMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.moveMessage) throw notSupported('Moving messages');
+    return backend.moveMessage(accountId, mailbox, decodeMessageId(id), destination);
+  }
+
+  async copyMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.copyMessage) throw notSupported('Copying messages');
+    return backend.copyMessage(accountId, mailbox, decodeMessageId(id), destination);
+  }
+
+  async deleteMessage(accountId: string, mailbox: string, id: string): Promise<void> {
+    const backend = await this.backendFor(accountId);
+    await backend.deleteMessage(accountId, mailbox, decodeMessageId(id));
+  }
+
+  async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.appendMessage) throw notSupported('Adding messages (APPEND)');
+    return backend.appendMessage(accountId, mailbox, content, flags);
+  }
+
+  async createMailbox(accountId: string, path: string): Promise<MailboxInfo> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.createMailbox) throw notSupported('Mailbox management');
+    return backend.createMailbox(accountId, path);
+  }
+
+  async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.updateMailbox) throw notSupported('Mailbox management');
+    return backend.updateMailbox(accountId, path, changes);
+  }
+
+  async deleteMailbox(accountId: string, path: string): Promise<void> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.deleteMailbox) throw notSupported('Mailbox management');
+    await backend.deleteMailbox(accountId, path);
   }
 
   async getMessage(accountId: string, mailbox: string, id: string, markSeen: boolean): Promise<MessageDetail> {
@@ -108,4 +167,8 @@ export class MailService {
     }
     return backend;
   }
+}
+
+function notSupported(what: string): GatewayError {
+  return new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${what} is not available on this account's protocol`);
 }

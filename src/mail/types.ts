@@ -3,6 +3,7 @@
  * (API.md, Mailboxes and Messages). Route schemas in src/http/schemas mirror these.
  */
 import type { Readable } from 'node:stream';
+import type { MessageFilters } from './filters.js';
 import type { ParsedAttachment } from './mime/parse-message.js';
 
 export interface Address {
@@ -65,6 +66,8 @@ export interface MessageDetail extends MessageSummary {
 export interface ListQuery {
   limit: number;
   cursor: string | undefined;
+  /** Search filters (IMAP only), combined with AND. */
+  filters?: MessageFilters | undefined;
   /** The client's `If-None-Match` state: when it is still current, no page is fetched. */
   ifNoneMatch?: string | undefined;
 }
@@ -85,3 +88,25 @@ export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'app
 
 /** A listing page, or "unchanged" when the client's `If-None-Match` state is still current. */
 export type ListResult = MessagePage | { notModified: true; state: string };
+
+/** Where a message is after a move, copy or append. */
+export interface MessageLocation {
+  id: string;
+  mailbox: string;
+}
+
+/** A flag change on one message (API.md, PATCH .../messages/{id}). */
+export interface FlagChanges {
+  seen?: boolean;
+  flagged?: boolean;
+  answered?: boolean;
+  draft?: boolean;
+  addFlags?: string[];
+  removeFlags?: string[];
+}
+
+export interface MailboxChanges {
+  /** New full path (rename). */
+  path?: string;
+  subscribed?: boolean;
+}

@@ -1,13 +1,27 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { GatewayError } from '../../errors.js';
 import { contentDisposition } from '../../mail/mime/content-disposition.js';
 import { normalizeMailboxPath } from '../../mail/imap/backend.js';
 import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
-import { MessageGetQuery, MessageListQuery } from '../schemas/messages.js';
+import {
+  AppendQuery,
+  FlagPatchBody,
+  MessageFilterQuery,
+  MessageGetQuery,
+  MessageListQuery,
+  TransferBody,
+} from '../schemas/messages.js';
+import { pickFilters } from '../../mail/filters.js';
 
-export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }> = async (app, options) => {
   const { mail } = app.services;
+
+  // A message to APPEND arrives as its own bytes, kept exactly as sent.
+  app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: options.maxUploadBytes }, (_request, body, done) =>
+    done(null, body),
+  );
 
   app.get(
     '/accounts/:account/mailboxes/:mailbox/messages',
@@ -16,9 +30,9 @@ export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['messages'],
         summary: 'List messages, newest first',
         description:
-          'Newest first means arrival order (highest UID first; POP3: highest message number first). `nextCursor` continues below the last message of this page and stays correct while mail arrives or is deleted. `state` is also sent as a strong `ETag`: `If-None-Match` with the current state answers 304 with no body.',
+          'Newest first means arrival order (highest UID first; POP3: highest message number first). `nextCursor` continues below the last message of this page and stays correct while mail arrives or is deleted. `state` is also sent as a strong `ETag`: `If-None-Match` with the current state answers 304 with no body. Filters (IMAP only; combined with AND) narrow the listing and `total` counts the matches; on POP3 a filter answers 422 NOT_SUPPORTED_BY_PROTOCOL.',
         params: MailboxParams,
-        querystring: MessageListQuery,
+        querystring: Type.Object({ ...MessageListQuery.properties, ...MessageFilterQuery }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
         response: {
           200: Type.Ref('MessagePage'),
@@ -32,6 +46,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const result = await mail.listMessages(account, normalizeMailboxPath(mailbox), {
         limit: request.query.limit,
         cursor: request.query.cursor,
+        filters: pickFilters(request.query),
         ifNoneMatch: parseEntityTag(request.headers['if-none-match']),
       });
       void reply.header('etag', `"${result.state}"`).header('cache-control', 'private, no-cache');
@@ -115,7 +130,117 @@ export const messageRoutes: FastifyPluginAsyncTypebox = async (app) => {
         .send(attachment.stream);
     },
   );
+  app.post(
+    '/accounts/:account/mailboxes/:mailbox/messages',
+    {
+      bodyLimit: options.maxUploadBytes,
+      schema: {
+        tags: ['messages'],
+        summary: 'Add a message (APPEND)',
+        description:
+          'Stores the request body (`Content-Type: message/rfc822`) in the mailbox exactly as sent, with the given flags. Larger than MAX_UPLOAD_BYTES (default 25 MB): 413. Answers the new message\'s id. IMAP only.',
+        params: MailboxParams,
+        querystring: AppendQuery,
+        consumes: ['message/rfc822'],
+        body: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: 'The RFC 5322 message' }),
+        response: { 201: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 413, 415, 422, 502, 503, 504) },
+      },
+      // The body is bytes, not JSON: nothing to validate beyond the size limit.
+      validatorCompiler: () => () => true,
+    },
+    async (request, reply) => {
+      const { account, mailbox } = request.params;
+      const content = request.body;
+      if (!Buffer.isBuffer(content) || content.length === 0) {
+        throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
+      }
+      const flags = (request.query.flags ?? []).flatMap((f) => f.split(' ')).filter((f) => f.length > 0);
+      const location = await mail.appendMessage(account, normalizeMailboxPath(mailbox), content, flags);
+      return reply.code(201).header('location', messageUrl(account, location)).send(location);
+    },
+  );
+
+  app.patch(
+    '/accounts/:account/mailboxes/:mailbox/messages/:id',
+    {
+      schema: {
+        tags: ['messages'],
+        summary: 'Change flags',
+        description:
+          'Sets or clears `\\Seen`, `\\Flagged`, `\\Answered`, `\\Draft` and adds or removes keywords; answers the updated summary. A keyword the mailbox does not accept (no `\\*` in its PERMANENTFLAGS) is 422 FLAG_NOT_ALLOWED, never dropped silently. IMAP only.',
+        params: MessageParams,
+        body: FlagPatchBody,
+        response: { 200: Type.Ref('MessageSummary'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+      },
+    },
+    async (request) => {
+      const { account, mailbox, id } = request.params;
+      return mail.updateFlags(account, normalizeMailboxPath(mailbox), id, request.body);
+    },
+  );
+
+  app.post(
+    '/accounts/:account/mailboxes/:mailbox/messages/:id/move',
+    {
+      schema: {
+        tags: ['messages'],
+        summary: 'Move a message',
+        description:
+          'Moves the message to `destination` (MOVE where the server has it, else COPY + UID EXPUNGE of that message only) and answers its new id there. A missing source message is 404 MESSAGE_NOT_FOUND (checked first); a missing destination 404 MAILBOX_NOT_FOUND, with nothing moved. IMAP only.',
+        params: MessageParams,
+        body: TransferBody,
+        response: { 200: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+      },
+    },
+    async (request) => {
+      const { account, mailbox, id } = request.params;
+      return mail.moveMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+    },
+  );
+
+  app.post(
+    '/accounts/:account/mailboxes/:mailbox/messages/:id/copy',
+    {
+      schema: {
+        tags: ['messages'],
+        summary: 'Copy a message',
+        description:
+          'Copies the message to `destination` and answers the copy\'s id. Missing source: 404 MESSAGE_NOT_FOUND (checked first); missing destination: 404 MAILBOX_NOT_FOUND. IMAP only.',
+        params: MessageParams,
+        body: TransferBody,
+        response: { 201: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+      },
+    },
+    async (request, reply) => {
+      const { account, mailbox, id } = request.params;
+      const location = await mail.copyMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+      return reply.code(201).header('location', messageUrl(account, location)).send(location);
+    },
+  );
+
+  app.delete(
+    '/accounts/:account/mailboxes/:mailbox/messages/:id',
+    {
+      schema: {
+        tags: ['messages'],
+        summary: 'Delete a message',
+        description:
+          'Removes exactly this message. IMAP: `\\Deleted` and UID EXPUNGE of its UID only (a server without UIDPLUS answers 422, as a plain EXPUNGE would remove other messages too). POP3: DELE, committed by QUIT before the answer.',
+        params: MessageParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 401, 404, 422, 502, 503, 504) },
+      },
+    },
+    async (request, reply) => {
+      const { account, mailbox, id } = request.params;
+      await mail.deleteMessage(account, normalizeMailboxPath(mailbox), id);
+      return reply.code(204).send(null);
+    },
+  );
 };
+
+function messageUrl(account: string, location: { id: string; mailbox: string }): string {
+  return `/v1/accounts/${encodeURIComponent(account)}/mailboxes/${encodeURIComponent(location.mailbox)}/messages/${location.id}`;
+}
 
 /** `If-None-Match: "state"` (or a list, or W/ forms) → the state it names, if any. */
 function parseEntityTag(header: string | undefined): string | undefined {

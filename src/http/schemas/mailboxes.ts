@@ -38,3 +38,23 @@ export const Mailbox = Type.Object(
 );
 
 export const MailboxList = Type.Object({ mailboxes: Type.Array(Type.Ref('Mailbox')) });
+
+const Path = Type.String({ minLength: 1, maxLength: 1024, description: 'Full mailbox path, UTF-8, with the server\'s delimiter', examples: ['Work/2024'] });
+
+export const MailboxCreateBody = Type.Object(
+  { path: Path },
+  { additionalProperties: false, examples: [{ path: 'Work/2024' }] },
+);
+
+export const MailboxPatchBody = Type.Object(
+  {
+    path: Type.Optional(Path),
+    subscribed: Type.Optional(Type.Boolean()),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: '`path` renames the mailbox; `subscribed` subscribes or unsubscribes it',
+    examples: [{ path: 'Archive/2024' }, { subscribed: false }],
+  },
+);

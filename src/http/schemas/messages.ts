@@ -83,3 +83,65 @@ export const MessageDetail = Type.Object(
   },
   { $id: 'MessageDetail' },
 );
+
+/** An IMAP flag a client may set: the four settable system flags, or a keyword (an IMAP atom). */
+export const Flag = Type.String({
+  pattern: '^(\\\\(Seen|Flagged|Answered|Draft|seen|flagged|answered|draft)|[^\\s(){%*"\\\\\\]\\x00-\\x1f\\x7f]{1,128})$',
+  description: 'A system flag (`\\Seen`, `\\Flagged`, `\\Answered`, `\\Draft`) or a keyword such as `$Work`',
+  examples: ['$Work'],
+});
+
+export const MessageFilterQuery = {
+  from: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'From header contains (IMAP only)' })),
+  to: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'To header contains (IMAP only)' })),
+  subject: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Subject contains (IMAP only)' })),
+  text: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Headers or body contain (IMAP only)' })),
+  since: Type.Optional(
+    Type.String({ format: 'date', description: 'Received on or after this day, `YYYY-MM-DD` (IMAP SINCE, by arrival date)' }),
+  ),
+  before: Type.Optional(Type.String({ format: 'date', description: 'Received before this day, `YYYY-MM-DD` (IMAP BEFORE)' })),
+  seen: Type.Optional(Type.Boolean({ description: 'Only seen (true) or unseen (false) messages' })),
+  flagged: Type.Optional(Type.Boolean()),
+  answered: Type.Optional(Type.Boolean()),
+  larger: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967295, description: 'Larger than this many bytes' })),
+  smaller: Type.Optional(Type.Integer({ minimum: 1, maximum: 4294967295, description: 'Smaller than this many bytes' })),
+};
+
+export const FlagPatchBody = Type.Object(
+  {
+    seen: Type.Optional(Type.Boolean()),
+    flagged: Type.Optional(Type.Boolean()),
+    answered: Type.Optional(Type.Boolean()),
+    draft: Type.Optional(Type.Boolean()),
+    addFlags: Type.Optional(Type.Array(Flag, { maxItems: 64, uniqueItems: true })),
+    removeFlags: Type.Optional(Type.Array(Flag, { maxItems: 64, uniqueItems: true })),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: 'Flags to set (true) or clear (false), keywords to add or remove',
+    examples: [{ seen: true, flagged: false, addFlags: ['$Work'] }],
+  },
+);
+
+export const TransferBody = Type.Object(
+  { destination: Type.String({ minLength: 1, maxLength: 1024, description: 'Destination mailbox path (UTF-8)', examples: ['Archive'] }) },
+  { additionalProperties: false, examples: [{ destination: 'Archive' }] },
+);
+
+export const MessageLocation = Type.Object(
+  {
+    id: Type.String({ description: 'The id of the message in `mailbox`', examples: ['AV9B3wAAAAAC'] }),
+    mailbox: Type.String({ examples: ['Archive'] }),
+  },
+  { $id: 'MessageLocation' },
+);
+
+export const AppendQuery = Type.Object({
+  flags: Type.Optional(
+    Type.Array(Flag, {
+      maxItems: 64,
+      description: 'Flags for the new message; repeat the parameter for several (`flags=%5CSeen&flags=%24Work`)',
+    }),
+  ),
+});

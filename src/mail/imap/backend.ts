@@ -8,8 +8,22 @@ import { keys } from '../../cache/keys.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount, MailAccountResolver } from '../account.js';
 import type { MailBackend, PartStream, RangeSelector, RawMessage } from '../backend.js';
-import type { MessageRef } from '../message-id.js';
-import type { Capability, ListQuery, ListResult, MailboxInfo, MessageSummary } from '../types.js';
+import { encodeImapMessageId, type MessageRef } from '../message-id.js';
+import type {
+  Capability,
+  FlagChanges,
+  ListQuery,
+  ListResult,
+  MailboxChanges,
+  MailboxInfo,
+  MessageLocation,
+  MessageSummary,
+} from '../types.js';
+import { appendMessage } from './append.js';
+import { expungeMessage } from './expunge.js';
+import { flagsToAddAndRemove, storeFlags } from './flags.js';
+import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
+import { transferMessage } from './transfer.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
 import { listPage, selectedMailbox } from './listing.js';
@@ -30,6 +44,9 @@ export interface ImapBackendOptions {
   downloadChunkBytes?: number;
   log: Logger;
 }
+
+/** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
+export const IMAP_BASE_CAPABILITIES: readonly Capability[] = ['append', 'copy', 'flags', 'folders', 'search'];
 
 /** How a request wants its mailbox: selected, or selected and synchronised with the server. */
 type Selection = { path: string; sync: boolean } | null;
@@ -53,6 +70,10 @@ export class ImapBackend implements MailBackend {
 
   capabilities(accountId: string): Capability[] | null {
     return this.serverCapabilities.get(accountId) ?? null;
+  }
+
+  capabilitiesOf(accountId: string): Capability[] {
+    return this.capabilities(accountId) ?? [...IMAP_BASE_CAPABILITIES];
   }
 
   poolStats(): Map<string, PoolStats> {
@@ -133,6 +154,92 @@ export class ImapBackend implements MailBackend {
     return { stream: download.content, size: null };
   }
 
+  async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
+    const { uid } = this.imapRef(ref);
+    const plan = flagsToAddAndRemove(changes);
+    return this.run(accountId, { path: mailbox, sync: false }, async (client) => {
+      const uidValidity = this.checkUidValidity(client, ref);
+      const before = await client.fetchOne(String(uid), { uid: true }, { uid: true });
+      if (!before || before.uid !== uid) throw messageNotFound();
+      await storeFlags(client, uid, plan);
+      const msg = await client.fetchOne(String(uid), SUMMARY_FETCH_QUERY, { uid: true });
+      if (!msg || msg.uid !== uid) throw messageNotFound();
+      return toSummary(msg, uidValidity);
+    });
+  }
+
+  async moveMessage(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation> {
+    return this.transfer(accountId, mailbox, ref, destination, 'move');
+  }
+
+  async copyMessage(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation> {
+    return this.transfer(accountId, mailbox, ref, destination, 'copy');
+  }
+
+  async deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void> {
+    const { uid } = this.imapRef(ref);
+    await this.run(accountId, { path: mailbox, sync: false }, async (client) => {
+      this.checkUidValidity(client, ref);
+      await expungeMessage(client, uid);
+    }, { retry: false });
+  }
+
+  async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
+    const path = normalizeMailboxPath(mailbox);
+    // APPEND needs no selected mailbox; a session that has the destination selected is preferred
+    // only because it is likely idle and warm.
+    const added = await this.run(accountId, null, (client) => appendMessage(client, path, content, flags), { retry: false });
+    return { id: encodeImapMessageId(added.uidValidity, added.uid), mailbox: path };
+  }
+
+  async createMailbox(accountId: string, path: string): Promise<MailboxInfo> {
+    return this.run(accountId, null, (client) => createMailbox(client, path), { retry: false });
+  }
+
+  async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
+    const from = normalizeMailboxPath(path);
+    const renamed = changes.path !== undefined && changes.path !== from;
+    const info = await this.run(
+      accountId,
+      null,
+      async (client) => {
+        let result = renamed ? await renameMailbox(client, from, changes.path!) : undefined;
+        if (changes.subscribed !== undefined) result = await setSubscribed(client, result?.path ?? from, changes.subscribed);
+        return result ?? describeMailbox(client, from);
+      },
+      { retry: false },
+    );
+    if (renamed) this.pools.get(accountId)?.forgetMailbox(from);
+    return info;
+  }
+
+  async deleteMailbox(accountId: string, path: string): Promise<void> {
+    const target = normalizeMailboxPath(path);
+    await this.run(accountId, null, (client) => deleteMailbox(client, target), { retry: false });
+    this.pools.get(accountId)?.forgetMailbox(target);
+  }
+
+  private async transfer(
+    accountId: string,
+    mailbox: string,
+    ref: MessageRef,
+    destination: string,
+    mode: 'move' | 'copy',
+  ): Promise<MessageLocation> {
+    const { uid } = this.imapRef(ref);
+    const target = normalizeMailboxPath(destination);
+    const moved = await this.run(
+      accountId,
+      { path: mailbox, sync: false },
+      async (client) => {
+        this.checkUidValidity(client, ref);
+        return transferMessage(client, uid, target, mode);
+      },
+      { retry: false },
+    );
+    return { id: encodeImapMessageId(moved.uidValidity, moved.uid), mailbox: target };
+  }
+
   parsedCacheKey(accountId: string, mailbox: string, ref: MessageRef): string {
     const { uidValidity, uid } = this.imapRef(ref);
     return keys.imapMessage(accountId, mailbox, uidValidity, uid);
@@ -184,42 +291,65 @@ export class ImapBackend implements MailBackend {
   }
 
   /** Runs one command sequence on a leased session, bounded in time; returns the session after. */
-  private async run<T>(accountId: string, selection: Selection, work: (client: ImapFlow) => Promise<T>): Promise<T> {
-    const { lease, value } = await this.leaseFor(accountId, selection, 'command', work);
+  private async run<T>(
+    accountId: string,
+    selection: Selection,
+    work: (client: ImapFlow) => Promise<T>,
+    options: { retry?: boolean } = {},
+  ): Promise<T> {
+    const { lease, value } = await this.leaseFor(accountId, selection, 'command', work, options);
     lease.release();
     return value;
   }
 
-  /** Leases a session, selects the mailbox and runs `work`; on success the caller owns the lease. */
+  /**
+   * Leases a session, selects the mailbox and runs `work`; on success the caller owns the lease.
+   *
+   * A reused session may have been closed by the server while it sat idle (a restart, an admin
+   * kick, an idle logout) without the gateway having read the goodbye yet. For work that is safe
+   * to repeat (reads: `retry` defaults to true), a lost connection on a reused session is retried
+   * once on a fresh one, as HTTP clients retry idempotent requests on a reused keep-alive socket.
+   * Writes pass `retry: false`: a MOVE whose answer was lost may have happened.
+   */
   private async leaseFor<T>(
     accountId: string,
     selection: Selection,
     kind: LeaseKind,
     work: (client: ImapFlow) => Promise<T>,
+    options: { retry?: boolean } = {},
   ): Promise<{ lease: Lease; value: T }> {
     const path = selection === null ? null : normalizeMailboxPath(selection.path);
-    const lease = await this.pool(accountId).acquire(path, kind);
-    const client = lease.client;
-    try {
-      const value = await withDeadline(
-        (async () => {
-          if (selection !== null && path !== null) await select(client, path, selection.sync);
-          return work(client);
-        })(),
-        this.options.upstreamTimeoutMs,
-        () => client.close(),
-      );
-      return { lease, value };
-    } catch (err) {
-      if (client.usable) lease.release();
-      else lease.evict();
-      throw mapImapError(err, { mailbox: selection?.path });
+    for (let attempt = 1; ; attempt++) {
+      const lease = await this.pool(accountId).acquire(path, kind);
+      const client = lease.client;
+      try {
+        const value = await withDeadline(
+          (async () => {
+            if (selection !== null && path !== null) await select(client, path, selection.sync);
+            return work(client);
+          })(),
+          this.options.upstreamTimeoutMs,
+          () => client.close(),
+        );
+        return { lease, value };
+      } catch (err) {
+        const usable = client.usable;
+        if (usable) lease.release();
+        else lease.evict();
+        const mapped = mapImapError(err, { mailbox: selection?.path });
+        const stale = !usable && lease.reused && mapped.code === 'UPSTREAM_ERROR';
+        if (stale && attempt === 1 && options.retry !== false) {
+          this.options.log.debug({ account: accountId }, 'a pooled imap session had been closed by the server; retrying on a new one');
+          continue;
+        }
+        throw mapped;
+      }
     }
   }
 
   private noteCapabilities(accountId: string, client: ImapFlow): Capability[] {
     const has = (name: string): boolean => client.capabilities.has(name);
-    const caps: Capability[] = ['folders', 'flags', 'search', 'copy', 'append'];
+    const caps: Capability[] = [...IMAP_BASE_CAPABILITIES];
     if (has('MOVE') || has('UIDPLUS')) caps.push('move');
     if (has('CONDSTORE') || has('QRESYNC')) caps.push('changes');
     if (has('IDLE')) caps.push('events');

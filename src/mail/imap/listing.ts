@@ -10,7 +10,9 @@
 import type { ImapFlow, MailboxObject } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
-import type { ListQuery, ListResult } from '../types.js';
+import type { MessageFilters } from '../filters.js';
+import type { ListQuery, ListResult, MessagePage, MessageSummary } from '../types.js';
+import { highestBelow, toSearchObject } from './search.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 
 export function mailboxState(mailbox: MailboxObject): string {
@@ -28,14 +30,14 @@ export async function listPage(client: ImapFlow, query: ListQuery): Promise<List
   if (query.ifNoneMatch === state) return { notModified: true, state };
 
   const uidValidity = mailbox.uidValidity;
-  let upperSeq = mailbox.exists;
-  if (query.cursor !== undefined) {
-    const cursor = decodeImapCursor(query.cursor);
-    if (cursor.uidValidity !== String(uidValidity)) {
-      throw new GatewayError('STATE_TOO_OLD', 'The mailbox was rebuilt (UIDVALIDITY changed) since this cursor was issued; list again from the start');
-    }
-    upperSeq = await countBelow(client, cursor.beforeUid);
+  const cursor = query.cursor === undefined ? undefined : decodeImapCursor(query.cursor);
+  if (cursor !== undefined && cursor.uidValidity !== String(uidValidity)) {
+    throw new GatewayError('STATE_TOO_OLD', 'The mailbox was rebuilt (UIDVALIDITY changed) since this cursor was issued; list again from the start');
   }
+  if (query.filters !== undefined) return filteredPage(client, query, query.filters, cursor?.beforeUid, state);
+
+  let upperSeq = mailbox.exists;
+  if (cursor !== undefined) upperSeq = await countBelow(client, cursor.beforeUid);
 
   const messages = [];
   let lowerSeq = upperSeq + 1;
@@ -52,6 +54,48 @@ export async function listPage(client: ImapFlow, query: ListQuery): Promise<List
       ? encodeImapCursor({ uidValidity: String(uidValidity), beforeUid: oldest.uid })
       : null;
   return { messages, nextCursor, total: mailbox.exists, state };
+}
+
+/**
+ * A filtered page: one `UID SEARCH RETURN (ALL COUNT)` (ESEARCH, RFC 4731) gives the matching UIDs as
+ * a compact set and their count (the page's `total`); the page is the `limit` highest UIDs below the
+ * anchor, fetched by UID. One more is taken to know whether an older page exists.
+ */
+async function filteredPage(
+  client: ImapFlow,
+  query: ListQuery,
+  filters: MessageFilters,
+  beforeUid: number | undefined,
+  state: string,
+): Promise<MessagePage> {
+  const uidValidity = selectedMailbox(client).uidValidity;
+  const result = await client.search(toSearchObject(filters), { uid: true, returnOptions: ['ALL', 'COUNT'] });
+  if (result === false || result === undefined) {
+    throw new GatewayError('UPSTREAM_ERROR', 'The mail server refused the search');
+  }
+  const below = beforeUid ?? Number.MAX_SAFE_INTEGER;
+  let total: number;
+  let uids: number[];
+  if (Array.isArray(result)) {
+    total = result.length;
+    uids = result.filter((uid) => uid < below).sort((a, b) => b - a).slice(0, query.limit + 1);
+  } else {
+    total = result.count ?? 0;
+    uids = result.all ? highestBelow(result.all, below, query.limit + 1) : [];
+  }
+  const hasOlder = uids.length > query.limit;
+  const pageUids = uids.slice(0, query.limit);
+  const messages: MessageSummary[] = [];
+  if (pageUids.length > 0) {
+    for await (const msg of client.fetch(pageUids.join(','), SUMMARY_FETCH_QUERY, { uid: true })) {
+      messages.push(toSummary(msg, uidValidity));
+    }
+    messages.sort((a, b) => (b.uid ?? 0) - (a.uid ?? 0));
+  }
+  const oldest = messages[messages.length - 1];
+  const nextCursor =
+    hasOlder && oldest?.uid !== undefined ? encodeImapCursor({ uidValidity: String(uidValidity), beforeUid: oldest.uid }) : null;
+  return { messages, nextCursor, total, state };
 }
 
 /** How many messages have a UID below `uid`: they are exactly sequence numbers 1..count. */

@@ -20,7 +20,8 @@ function toMailboxInfo(entry: ListResponse, withCounts: boolean): MailboxInfo {
     delimiter: entry.delimiter || null,
     parent: entry.parentPath ? entry.parentPath : null,
     specialUse: entry.specialUse ?? null,
-    subscribed: entry.subscribed,
+    // imapflow leaves `subscribed` undefined (not false) for a mailbox that is not subscribed.
+    subscribed: entry.subscribed === true,
     flags: [...entry.flags].sort(),
   };
   if (withCounts) {

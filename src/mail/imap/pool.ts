@@ -52,6 +52,13 @@ class PooledSession {
 
 export interface Lease {
   readonly client: ImapFlow;
+  /**
+   * True for a session that sat idle in the pool, false for one connected for this lease. A server
+   * may have hung up on an idle session with its BYE still unread (a restart, an admin kick): the
+   * first command then fails with a lost connection, and only on a reused session is one retry on
+   * a fresh session worth it (as undici retries idempotent requests on a reused keep-alive socket).
+   */
+  readonly reused: boolean;
   /** Returns the session to the pool (idempotent). A broken connection is evicted instead. */
   release(): void;
   /** Drops the session: its connection is closed and never reused. */
@@ -110,6 +117,18 @@ export class AccountPool {
     });
   }
 
+  /**
+   * A mailbox was deleted or renamed: sessions that have it selected would fail their next command,
+   * so idle ones are closed now and busy ones when they come back.
+   */
+  forgetMailbox(path: string): void {
+    for (const session of [...this.sessions]) {
+      if (session.selectedPath !== path) continue;
+      if (session.busy) session.evicted = true;
+      else this.evict(session);
+    }
+  }
+
   /** Logs every session out (bounded) and rejects waiters; busy sessions are closed as they return. */
   async close(): Promise<void> {
     this.closed = true;
@@ -124,13 +143,16 @@ export class AccountPool {
   /** A lease now, a pending lease (a new connection), or null when the caller has to wait. */
   private tryLease(mailbox: string | null, kind: LeaseKind): Promise<Lease> | null {
     if (kind === 'stream' && this.streamsAtCap()) return null;
+    // imapflow's `usable` turns false as soon as it has seen the connection end, which may be before
+    // its 'close' event reaches onSessionClosed: such a session is dropped here, never handed out.
+    for (const s of [...this.sessions]) if (!s.busy && !s.client.usable) this.discard(s);
     const idle = [...this.sessions].filter((s) => !s.busy && !s.evicted);
     const selected = idle.find((s) => mailbox === null || s.selectedPath === mailbox);
-    if (selected !== undefined) return Promise.resolve(this.lease(selected, kind));
+    if (selected !== undefined) return Promise.resolve(this.lease(selected, kind, true));
     if (this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(kind);
     if (idle.length > 0) {
       const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
-      return Promise.resolve(this.lease(leastRecent, kind));
+      return Promise.resolve(this.lease(leastRecent, kind, true));
     }
     return null;
   }
@@ -161,10 +183,10 @@ export class AccountPool {
       void this.logout(session);
       throw new GatewayError('UPSTREAM_ERROR', 'The account was closed');
     }
-    return this.lease(session, kind);
+    return this.lease(session, kind, false);
   }
 
-  private lease(session: PooledSession, kind: LeaseKind): Lease {
+  private lease(session: PooledSession, kind: LeaseKind, reused: boolean): Lease {
     clearTimeout(session.idleTimer);
     session.idleTimer = undefined;
     session.busy = true;
@@ -172,6 +194,7 @@ export class AccountPool {
     let done = false;
     return {
       client: session.client,
+      reused,
       release: () => {
         if (done) return;
         done = true;
@@ -216,12 +239,17 @@ export class AccountPool {
 
   private evict(session: PooledSession): void {
     if (!this.sessions.has(session)) return;
+    this.discard(session);
+    this.serveWaiters();
+  }
+
+  /** Removes and closes a session without serving waiters (safe to call from tryLease). */
+  private discard(session: PooledSession): void {
     session.evicted = true;
     session.busy = false;
     clearTimeout(session.idleTimer);
     this.sessions.delete(session);
     session.client.close();
-    this.serveWaiters();
   }
 
   private onSessionClosed(session: PooledSession): void {

@@ -55,19 +55,34 @@ function isoDate(value: Date | string | undefined): string | null {
 }
 
 /**
- * True when some part is a real attachment: `Content-Disposition: attachment`, or a named non-text
- * leaf that is not an inline image referenced by the HTML. Mirrors the parsed message's rule
- * (src/mail/mime) closely enough that a listing's paperclip matches the message view.
+ * True when the message view (src/mail/mime/parse-message.ts over mailparser) would list an
+ * attachment that is not an embedded inline resource, judged from BODYSTRUCTURE alone, so a
+ * listing's paperclip matches the message view without fetching bodies. mailparser's rule, leaf by
+ * leaf (a message/rfc822 part is one leaf: the view keeps it as one attachment and never looks in):
+ * - a part is an attachment unless it is text/plain, text/html or message/delivery-status with
+ *   no disposition or `inline` (a disposition other than attachment/inline counts as attachment);
+ * - it is left out of `hasAttachments` when it is embedded: it has a Content-ID, sits inside
+ *   multipart/related, and its disposition is `inline` or absent.
+ * The view also counts as embedded a part whose Content-ID the HTML references (`cid:`) outside
+ * multipart/related; BODYSTRUCTURE cannot tell that, so such a message is flagged here and not there.
  */
-export function structureHasAttachments(node: MessageStructureObject): boolean {
-  if (node.childNodes && node.childNodes.length > 0) {
-    return node.childNodes.some((child) => structureHasAttachments(child));
-  }
-  const disposition = (node.disposition ?? '').toLowerCase();
-  if (disposition === 'attachment') return true;
-  if (disposition === 'inline') return false;
+export function structureHasAttachments(node: MessageStructureObject, insideRelated = false): boolean {
   const type = (node.type ?? '').toLowerCase();
-  if (type === 'message/rfc822') return true;
-  const named = Boolean(node.dispositionParameters?.filename ?? node.parameters?.name);
-  return named && !type.startsWith('text/') && !node.id;
+  if (type.startsWith('multipart/')) {
+    const related = insideRelated || type === 'multipart/related';
+    return (node.childNodes ?? []).some((child) => structureHasAttachments(child, related));
+  }
+  const declared = node.disposition ? node.disposition.toLowerCase() : undefined;
+  const bodyType = BODY_TYPES.has(type || 'text/plain');
+  const disposition =
+    declared !== undefined && declared !== 'inline' && declared !== 'attachment'
+      ? 'attachment'
+      : (declared ?? (bodyType ? 'inline' : 'attachment'));
+  const isAttachment = !bodyType || disposition !== 'inline';
+  if (!isAttachment) return false;
+  const embedded = Boolean(node.id) && insideRelated && (declared === undefined || declared === 'inline');
+  return !embedded;
 }
+
+/** What mailparser takes for body text rather than an attachment (with keepDeliveryStatus: false). */
+const BODY_TYPES = new Set(['text/plain', 'text/html', 'message/delivery-status']);

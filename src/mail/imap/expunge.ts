@@ -1,0 +1,21 @@
+/**
+ * Deleting one message: `\Deleted` and `UID EXPUNGE <uid>` (UIDPLUS, RFC 4315 §2.1), which removes
+ * that message only. A plain EXPUNGE would also remove every other message some client had flagged
+ * `\Deleted`, so without UIDPLUS the gateway refuses (decision 0004).
+ */
+import type { ImapFlow } from 'imapflow';
+import { GatewayError } from '../../errors.js';
+
+export async function expungeMessage(client: ImapFlow, uid: number): Promise<void> {
+  const existing = await client.fetchOne(String(uid), { uid: true }, { uid: true });
+  if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
+  if (!client.capabilities.has('UIDPLUS')) {
+    throw new GatewayError(
+      'NOT_SUPPORTED_BY_PROTOCOL',
+      'This server lacks UIDPLUS: deleting one message would expunge every message flagged \\Deleted; move it to Trash instead',
+    );
+  }
+  if (!(await client.messageDelete(String(uid), { uid: true }))) {
+    throw new GatewayError('UPSTREAM_ERROR', 'The mail server refused to delete the message');
+  }
+}

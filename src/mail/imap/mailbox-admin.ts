@@ -1,0 +1,74 @@
+/**
+ * Creating, renaming, subscribing and deleting mailboxes (RFC 9051 §6.3.4-6.3.10). Paths are UTF-8;
+ * imapflow encodes modified UTF-7 on the wire. INBOX cannot be deleted or renamed through the API
+ * (RENAME of INBOX has special semantics in RFC 9051 §6.3.6 that surprise more than they help).
+ */
+import type { ImapFlow } from 'imapflow';
+import { GatewayError } from '../../errors.js';
+import { listMailboxes } from './mailboxes.js';
+import type { MailboxInfo } from '../types.js';
+
+function refuseInbox(path: string, what: string): void {
+  if (path.toUpperCase() === 'INBOX') {
+    throw new GatewayError('VALIDATION_FAILED', `path/mailbox: INBOX cannot be ${what}`);
+  }
+}
+
+export async function createMailbox(client: ImapFlow, path: string): Promise<MailboxInfo> {
+  const result = await client.mailboxCreate(path).catch((err: unknown) => {
+    throw mapAdminError(err, path);
+  });
+  if (!result.created) throw new GatewayError('MAILBOX_EXISTS', `A mailbox ${path} already exists`);
+  return describeMailbox(client, result.path);
+}
+
+export async function renameMailbox(client: ImapFlow, path: string, newPath: string): Promise<MailboxInfo> {
+  refuseInbox(path, 'renamed');
+  await leaveIfSelected(client, path);
+  const result = await client.mailboxRename(path, newPath).catch((err: unknown) => {
+    throw mapAdminError(err, path, newPath);
+  });
+  return describeMailbox(client, result.newPath);
+}
+
+export async function setSubscribed(client: ImapFlow, path: string, subscribed: boolean): Promise<MailboxInfo> {
+  const info = await describeMailbox(client, path);
+  const ok = subscribed ? await client.mailboxSubscribe(path) : await client.mailboxUnsubscribe(path);
+  if (!ok) throw new GatewayError('UPSTREAM_ERROR', `The mail server refused to ${subscribed ? 'subscribe to' : 'unsubscribe from'} ${path}`);
+  return { ...info, subscribed };
+}
+
+export async function deleteMailbox(client: ImapFlow, path: string): Promise<void> {
+  refuseInbox(path, 'deleted');
+  await leaveIfSelected(client, path);
+  await client.mailboxDelete(path).catch((err: unknown) => {
+    throw mapAdminError(err, path);
+  });
+}
+
+/** A mailbox about to go away must not stay selected in this session (CLOSE would expunge). */
+async function leaveIfSelected(client: ImapFlow, path: string): Promise<void> {
+  if (client.mailbox && client.mailbox.path === path) await client.mailboxOpen('INBOX');
+}
+
+export async function describeMailbox(client: ImapFlow, path: string): Promise<MailboxInfo> {
+  const all = await listMailboxes(client, false);
+  const info = all.find((m) => m.path === path);
+  if (info === undefined) throw new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${path}`);
+  return info;
+}
+
+function mapAdminError(err: unknown, path: string, newPath?: string): unknown {
+  const e = err as { serverResponseCode?: string; responseText?: string };
+  switch (e.serverResponseCode) {
+    case 'ALREADYEXISTS':
+      return new GatewayError('MAILBOX_EXISTS', `A mailbox ${newPath ?? path} already exists`, { cause: err });
+    case 'NONEXISTENT':
+      return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${path}`, { cause: err });
+    case 'CANNOT':
+    case 'INUSE':
+      return new GatewayError('VALIDATION_FAILED', `The server cannot do that with ${path}: ${e.responseText ?? 'refused'}`, { cause: err });
+    default:
+      return err;
+  }
+}

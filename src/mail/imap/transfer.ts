@@ -1,0 +1,78 @@
+/**
+ * Move and copy of one message, answering its UID in the destination.
+ *
+ * MOVE (RFC 6851) where the server has it; else COPY, then `\Deleted` and UID EXPUNGE of that UID
+ * only (UIDPLUS, RFC 4315). Without either, a move would have to EXPUNGE every `\Deleted` message of
+ * the mailbox, so it is refused (decision 0004). The new UID comes from COPYUID (RFC 4315 §3); a
+ * server without UIDPLUS is searched for the Message-ID in the destination instead.
+ */
+import type { ImapFlow } from 'imapflow';
+import { GatewayError } from '../../errors.js';
+import { selectedMailbox } from './listing.js';
+
+export interface Transferred {
+  uid: number;
+  uidValidity: bigint;
+}
+
+export async function transferMessage(
+  client: ImapFlow,
+  uid: number,
+  destination: string,
+  mode: 'move' | 'copy',
+): Promise<Transferred> {
+  const source = selectedMailbox(client).path;
+  // The source first: a missing message is MESSAGE_NOT_FOUND whatever the destination (API.md).
+  const existing = await client.fetchOne(String(uid), { uid: true, headers: ['message-id'] }, { uid: true });
+  if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
+  if (mode === 'move' && !client.capabilities.has('MOVE') && !client.capabilities.has('UIDPLUS')) {
+    throw new GatewayError(
+      'NOT_SUPPORTED_BY_PROTOCOL',
+      'This server has neither MOVE nor UIDPLUS, so one message cannot be moved without expunging others',
+    );
+  }
+  const result =
+    mode === 'move'
+      ? await client.messageMove(String(uid), destination, { uid: true })
+      : await client.messageCopy(String(uid), destination, { uid: true });
+  if (!result) {
+    // Dovecot answers NO [TRYCREATE] for a missing destination (imapflow then resolves false).
+    if (!(await mailboxExists(client, destination))) throw new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${destination}`);
+    throw new GatewayError('UPSTREAM_ERROR', `The mail server refused to ${mode} the message`);
+  }
+  const newUid = result.uidMap?.get(uid);
+  if (newUid !== undefined && result.uidValidity !== undefined) return { uid: newUid, uidValidity: result.uidValidity };
+  const messageId = messageIdOf(existing.headers);
+  const found = await findByMessageId(client, destination, messageId);
+  await client.mailboxOpen(source);
+  return found;
+}
+
+export async function mailboxExists(client: ImapFlow, path: string): Promise<boolean> {
+  try {
+    const status = await client.status(path, { uidValidity: true });
+    return status !== false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Without UIDPLUS the server does not say which UID it gave the message: select the destination and
+ * take the highest UID carrying the same Message-ID (the one just added). Leaves the destination selected.
+ */
+export async function findByMessageId(client: ImapFlow, path: string, messageId: string | null): Promise<Transferred> {
+  if (messageId === null) {
+    throw new GatewayError('UPSTREAM_ERROR', 'Done, but the server (no UIDPLUS) did not tell the new id and the message has no Message-ID to find it by');
+  }
+  const mailbox = await client.mailboxOpen(path);
+  const uids = await client.search({ header: { 'message-id': messageId } }, { uid: true });
+  const newest = Array.isArray(uids) && uids.length > 0 ? Math.max(...uids) : undefined;
+  if (newest === undefined) throw new GatewayError('UPSTREAM_ERROR', 'Done, but the new message could not be found in the destination');
+  return { uid: newest, uidValidity: mailbox.uidValidity };
+}
+
+function messageIdOf(headers: Buffer | undefined): string | null {
+  const match = /^message-id:\s*(<[^>\r\n]+>)/im.exec(headers?.toString('utf8') ?? '');
+  return match?.[1] ?? null;
+}
