@@ -19,6 +19,7 @@ import { MemoryCache } from './cache/memory-cache.js';
 import { RedisCache } from './cache/redis-cache.js';
 import { connectRedis, createRedisClient, type RedisClient } from './cache/redis-connection.js';
 import { ImapBackend } from './mail/imap/backend.js';
+import { Metrics } from './metrics/metrics.js';
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
 import { registerAuth } from './http/auth.js';
@@ -40,6 +41,7 @@ export interface AppServices {
   accountStore: AccountStore;
   cache: Cache;
   imap: ImapBackend;
+  metrics: Metrics;
 }
 
 declare module 'fastify' {
@@ -63,11 +65,18 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const services = await createServices(config, app.log);
+  const metrics = new Metrics();
+  const services = await createServices(config, app.log, metrics);
   app.decorate('services', services.services);
   app.addHook('onClose', services.close);
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', String(request.id));
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
   });
 
   // Only JSON bodies (and, per route, raw messages): a text/plain body is 415, not a 400 for its shape.
@@ -94,6 +103,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 async function createServices(
   config: Config,
   log: FastifyInstance['log'],
+  metrics: Metrics,
 ): Promise<{ services: AppServices; close: () => Promise<void> }> {
   let redis: RedisClient | undefined;
   if (config.redisUrl !== undefined || config.redisClusterNodes.length > 0) {
@@ -106,7 +116,7 @@ async function createServices(
   const sealer = createSealer(secretKey);
   const accountStore: AccountStore = redis ? new RedisAccountStore(redis) : await FileAccountStore.open(config.dataDir);
   const cache: Cache = redis
-    ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger)
+    ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
     : new MemoryCache(config.memoryCacheBytes);
   const egress = createEgressPolicy(config.egressAllow);
 
@@ -123,6 +133,7 @@ async function createServices(
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     log: log.child({ component: 'imap' }) as Logger,
+    metrics,
   });
   const backends = { imap };
   const accounts = new AccountService({
@@ -134,10 +145,21 @@ async function createServices(
     log: log.child({ component: 'accounts' }) as Logger,
   });
   resolver.service = accounts;
-  const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds });
+  const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
+  metrics.onScrape(() => {
+    const totals = { open: 0, busy: 0, connecting: 0, waiting: 0 };
+    for (const stats of imap.poolStats().values()) {
+      totals.open += stats.open;
+      totals.busy += stats.busy;
+      totals.connecting += stats.connecting;
+      totals.waiting += stats.waiting;
+    }
+    for (const [state, value] of Object.entries(totals)) metrics.poolSessions.set({ protocol: 'imap', state }, value);
+    if (redis) metrics.redisUp.set(cache.health() === 'ok' ? 1 : 0);
+  });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap },
+    services: { accounts, mail, accountStore, cache, imap, metrics },
     close: async () => {
       await imap.close();
       await cache.close();

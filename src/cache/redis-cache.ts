@@ -16,6 +16,7 @@ export class RedisCache implements Cache {
   constructor(
     private readonly redis: RedisClient,
     private readonly log: Logger,
+    private readonly onDegraded: () => void = () => undefined,
   ) {}
 
   async get(key: string): Promise<Buffer | null> {
@@ -65,6 +66,7 @@ export class RedisCache implements Cache {
       return result;
     } catch (err) {
       this.degradations += 1;
+      this.onDegraded();
       if (!this.degraded) {
         this.degraded = true;
         this.log.warn({ err: { message: (err as Error).message } }, 'redis cache unreachable, serving uncached');

@@ -11,6 +11,7 @@ import type { AccountService } from '../accounts/account-service.js';
 import type { Protocol } from '../accounts/types.js';
 import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
@@ -30,6 +31,7 @@ export interface MailServiceOptions {
   backends: Partial<Record<Protocol, MailBackend>>;
   cache: Cache;
   messageCacheTtlSeconds: number;
+  metrics?: Metrics;
 }
 
 export interface AttachmentContent {
@@ -146,6 +148,7 @@ export class MailService {
   private async parsed(backend: MailBackend, accountId: string, mailbox: string, ref: MessageRef): Promise<ParsedMessage> {
     const key = backend.parsedCacheKey(accountId, mailbox, ref);
     const cached = await getJson<ParsedMessage>(this.options.cache, key);
+    this.options.metrics?.cache('message', cached !== null);
     if (cached !== null) return cached;
     const raw = await backend.openRaw(accountId, mailbox, ref);
     let parsed: ParsedMessage;

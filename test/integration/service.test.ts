@@ -66,3 +66,40 @@ describe('service endpoints', () => {
     expect(Object.keys(json.paths)).toContain('/v1/accounts/{account}/mailboxes/{mailbox}/messages');
   });
 });
+
+describe('metrics', () => {
+  it('exports request, upstream, pool and cache metrics in Prometheus text, behind the API key', async () => {
+    const { testServers } = await import('../support/servers.js');
+    const { textMessage } = await import('../support/messages.js');
+    const { dovecot } = testServers();
+    const key = 'm'.repeat(32);
+    gw = await startGateway({ API_KEYS: key });
+    const auth = { authorization: `Bearer ${key}` };
+    const user = await dovecot.createUser('metrics');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Counted' })]);
+    const res = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/accounts',
+      headers: auth,
+      payload: { protocol: 'imap', host: dovecot.host, port: dovecot.imapPort, security: 'none', username: user.username, password: user.password },
+    });
+    const account = res.json().id as string;
+    const page = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages`, headers: auth })).json();
+    const id = page.messages[0].id as string;
+    await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${id}`, headers: auth });
+    await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${id}`, headers: auth });
+    await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Nope/messages`, headers: auth });
+
+    expect((await gw.app.inject({ url: '/metrics' })).statusCode).toBe(401);
+    const metrics = await gw.app.inject({ url: '/metrics', headers: auth });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toMatch(/^text\/plain/);
+    const text = metrics.body;
+    expect(text).toMatch(/mailgw_http_request_duration_seconds_count\{method="GET",route="\/v1\/accounts\/:account\/mailboxes\/:mailbox\/messages",status="200"\} 1/);
+    expect(text).toMatch(/mailgw_upstream_operation_duration_seconds_count\{protocol="imap",operation="list_messages"\} [1-9]/);
+    expect(text).toMatch(/mailgw_upstream_errors_total\{protocol="imap",code="MAILBOX_NOT_FOUND"\} 1/);
+    expect(text).toMatch(/mailgw_cache_requests_total\{kind="message",result="miss"\} 1/);
+    expect(text).toMatch(/mailgw_cache_requests_total\{kind="message",result="hit"\} 1/);
+    expect(text).toMatch(/mailgw_pool_sessions\{protocol="imap",state="open"\} [1-9]/);
+  });
+});

@@ -9,7 +9,22 @@ const Readiness = Type.Object({
 });
 
 export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { accountStore, cache } = app.services;
+  const { accountStore, cache, metrics } = app.services;
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['service'],
+        summary: 'Prometheus metrics',
+        description:
+          'Prometheus text exposition: HTTP latency by route, pool sessions, upstream latency and errors by code, cache hits and misses, Redis degradations. Requires the API key when keys are configured. See docs/operations.md.',
+        produces: ['text/plain'],
+        response: { 200: Type.Unsafe({ description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }) },
+      },
+    },
+    async (_request, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()),
+  );
 
   app.get(
     '/health',

@@ -32,6 +32,7 @@ import { AccountPool, type Lease, type LeaseKind, type PoolStats } from './pool.
 import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
+import type { Metrics } from '../../metrics/metrics.js';
 
 export interface ImapBackendOptions {
   resolveAccount: MailAccountResolver;
@@ -43,6 +44,7 @@ export interface ImapBackendOptions {
   /** Bytes per partial FETCH of a raw download. */
   downloadChunkBytes?: number;
   log: Logger;
+  metrics?: Metrics;
 }
 
 /** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
@@ -81,11 +83,11 @@ export class ImapBackend implements MailBackend {
   }
 
   async listMailboxes(accountId: string, options: { counts: boolean }): Promise<MailboxInfo[]> {
-    return this.run(accountId, null, (client) => listMailboxes(client, options.counts));
+    return this.run(accountId, 'list_mailboxes', null, (client) => listMailboxes(client, options.counts));
   }
 
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
-    return this.run(accountId, { path: mailbox, sync: true }, (client) => listPage(client, query));
+    return this.run(accountId, 'list_messages', { path: mailbox, sync: true }, (client) => listPage(client, query));
   }
 
   async getSummary(
@@ -95,7 +97,7 @@ export class ImapBackend implements MailBackend {
     options: { markSeen: boolean },
   ): Promise<MessageSummary> {
     const { uid } = this.imapRef(ref);
-    return this.run(accountId, { path: mailbox, sync: false }, async (client) => {
+    return this.run(accountId, 'get_summary', { path: mailbox, sync: false }, async (client) => {
       const uidValidity = this.checkUidValidity(client, ref);
       if (options.markSeen) {
         // STORE on a UID that does not exist is a silent no-op; the FETCH below tells.
@@ -109,7 +111,7 @@ export class ImapBackend implements MailBackend {
 
   async openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage> {
     const { uid } = this.imapRef(ref);
-    const { lease, value } = await this.leaseFor(accountId, { path: mailbox, sync: false }, 'stream', async (client) => {
+    const { lease, value } = await this.leaseFor(accountId, 'open_raw', { path: mailbox, sync: false }, 'stream', async (client) => {
       this.checkUidValidity(client, ref);
       const msg = await client.fetchOne(String(uid), { uid: true, size: true }, { uid: true });
       if (!msg || msg.uid !== uid || msg.size === undefined) throw messageNotFound();
@@ -131,6 +133,7 @@ export class ImapBackend implements MailBackend {
     const { uid } = this.imapRef(ref);
     const { lease, value: download } = await this.leaseFor(
       accountId,
+      'open_part',
       { path: mailbox, sync: false },
       'stream',
       async (client) => {
@@ -157,7 +160,7 @@ export class ImapBackend implements MailBackend {
   async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
     const { uid } = this.imapRef(ref);
     const plan = flagsToAddAndRemove(changes);
-    return this.run(accountId, { path: mailbox, sync: false }, async (client) => {
+    return this.run(accountId, 'update_flags', { path: mailbox, sync: false }, async (client) => {
       const uidValidity = this.checkUidValidity(client, ref);
       const before = await client.fetchOne(String(uid), { uid: true }, { uid: true });
       if (!before || before.uid !== uid) throw messageNotFound();
@@ -178,7 +181,7 @@ export class ImapBackend implements MailBackend {
 
   async deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void> {
     const { uid } = this.imapRef(ref);
-    await this.run(accountId, { path: mailbox, sync: false }, async (client) => {
+    await this.run(accountId, 'delete_message', { path: mailbox, sync: false }, async (client) => {
       this.checkUidValidity(client, ref);
       await expungeMessage(client, uid);
     }, { retry: false });
@@ -188,12 +191,12 @@ export class ImapBackend implements MailBackend {
     const path = normalizeMailboxPath(mailbox);
     // APPEND needs no selected mailbox; a session that has the destination selected is preferred
     // only because it is likely idle and warm.
-    const added = await this.run(accountId, null, (client) => appendMessage(client, path, content, flags), { retry: false });
+    const added = await this.run(accountId, 'append', null, (client) => appendMessage(client, path, content, flags), { retry: false });
     return { id: encodeImapMessageId(added.uidValidity, added.uid), mailbox: path };
   }
 
   async createMailbox(accountId: string, path: string): Promise<MailboxInfo> {
-    return this.run(accountId, null, (client) => createMailbox(client, path), { retry: false });
+    return this.run(accountId, 'create_mailbox', null, (client) => createMailbox(client, path), { retry: false });
   }
 
   async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
@@ -201,6 +204,7 @@ export class ImapBackend implements MailBackend {
     const renamed = changes.path !== undefined && changes.path !== from;
     const info = await this.run(
       accountId,
+      'update_mailbox',
       null,
       async (client) => {
         let result = renamed ? await renameMailbox(client, from, changes.path!) : undefined;
@@ -215,7 +219,7 @@ export class ImapBackend implements MailBackend {
 
   async deleteMailbox(accountId: string, path: string): Promise<void> {
     const target = normalizeMailboxPath(path);
-    await this.run(accountId, null, (client) => deleteMailbox(client, target), { retry: false });
+    await this.run(accountId, 'delete_mailbox', null, (client) => deleteMailbox(client, target), { retry: false });
     this.pools.get(accountId)?.forgetMailbox(target);
   }
 
@@ -230,6 +234,7 @@ export class ImapBackend implements MailBackend {
     const target = normalizeMailboxPath(destination);
     const moved = await this.run(
       accountId,
+      mode === 'move' ? 'move_message' : 'copy_message',
       { path: mailbox, sync: false },
       async (client) => {
         this.checkUidValidity(client, ref);
@@ -293,11 +298,12 @@ export class ImapBackend implements MailBackend {
   /** Runs one command sequence on a leased session, bounded in time; returns the session after. */
   private async run<T>(
     accountId: string,
+    operation: string,
     selection: Selection,
     work: (client: ImapFlow) => Promise<T>,
     options: { retry?: boolean } = {},
   ): Promise<T> {
-    const { lease, value } = await this.leaseFor(accountId, selection, 'command', work, options);
+    const { lease, value } = await this.leaseFor(accountId, operation, selection, 'command', work, options);
     lease.release();
     return value;
   }
@@ -313,6 +319,7 @@ export class ImapBackend implements MailBackend {
    */
   private async leaseFor<T>(
     accountId: string,
+    operation: string,
     selection: Selection,
     kind: LeaseKind,
     work: (client: ImapFlow) => Promise<T>,
@@ -320,8 +327,16 @@ export class ImapBackend implements MailBackend {
   ): Promise<{ lease: Lease; value: T }> {
     const path = selection === null ? null : normalizeMailboxPath(selection.path);
     for (let attempt = 1; ; attempt++) {
-      const lease = await this.pool(accountId).acquire(path, kind);
+      let lease: Lease;
+      try {
+        lease = await this.pool(accountId).acquire(path, kind);
+      } catch (err) {
+        const mapped = mapImapError(err, { mailbox: selection?.path });
+        this.options.metrics?.upstreamErrors.inc({ protocol: 'imap', code: mapped.code });
+        throw mapped;
+      }
       const client = lease.client;
+      const stopTimer = this.options.metrics?.upstreamDuration.startTimer({ protocol: 'imap', operation });
       try {
         const value = await withDeadline(
           (async () => {
@@ -331,13 +346,16 @@ export class ImapBackend implements MailBackend {
           this.options.upstreamTimeoutMs,
           () => client.close(),
         );
+        stopTimer?.();
         return { lease, value };
       } catch (err) {
+        stopTimer?.();
         const usable = client.usable;
         if (usable) lease.release();
         else lease.evict();
         const mapped = mapImapError(err, { mailbox: selection?.path });
         const stale = !usable && lease.reused && mapped.code === 'UPSTREAM_ERROR';
+        this.options.metrics?.upstreamErrors.inc({ protocol: 'imap', code: mapped.code });
         if (stale && attempt === 1 && options.retry !== false) {
           this.options.log.debug({ account: accountId }, 'a pooled imap session had been closed by the server; retrying on a new one');
           continue;

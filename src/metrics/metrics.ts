@@ -1,0 +1,87 @@
+/**
+ * Every Prometheus metric the gateway exports, defined in one place and created once per app (a
+ * registry per instance, so tests can build several apps in one process). Components receive the
+ * `Metrics` object and record; gauges that mirror live state (pool sessions, Redis health) are read
+ * at scrape time through collectors registered by app.ts.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type CacheKind = 'message' | 'listing' | 'pop3_headers';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly httpDuration = new Histogram({
+    name: 'mailgw_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route pattern and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly upstreamDuration = new Histogram({
+    name: 'mailgw_upstream_operation_duration_seconds',
+    help: 'Time of one operation against a mail server (session lease excluded), by protocol and operation',
+    labelNames: ['protocol', 'operation'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly upstreamErrors = new Counter({
+    name: 'mailgw_upstream_errors_total',
+    help: 'Failed operations against mail servers, by protocol and the error code answered',
+    labelNames: ['protocol', 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheRequests = new Counter({
+    name: 'mailgw_cache_requests_total',
+    help: 'Cache lookups by kind and result (hit, miss)',
+    labelNames: ['kind', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly poolSessions = new Gauge({
+    name: 'mailgw_pool_sessions',
+    help: 'Mail server sessions by protocol and state (open, busy, connecting, waiting requests)',
+    labelNames: ['protocol', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly redisDegradations = new Counter({
+    name: 'mailgw_redis_degradations_total',
+    help: 'Cache operations served without Redis because it was unreachable',
+    registers: [this.registry],
+  });
+
+  readonly redisUp = new Gauge({
+    name: 'mailgw_redis_up',
+    help: '1 while the Redis cache answers, 0 while it is degraded (absent without Redis)',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'mailgw_' });
+  }
+
+  private readonly scrapeHooks: Array<() => void> = [];
+
+  /** Registers a function that refreshes live gauges just before each scrape. */
+  onScrape(hook: () => void): void {
+    this.scrapeHooks.push(hook);
+  }
+
+  /** The exposition text (runs the scrape hooks first). */
+  async render(): Promise<string> {
+    for (const hook of this.scrapeHooks) hook();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  cache(kind: CacheKind, hit: boolean): void {
+    this.cacheRequests.inc({ kind, result: hit ? 'hit' : 'miss' });
+  }
+}
