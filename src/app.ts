@@ -19,6 +19,7 @@ import { MemoryCache } from './cache/memory-cache.js';
 import { RedisCache } from './cache/redis-cache.js';
 import { connectRedis, createRedisClient, type RedisClient } from './cache/redis-connection.js';
 import { ImapBackend } from './mail/imap/backend.js';
+import { ListingCache } from './mail/imap/listing-cache.js';
 import { Metrics } from './metrics/metrics.js';
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
@@ -134,6 +135,7 @@ async function createServices(
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,
+    ...(config.listingCache ? { listingCache: new ListingCache(cache, config.cacheTtl.listingSeconds) } : {}),
   });
   const backends = { imap };
   const accounts = new AccountService({

@@ -38,7 +38,9 @@ export interface Config {
   /** Largest message `POST .../messages` accepts (413 above). */
   maxUploadBytes: number;
   /** Cache entry lifetimes. */
-  cacheTtl: { messageSeconds: number };
+  cacheTtl: { messageSeconds: number; listingSeconds: number };
+  /** Listing pages are cached (and validated against the mailbox state) unless this is false. */
+  listingCache: boolean;
   trustProxy: boolean;
 }
 
@@ -156,8 +158,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxUploadBytes: int('MAX_UPLOAD_BYTES', 25 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     cacheTtl: {
       messageSeconds: int('CACHE_MESSAGE_TTL_SECONDS', 7 * 24 * 3600, 1, 365 * 24 * 3600),
+      listingSeconds: int('CACHE_LISTING_TTL_SECONDS', 3600, 1, 30 * 24 * 3600),
     },
     trustProxy: bool('TRUST_PROXY', false),
+    listingCache: bool('CACHE_LISTINGS', true),
   };
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -17,6 +17,7 @@ import type {
   MailboxChanges,
   MailboxInfo,
   MessageLocation,
+  MessagePage,
   MessageSummary,
 } from '../types.js';
 import { appendMessage } from './append.js';
@@ -26,7 +27,8 @@ import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscr
 import { transferMessage } from './transfer.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
-import { listPage, selectedMailbox } from './listing.js';
+import { listPage, mailboxState, selectedMailbox } from './listing.js';
+import { cacheable, statusState, type ListingCache } from './listing-cache.js';
 import { listMailboxes } from './mailboxes.js';
 import { AccountPool, type Lease, type LeaseKind, type PoolStats } from './pool.js';
 import { createRawStream } from './raw-stream.js';
@@ -45,6 +47,8 @@ export interface ImapBackendOptions {
   downloadChunkBytes?: number;
   log: Logger;
   metrics?: Metrics;
+  /** Listing pages validated against the mailbox state; absent: every listing is fetched. */
+  listingCache?: ListingCache;
 }
 
 /** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
@@ -87,7 +91,32 @@ export class ImapBackend implements MailBackend {
   }
 
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
-    return this.run(accountId, 'list_messages', { path: mailbox, sync: true }, (client) => listPage(client, query));
+    const path = normalizeMailboxPath(mailbox);
+    const listingCache = this.options.listingCache;
+    if (listingCache === undefined) {
+      return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
+    }
+    const key = listingCache.key(accountId, path, query);
+    return this.run(accountId, 'list_messages', null, async (client) => {
+      const cached = await listingCache.get(key);
+      if (client.mailbox && client.mailbox.path === path) {
+        await client.noop();
+      } else if (cached !== null) {
+        // No session had the mailbox selected: STATUS tells whether the cached page still holds.
+        if ((await statusState(client, path)) === cached.state) return this.cachedResult(cached.page, query);
+        await client.mailboxOpen(path);
+      } else {
+        await client.mailboxOpen(path);
+      }
+      const mailboxNow = selectedMailbox(client);
+      if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
+        return this.cachedResult(cached.page, query);
+      }
+      this.options.metrics?.cache('listing', false);
+      const result = await listPage(client, query);
+      if (!('notModified' in result) && cacheable(mailboxNow)) await listingCache.set(key, result);
+      return result;
+    });
   }
 
   async getSummary(
@@ -243,6 +272,11 @@ export class ImapBackend implements MailBackend {
       { retry: false },
     );
     return { id: encodeImapMessageId(moved.uidValidity, moved.uid), mailbox: target };
+  }
+
+  private cachedResult(page: MessagePage, query: ListQuery): ListResult {
+    this.options.metrics?.cache('listing', true);
+    return query.ifNoneMatch === page.state ? { notModified: true, state: page.state } : page;
   }
 
   parsedCacheKey(accountId: string, mailbox: string, ref: MessageRef): string {

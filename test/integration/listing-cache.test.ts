@@ -1,0 +1,133 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testServers, type DovecotUser } from '../support/servers.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { textMessage } from '../support/messages.js';
+
+const { dovecot } = testServers();
+
+interface Page {
+  messages: Array<{ id: string; uid: number; subject: string; flags: string[] }>;
+  state: string;
+  total: number;
+}
+
+function listingHits(metricsText: string): number {
+  const match = /mailgw_cache_requests_total\{kind="listing",result="hit"\} (\d+)/.exec(metricsText);
+  return match ? Number(match[1]) : 0;
+}
+
+async function hits(gw: TestGateway): Promise<number> {
+  return listingHits((await gw.app.inject({ url: '/metrics' })).body);
+}
+
+describe('listing cache, validated against the mailbox state', () => {
+  let gw: TestGateway;
+  let user: DovecotUser;
+  let account: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('lcache');
+    await dovecot.seedMaildir(user.username, Array.from({ length: 20 }, (_, i) => textMessage({ subject: `L${i + 1}` })));
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Other box' })], { mailbox: 'Other' });
+    // One session: every request shares it, so the STATUS path can be seen.
+    gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '1' });
+    account = await createImapAccount(gw.app, dovecot, user);
+  });
+  afterAll(async () => gw?.close());
+
+  const list = async (mailbox = 'INBOX') => {
+    const res = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/${mailbox}/messages?limit=10` });
+    expect(res.statusCode, res.body).toBe(200);
+    return res.json() as Page;
+  };
+
+  it('serves an unchanged listing from the cache, and a changed one fresh on the very next call', async () => {
+    const first = await list();
+    const before = await hits(gw);
+    const second = await list();
+    expect(second).toEqual(first);
+    expect(await hits(gw)).toBe(before + 1);
+
+    // A flag set by another client (CONDSTORE moves HIGHESTMODSEQ): visible at once.
+    const top = first.messages[0]!;
+    await dovecot.doveadm(['flags', 'add', '-u', user.username, '\\Flagged', 'mailbox', 'INBOX', 'uid', String(top.uid)]);
+    const third = await list();
+    expect(third.messages[0]!.flags).toContain('\\Flagged');
+    expect(third.state).not.toBe(first.state);
+
+    // New mail from another client: visible at once.
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Fresh arrival' })]);
+    const fourth = await list();
+    expect(fourth.messages[0]!.subject).toBe('Fresh arrival');
+    expect(fourth.total).toBe(first.total + 1);
+  });
+
+  it('checks a cached page with STATUS when no session has the mailbox selected (no SELECT)', async () => {
+    const inbox = await list('INBOX');
+    await list('Other'); // the only session now has Other selected
+    const before = await hits(gw);
+    const again = await list('INBOX');
+    expect(again).toEqual(inbox);
+    expect(await hits(gw)).toBe(before + 1);
+    const [stats] = [...gw.app.services.imap.poolStats().values()];
+    expect(stats?.open).toBe(1);
+
+    // Changed meanwhile: STATUS shows another state, the page is rebuilt.
+    await list('Other');
+    await dovecot.doveadm(['flags', 'add', '-u', user.username, '\\Seen', 'mailbox', 'INBOX', 'uid', String(inbox.messages[1]!.uid)]);
+    const changed = await list('INBOX');
+    expect(changed.messages[1]!.flags).toContain('\\Seen');
+  });
+
+  it('answers 304 from the cached state', async () => {
+    const page = await list();
+    const res = await gw.app.inject({
+      url: `/v1/accounts/${account}/mailboxes/INBOX/messages?limit=10`,
+      headers: { 'if-none-match': `"${page.state}"` },
+    });
+    expect(res.statusCode).toBe(304);
+  });
+});
+
+describe('listing cache shared by two gateways on one Redis', () => {
+  let redis: RedisServer;
+  let a: TestGateway;
+  let b: TestGateway;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    const env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex') };
+    a = await startGateway(env);
+    b = await startGateway(env);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await redis?.stop();
+  });
+
+  it('an account made through one is used through the other, and neither serves a stale page', async () => {
+    const user = await dovecot.createUser('shared');
+    await dovecot.seedMaildir(user.username, Array.from({ length: 5 }, (_, i) => textMessage({ subject: `S${i}` })));
+    const account = await createImapAccount(a.app, dovecot, user);
+    const url = `/v1/accounts/${account}/mailboxes/INBOX/messages`;
+
+    const fromA = (await a.app.inject({ url })).json() as Page;
+    const beforeB = await hits(b);
+    const fromB = (await b.app.inject({ url })).json() as Page;
+    expect(fromB).toEqual(fromA);
+    expect(await hits(b)).toBe(beforeB + 1); // B served A's page from the shared cache, after checking it
+
+    const flagged = await a.app.inject({
+      method: 'PATCH',
+      url: `${url}/${fromA.messages[0]!.id}`,
+      payload: { flagged: true },
+    });
+    expect(flagged.statusCode).toBe(200);
+    const afterWrite = (await b.app.inject({ url })).json() as Page;
+    expect(afterWrite.messages[0]!.flags).toContain('\\Flagged');
+    expect(afterWrite.state).not.toBe(fromA.state);
+  });
+});
