@@ -21,6 +21,7 @@ import { connectRedis, createRedisClient, type RedisClient } from './cache/redis
 import { ImapBackend } from './mail/imap/backend.js';
 import { ListingCache } from './mail/imap/listing-cache.js';
 import { Metrics } from './metrics/metrics.js';
+import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coordination/session-slots.js';
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
 import { registerAuth } from './http/auth.js';
@@ -120,6 +121,9 @@ async function createServices(
     ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
     : new MemoryCache(config.memoryCacheBytes);
   const egress = createEgressPolicy(config.egressAllow);
+  const slots: SessionSlots = redis
+    ? new RedisSessionSlots(redis, log.child({ component: 'slots' }) as Logger, config.sessionSlotTtlMs)
+    : new LocalSessionSlots();
 
   // The backend resolves accounts lazily through the service, at connect time.
   const resolver = { service: undefined as AccountService | undefined };
@@ -133,6 +137,7 @@ async function createServices(
     sessionIdleTimeoutMs: config.imap.sessionIdleTimeoutMs,
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    slots,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,
     ...(config.listingCache ? { listingCache: new ListingCache(cache, config.cacheTtl.listingSeconds) } : {}),
@@ -164,6 +169,7 @@ async function createServices(
     services: { accounts, mail, accountStore, cache, imap, metrics },
     close: async () => {
       await imap.close();
+      await slots.close();
       await cache.close();
       await accountStore.close();
       if (redis) await redis.quit().catch(() => redis?.disconnect());

@@ -31,6 +31,8 @@ export interface Config {
     /** How long a request may wait for a free session before `POOL_EXHAUSTED`. */
     acquireTimeoutMs: number;
   };
+  /** With Redis: a session slot of a process that stopped renewing (crashed) is free after this long. */
+  sessionSlotTtlMs: number;
   /** Bound on one upstream step (connect, greeting, a command) before `UPSTREAM_TIMEOUT`. */
   upstreamTimeoutMs: number;
   /** Byte budget of the in-memory cache (used when no Redis is configured). */
@@ -153,6 +155,7 @@ export function loadConfig(env: Env = process.env): Config {
       sessionIdleTimeoutMs: int('IMAP_SESSION_IDLE_TIMEOUT_MS', 5 * 60_000, 1_000, 24 * 3_600_000),
       acquireTimeoutMs: int('POOL_ACQUIRE_TIMEOUT_MS', 10_000, 1, 600_000),
     },
+    sessionSlotTtlMs: int('SESSION_SLOT_TTL_MS', 30_000, 3_000, 3_600_000),
     upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 20_000, 100, 600_000),
     memoryCacheBytes: int('CACHE_MEMORY_BYTES', 64 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
     maxUploadBytes: int('MAX_UPLOAD_BYTES', 25 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -29,6 +29,10 @@ export const keys = {
   pop3Headers: (accountId: string, uidl: string): string =>
     `${KEY_PREFIX}acct:${accountTag(accountId)}:pop3:${encodeSegment(uidl)}`,
 
+  /** Session slots of one account's mail server, across gateway processes (sorted set, TTL'd). */
+  sessionSlots: (accountId: string, protocol: 'imap' | 'pop3'): string =>
+    `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}`,
+
   /** Pattern matching every cached key of one account, for purges. */
   accountCachePattern: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:*`,
 

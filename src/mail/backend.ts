@@ -31,6 +31,8 @@ export interface RawMessage {
 export interface PartStream {
   stream: Readable;
   size: number | null;
+  /** The part's declared charset, for text parts (the bytes are not converted). */
+  charset?: string | undefined;
 }
 
 export interface MailBackend {

@@ -136,8 +136,13 @@ export class MailService {
       throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${attachmentId} in this message`);
     }
     const part = await backend.openPart(accountId, mailbox, ref, attachment.partId);
+    // Text attachments are served as their bytes, so the charset they were written in must travel along.
+    const withCharset =
+      attachment.contentType.startsWith('text/') && part.charset && !/;\s*charset=/i.test(attachment.contentType)
+        ? `${attachment.contentType}; charset=${part.charset}`
+        : attachment.contentType;
     return {
-      contentType: attachment.contentType,
+      contentType: withCharset,
       filename: attachment.filename,
       disposition: attachment.disposition,
       stream: part.stream,

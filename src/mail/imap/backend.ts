@@ -35,6 +35,7 @@ import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
 import type { Metrics } from '../../metrics/metrics.js';
+import type { SessionSlots } from '../../coordination/session-slots.js';
 
 export interface ImapBackendOptions {
   resolveAccount: MailAccountResolver;
@@ -47,6 +48,8 @@ export interface ImapBackendOptions {
   downloadChunkBytes?: number;
   log: Logger;
   metrics?: Metrics;
+  /** Session slots across gateway processes (Redis), or this process's own count. */
+  slots: SessionSlots;
   /** Listing pages validated against the mailbox state; absent: every listing is fetched. */
   listingCache?: ListingCache;
 }
@@ -60,6 +63,7 @@ type Selection = { path: string; sync: boolean } | null;
 export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
   private readonly serverCapabilities = new Map<string, Capability[]>();
+  private readonly unwatch = new Map<string, () => void>();
 
   constructor(private readonly options: ImapBackendOptions) {}
 
@@ -104,9 +108,9 @@ export class ImapBackend implements MailBackend {
       } else if (cached !== null) {
         // No session had the mailbox selected: STATUS tells whether the cached page still holds.
         if ((await statusState(client, path)) === cached.state) return this.cachedResult(cached.page, query);
-        await client.mailboxOpen(path);
+        await openMailbox(client, path);
       } else {
-        await client.mailboxOpen(path);
+        await openMailbox(client, path);
       }
       const mailboxNow = selectedMailbox(client);
       if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
@@ -183,7 +187,7 @@ export class ImapBackend implements MailBackend {
     download.content.once('close', giveBack);
     download.content.once('end', giveBack);
     download.content.once('error', giveBack);
-    return { stream: download.content, size: null };
+    return { stream: download.content, size: null, charset: download.meta.charset };
   }
 
   async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
@@ -287,6 +291,8 @@ export class ImapBackend implements MailBackend {
   async dropAccount(accountId: string): Promise<void> {
     const pool = this.pools.get(accountId);
     this.pools.delete(accountId);
+    this.unwatch.get(accountId)?.();
+    this.unwatch.delete(accountId);
     this.serverCapabilities.delete(accountId);
     await pool?.close();
   }
@@ -308,6 +314,7 @@ export class ImapBackend implements MailBackend {
         acquireTimeoutMs: this.options.acquireTimeoutMs,
         logoutTimeoutMs: Math.min(this.options.upstreamTimeoutMs, 5000),
         log: this.options.log.child({ account: accountId }),
+        acquireSlot: () => this.options.slots.acquire(accountId, 'imap', this.options.maxSessionsPerAccount),
         connect: async () => {
           const account = await this.options.resolveAccount(accountId);
           const client = await this.connect(account);
@@ -316,6 +323,8 @@ export class ImapBackend implements MailBackend {
         },
       });
       this.pools.set(accountId, pool);
+      const created = pool;
+      this.unwatch.set(accountId, this.options.slots.watch(accountId, 'imap', () => created.releaseIdleSession()));
     }
     return pool;
   }
@@ -434,7 +443,22 @@ async function select(client: ImapFlow, path: string, sync: boolean): Promise<vo
     if (sync) await client.noop();
     return;
   }
-  await client.mailboxOpen(path);
+  await openMailbox(client, path);
+}
+
+/** SELECT, with a missing or unselectable mailbox reported as such. */
+async function openMailbox(client: ImapFlow, path: string): Promise<void> {
+  try {
+    await client.mailboxOpen(path);
+  } catch (err) {
+    // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
+    // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.
+    const e = err as { responseStatus?: string; serverResponseCode?: string; mailboxMissing?: boolean };
+    if (e.responseStatus === 'NO' && (e.serverResponseCode === undefined || e.serverResponseCode === 'NONEXISTENT')) {
+      e.mailboxMissing = true;
+    }
+    throw err;
+  }
 }
 
 function messageNotFound(): GatewayError {

@@ -5,17 +5,23 @@
  */
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
+import { syncView, withMessageLock } from './message-lock.js';
 
 export async function expungeMessage(client: ImapFlow, uid: number): Promise<void> {
-  const existing = await client.fetchOne(String(uid), { uid: true }, { uid: true });
-  if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
-  if (!client.capabilities.has('UIDPLUS')) {
-    throw new GatewayError(
-      'NOT_SUPPORTED_BY_PROTOCOL',
-      'This server lacks UIDPLUS: deleting one message would expunge every message flagged \\Deleted; move it to Trash instead',
-    );
-  }
-  if (!(await client.messageDelete(String(uid), { uid: true }))) {
-    throw new GatewayError('UPSTREAM_ERROR', 'The mail server refused to delete the message');
-  }
+  // One write to a message at a time (message-lock.ts): two DELETEs, or a DELETE and a MOVE, of one
+  // message must not both answer success.
+  await withMessageLock(client, uid, async () => {
+    await syncView(client);
+    const existing = await client.fetchOne(String(uid), { uid: true }, { uid: true });
+    if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
+    if (!client.capabilities.has('UIDPLUS')) {
+      throw new GatewayError(
+        'NOT_SUPPORTED_BY_PROTOCOL',
+        'This server lacks UIDPLUS: deleting one message would expunge every message flagged \\Deleted; move it to Trash instead',
+      );
+    }
+    if (!(await client.messageDelete(String(uid), { uid: true }))) {
+      throw new GatewayError('UPSTREAM_ERROR', 'The mail server refused to delete the message');
+    }
+  });
 }

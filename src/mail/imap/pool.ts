@@ -15,6 +15,7 @@
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { GatewayError } from '../../errors.js';
+import type { Slot } from '../../coordination/session-slots.js';
 
 export type LeaseKind = 'command' | 'stream';
 
@@ -25,8 +26,16 @@ export interface PoolOptions {
   /** Bound on LOGOUT when closing sessions. */
   logoutTimeoutMs: number;
   connect: () => Promise<ImapFlow>;
+  /**
+   * A slot for one more session, counted across gateway processes (src/coordination); null when
+   * the account's sessions are all held elsewhere. Absent: this pool's own count is the cap.
+   */
+  acquireSlot?: () => Promise<Slot | null>;
   log: Logger;
 }
+
+/** While other processes hold every slot, a new session is tried again after this long. */
+const SLOT_RETRY_MS = 200;
 
 export interface PoolStats {
   open: number;
@@ -43,7 +52,10 @@ class PooledSession {
   lastUsedMs = Date.now();
   idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(readonly client: ImapFlow) {}
+  constructor(
+    readonly client: ImapFlow,
+    readonly slot: Slot,
+  ) {}
 
   get selectedPath(): string | null {
     return this.client.mailbox ? this.client.mailbox.path : null;
@@ -78,6 +90,8 @@ export class AccountPool {
   private connecting = 0;
   private waiters: Waiter[] = [];
   private closed = false;
+  /** Set while other processes hold every slot; cleared by a timer to try again. */
+  private slotsFullUntilMs = 0;
 
   constructor(private readonly options: PoolOptions) {}
 
@@ -96,6 +110,10 @@ export class AccountPool {
     if (this.closed) return Promise.reject(new GatewayError('UPSTREAM_ERROR', 'The account is being closed'));
     const immediate = this.tryLease(mailbox, kind);
     if (immediate !== null) return immediate;
+    return this.wait(mailbox, kind);
+  }
+
+  private wait(mailbox: string | null, kind: LeaseKind): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         mailbox,
@@ -129,6 +147,14 @@ export class AccountPool {
     }
   }
 
+  /** Another process waits for a slot of this account: give back the least recently used idle session. */
+  releaseIdleSession(): void {
+    const idle = [...this.sessions].filter((s) => !s.busy && !s.evicted);
+    if (idle.length === 0) return;
+    const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
+    void this.logout(leastRecent);
+  }
+
   /** Logs every session out (bounded) and rejects waiters; busy sessions are closed as they return. */
   async close(): Promise<void> {
     this.closed = true;
@@ -149,7 +175,8 @@ export class AccountPool {
     const idle = [...this.sessions].filter((s) => !s.busy && !s.evicted);
     const selected = idle.find((s) => mailbox === null || s.selectedPath === mailbox);
     if (selected !== undefined) return Promise.resolve(this.lease(selected, kind, true));
-    if (this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(kind);
+    const slotsFull = Date.now() < this.slotsFullUntilMs;
+    if (!slotsFull && this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(mailbox, kind);
     if (idle.length > 0) {
       const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
       return Promise.resolve(this.lease(leastRecent, kind, true));
@@ -162,21 +189,29 @@ export class AccountPool {
     return this.stats().streams >= streamCap;
   }
 
-  private async openSession(kind: LeaseKind): Promise<Lease> {
+  private async openSession(mailbox: string | null, kind: LeaseKind): Promise<Lease> {
     this.connecting += 1;
+    const slot = this.options.acquireSlot ? await this.options.acquireSlot() : { release: () => undefined };
+    if (slot === null) {
+      // Other gateway processes hold the account's remaining sessions: wait for one of ours to
+      // come free, and try for a slot again shortly.
+      this.connecting -= 1;
+      this.slotsFullUntilMs = Date.now() + SLOT_RETRY_MS;
+      setTimeout(() => this.serveWaiters(), SLOT_RETRY_MS).unref();
+      return this.wait(mailbox, kind);
+    }
     let client: ImapFlow;
     try {
       client = await this.options.connect();
     } catch (err) {
       this.connecting -= 1;
-      // The slot this attempt held is free again: someone waiting may try (and report) for itself.
+      slot.release();
+      // The place this attempt held is free again: someone waiting may try (and report) for itself.
       this.serveWaiters();
       throw err;
-    } finally {
-      // counted in `sessions` from here on
     }
     this.connecting -= 1;
-    const session = new PooledSession(client);
+    const session = new PooledSession(client, slot);
     this.sessions.add(session);
     client.on('close', () => this.onSessionClosed(session));
     if (this.closed) {
@@ -249,6 +284,7 @@ export class AccountPool {
     session.busy = false;
     clearTimeout(session.idleTimer);
     this.sessions.delete(session);
+    session.slot.release();
     session.client.close();
   }
 
@@ -274,6 +310,7 @@ export class AccountPool {
       session.client.close();
     } finally {
       clearTimeout(timer);
+      session.slot.release();
     }
     this.serveWaiters();
   }

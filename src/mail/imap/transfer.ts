@@ -9,6 +9,7 @@
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { selectedMailbox } from './listing.js';
+import { syncView, withMessageLock } from './message-lock.js';
 
 export interface Transferred {
   uid: number;
@@ -21,16 +22,27 @@ export async function transferMessage(
   destination: string,
   mode: 'move' | 'copy',
 ): Promise<Transferred> {
+  // One write to a message at a time (message-lock.ts): a COPY racing a DELETE would otherwise copy
+  // the `\Deleted` flag the DELETE had just set, a MOVE racing it would leave both answering success.
+  return withMessageLock(client, uid, () => transferLocked(client, uid, destination, mode));
+}
+
+async function transferLocked(client: ImapFlow, uid: number, destination: string, mode: 'move' | 'copy'): Promise<Transferred> {
   const source = selectedMailbox(client).path;
+  await syncView(client);
   // The source first: a missing message is MESSAGE_NOT_FOUND whatever the destination (API.md).
   const existing = await client.fetchOne(String(uid), { uid: true, headers: ['message-id'] }, { uid: true });
-  if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
+  if (!existing || existing.uid !== uid) throw messageNotFound();
   if (mode === 'move' && !client.capabilities.has('MOVE') && !client.capabilities.has('UIDPLUS')) {
     throw new GatewayError(
       'NOT_SUPPORTED_BY_PROTOCOL',
       'This server has neither MOVE nor UIDPLUS, so one message cannot be moved without expunging others',
     );
   }
+  const uidPlus = client.capabilities.has('UIDPLUS');
+  // Without UIDPLUS the new message is found by Message-ID afterwards; only UIDs from here on can be it
+  // (an earlier copy of the same message may sit in the destination already).
+  const firstNewUid = uidPlus ? undefined : await uidNextOf(client, destination);
   const result =
     mode === 'move'
       ? await client.messageMove(String(uid), destination, { uid: true })
@@ -42,8 +54,15 @@ export async function transferMessage(
   }
   const newUid = result.uidMap?.get(uid);
   if (newUid !== undefined && result.uidValidity !== undefined) return { uid: newUid, uidValidity: result.uidValidity };
+  if (uidPlus) {
+    // A UIDPLUS server names in COPYUID every message it copied or moved (RFC 4315 §3, RFC 6851
+    // §4.3). None for ours: the message was expunged by another session after the check above, and
+    // the server did nothing (Dovecot: `OK No messages found`). Searching the destination by
+    // Message-ID would find nothing (a 5xx) or an older copy (a wrong id).
+    throw messageNotFound();
+  }
   const messageId = messageIdOf(existing.headers);
-  const found = await findByMessageId(client, destination, messageId);
+  const found = await findByMessageId(client, destination, messageId, firstNewUid);
   await client.mailboxOpen(source);
   return found;
 }
@@ -57,17 +76,34 @@ export async function mailboxExists(client: ImapFlow, path: string): Promise<boo
   }
 }
 
+/** The destination's UIDNEXT (STATUS, RFC 9051 §6.3.11); a missing mailbox is left to the transfer to report. */
+async function uidNextOf(client: ImapFlow, path: string): Promise<number | undefined> {
+  try {
+    const status = await client.status(path, { uidNext: true });
+    return status === false ? undefined : status.uidNext;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Without UIDPLUS the server does not say which UID it gave the message: select the destination and
- * take the highest UID carrying the same Message-ID (the one just added). Leaves the destination selected.
+ * take the highest UID carrying the same Message-ID (the one just added), at or above `firstNewUid`
+ * when known. Leaves the destination selected.
  */
-export async function findByMessageId(client: ImapFlow, path: string, messageId: string | null): Promise<Transferred> {
+export async function findByMessageId(
+  client: ImapFlow,
+  path: string,
+  messageId: string | null,
+  firstNewUid?: number,
+): Promise<Transferred> {
   if (messageId === null) {
     throw new GatewayError('UPSTREAM_ERROR', 'Done, but the server (no UIDPLUS) did not tell the new id and the message has no Message-ID to find it by');
   }
   const mailbox = await client.mailboxOpen(path);
   const uids = await client.search({ header: { 'message-id': messageId } }, { uid: true });
-  const newest = Array.isArray(uids) && uids.length > 0 ? Math.max(...uids) : undefined;
+  const candidates = Array.isArray(uids) ? uids.filter((u) => firstNewUid === undefined || u >= firstNewUid) : [];
+  const newest = candidates.length > 0 ? Math.max(...candidates) : undefined;
   if (newest === undefined) throw new GatewayError('UPSTREAM_ERROR', 'Done, but the new message could not be found in the destination');
   return { uid: newest, uidValidity: mailbox.uidValidity };
 }
@@ -75,4 +111,8 @@ export async function findByMessageId(client: ImapFlow, path: string, messageId:
 function messageIdOf(headers: Buffer | undefined): string | null {
   const match = /^message-id:\s*(<[^>\r\n]+>)/im.exec(headers?.toString('utf8') ?? '');
   return match?.[1] ?? null;
+}
+
+function messageNotFound(): GatewayError {
+  return new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
 }

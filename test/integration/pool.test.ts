@@ -1,0 +1,489 @@
+/**
+ * The IMAP session pool (ARCHITECTURE.md, "Pool") against the real Dovecot, watched from both sides:
+ * the gateway's `services.imap.poolStats()` and what the server sees (`doveadm who` for live
+ * connections, Dovecot's log for every login and logout). Each scenario has its own gateway (its own
+ * pool settings) and its own Dovecot user, so the server-side counts are the scenario's alone.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testServers, type DovecotUser } from '../support/servers.js';
+import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { messageWithAttachment, textMessage } from '../support/messages.js';
+import type { PoolStats } from '../../src/mail/imap/pool.js';
+
+const { dovecot } = testServers();
+
+// --- what the server sees ------------------------------------------------------------------------
+
+/** Live IMAP connections of `user`, as Dovecot's anvil counts them. */
+async function connectionsOf(user: DovecotUser): Promise<number> {
+  const out = await dovecot.doveadm(['-f', 'json', 'who', '-1', user.username]);
+  const rows = out.trim() === '' ? [] : (JSON.parse(out) as Array<{ username: string; service: string }>);
+  return rows.filter((r) => r.username === user.username && r.service === 'imap').length;
+}
+
+async function dovecotLog(): Promise<string[]> {
+  return (await readFile(path.join(dovecot.dir, 'dovecot.log'), 'utf8')).split('\n');
+}
+
+/** How many times `user` logged in to IMAP (each pooled session is one login). */
+async function loginsOf(user: DovecotUser): Promise<number> {
+  return (await dovecotLog()).filter((l) => l.includes('imap-login: Info: Login: ') && l.includes(`user=<${user.username}>`)).length;
+}
+
+/** How many IMAP sessions of `user` ended with a LOGOUT (as opposed to a dropped connection). */
+async function logoutsOf(user: DovecotUser): Promise<number> {
+  return (await dovecotLog()).filter((l) => l.includes(`imap(${user.username})`) && l.includes('Disconnected: Logged out')).length;
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function stats(gw: TestGateway, account: string): PoolStats {
+  return gw.app.services.imap.poolStats().get(account) ?? { open: 0, busy: 0, connecting: 0, waiting: 0, streams: 0 };
+}
+
+/**
+ * A GET over real HTTP whose body the client does not read: once the socket buffers are full, the
+ * gateway's stream waits (backpressure) and keeps its session.
+ */
+function pausedGet(url: string): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, (res) => resolve({ req, res }));
+    req.on('error', reject);
+  });
+}
+
+/** Reads the rest of a paused response. */
+async function readAll(res: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A message far larger than what loopback socket buffers hold, so a paused download cannot finish. */
+function bigMessage(): Buffer {
+  return messageWithAttachment({ subject: 'Big', filename: 'big.bin', content: randomBytes(20 * 1024 * 1024) });
+}
+
+interface Page {
+  total: number;
+  messages: Array<{ id: string; subject: string }>;
+}
+
+// --- scenarios -----------------------------------------------------------------------------------
+
+describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
+  let gw: TestGateway;
+  let base: string;
+  let user: DovecotUser;
+  let account: string;
+  let big: Buffer;
+  const MESSAGES = 800;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('pool2');
+    const msgs = (box: string) => Array.from({ length: MESSAGES }, (_, i) => textMessage({ subject: `${box} ${i + 1}` }));
+    await dovecot.seedMaildir(user.username, msgs('INBOX'));
+    await dovecot.seedMaildir(user.username, msgs('Other'), { mailbox: 'Other' });
+    big = bigMessage();
+    await dovecot.seedMaildir(user.username, [big], { mailbox: 'Big' });
+    gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '2', POOL_ACQUIRE_TIMEOUT_MS: '20000' });
+    base = await gw.app.listen({ host: '127.0.0.1', port: 0 });
+    account = await createImapAccount(gw.app, dovecot, user);
+    // Creating the account verified the credentials with a login of its own, which logged out.
+    await waitFor('the verify session to end', async () => (await connectionsOf(user)) === 0);
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  const list = (box: string, query = '?limit=200') =>
+    gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/${box}/messages${query}` });
+
+  it('serves 10 concurrent listings with never more than 2 connections', async ({ annotate }) => {
+    const loginsBefore = await loginsOf(user);
+    let maxServer = 0;
+    let maxPool = 0;
+    let maxWaiting = 0;
+    let running = true;
+    const poolSampler = setInterval(() => {
+      const s = stats(gw, account);
+      maxPool = Math.max(maxPool, s.open + s.connecting);
+      maxWaiting = Math.max(maxWaiting, s.waiting);
+    }, 1);
+    const serverSampler = (async () => {
+      while (running) maxServer = Math.max(maxServer, await connectionsOf(user));
+    })();
+
+    const boxes = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 'INBOX' : 'Other'));
+    const results = await Promise.all(boxes.map((box) => list(box)));
+    running = false;
+    clearInterval(poolSampler);
+    await serverSampler;
+    maxServer = Math.max(maxServer, await connectionsOf(user));
+
+    results.forEach((res, i) => {
+      expect(res.statusCode, res.body).toBe(200);
+      const page = res.json() as Page;
+      expect(page.total).toBe(MESSAGES);
+      expect(page.messages).toHaveLength(200);
+      expect(page.messages[0]!.subject).toBe(`${boxes[i]} ${MESSAGES}`);
+    });
+    await annotate(`10 listings: max ${maxPool} sessions in the pool, ${maxServer} seen by doveadm who, up to ${maxWaiting} waiting`);
+    expect(maxPool).toBeLessThanOrEqual(2);
+    expect(maxServer).toBeLessThanOrEqual(2);
+    expect(maxWaiting).toBeGreaterThan(0); // they really did queue for the two sessions
+    expect((await loginsOf(user)) - loginsBefore).toBe(2);
+    expect(stats(gw, account)).toMatchObject({ open: 2, busy: 0, waiting: 0, connecting: 0 });
+  });
+
+  it('reuses idle sessions: more requests open no new connection', async () => {
+    const loginsBefore = await loginsOf(user);
+    const openBefore = stats(gw, account).open;
+    for (const box of ['INBOX', 'Other', 'INBOX']) expect((await list(box, '?limit=5')).statusCode).toBe(200);
+    expect((await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes?counts=true` })).statusCode).toBe(200);
+    expect(stats(gw, account).open).toBe(openBefore);
+    expect(await loginsOf(user)).toBe(loginsBefore);
+    expect(await connectionsOf(user)).toBe(openBefore);
+  });
+
+  it('keeps a session for a download the client does not read, and still serves listings meanwhile', async () => {
+    const page = (await list('Big')).json() as Page;
+    const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${page.messages[0]!.id}/raw`;
+    const { req, res } = await pausedGet(url);
+    try {
+      expect(res.statusCode).toBe(200);
+      expect(Number(res.headers['content-length'])).toBe(big.length);
+      await waitFor('the download to hold a stream session', () => stats(gw, account).streams === 1);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(stats(gw, account)).toMatchObject({ streams: 1, busy: 1 }); // still held: the client is not reading
+
+      const started = Date.now();
+      for (const box of ['INBOX', 'Other', 'Big']) {
+        const res2 = await list(box, '?limit=10');
+        expect(res2.statusCode, res2.body).toBe(200);
+      }
+      expect((await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes` })).statusCode).toBe(200);
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(stats(gw, account).streams).toBe(1);
+      expect(await connectionsOf(user)).toBeLessThanOrEqual(2);
+
+      // The client reads on: the download completes byte-exact and gives its session back.
+      const body = await readAll(res);
+      expect(body.equals(big)).toBe(true);
+      await waitFor('the download session to come back', () => stats(gw, account).busy === 0);
+      expect(stats(gw, account)).toMatchObject({ open: 2, streams: 0 });
+    } finally {
+      req.destroy();
+    }
+  });
+
+  it('lets downloads hold at most one of the two sessions: a second download waits, listings do not', async () => {
+    const page = (await list('Big')).json() as Page;
+    const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${page.messages[0]!.id}/raw`;
+    const first = await pausedGet(url);
+    const second = pausedGet(url); // no session for it until the first is done
+    try {
+      await waitFor('the second download to wait', () => stats(gw, account).waiting === 1);
+      expect(stats(gw, account)).toMatchObject({ streams: 1, busy: 1 });
+      const res = await list('INBOX', '?limit=10');
+      expect(res.statusCode, res.body).toBe(200);
+      expect(stats(gw, account)).toMatchObject({ streams: 1, waiting: 1 });
+
+      expect((await readAll(first.res)).equals(big)).toBe(true);
+      const { res: secondRes } = await second;
+      expect(secondRes.statusCode).toBe(200);
+      expect((await readAll(secondRes)).equals(big)).toBe(true);
+      await waitFor('both downloads to give their sessions back', () => stats(gw, account).busy === 0);
+      expect(stats(gw, account)).toMatchObject({ open: 2, streams: 0, waiting: 0 });
+    } finally {
+      first.req.destroy();
+      void second.then(({ req }) => req.destroy(), () => undefined);
+    }
+  });
+});
+
+describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () => {
+  let gw: TestGateway;
+  let base: string;
+  let user: DovecotUser;
+  let account: string;
+  let bigId: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('pool1');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'small' })]);
+    await dovecot.seedMaildir(user.username, [bigMessage()], { mailbox: 'Big' });
+    gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '1', POOL_ACQUIRE_TIMEOUT_MS: '300' });
+    base = await gw.app.listen({ host: '127.0.0.1', port: 0 });
+    account = await createImapAccount(gw.app, dovecot, user);
+    const page = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages` })).json() as Page;
+    bigId = page.messages[0]!.id;
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  const list = () => gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+
+  async function expectExhausted(): Promise<void> {
+    const started = Date.now();
+    const res = await list();
+    const waitedMs = Date.now() - started;
+    expect(res.statusCode, res.body).toBe(503);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.json()).toMatchObject({ code: 'POOL_EXHAUSTED', status: 503 });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(waitedMs).toBeGreaterThanOrEqual(250);
+    expect(waitedMs).toBeLessThan(3000);
+  }
+
+  it('answers 503 POOL_EXHAUSTED with Retry-After while a download holds the only session, and serves again once it is done', async () => {
+    const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/raw`);
+    try {
+      expect(res.statusCode).toBe(200);
+      await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
+      await expectExhausted();
+      expect(stats(gw, account)).toMatchObject({ open: 1, waiting: 0 }); // the waiter left on time
+      await readAll(res);
+    } finally {
+      req.destroy();
+    }
+    await waitFor('the session to come back', () => stats(gw, account).busy === 0);
+    expect((await list()).statusCode).toBe(200);
+  });
+
+  it('gets the session back when the client aborts a raw download midway', async () => {
+    const loginsBefore = await loginsOf(user);
+    const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/raw`);
+    expect(res.statusCode).toBe(200);
+    await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
+    await expectExhausted();
+    req.destroy();
+    await waitFor('the aborted download to give its session back', () => stats(gw, account).busy === 0);
+    const after = await list();
+    expect(after.statusCode, after.body).toBe(200);
+    // The session was returned in a usable state, not dropped.
+    expect(await loginsOf(user)).toBe(loginsBefore);
+  });
+
+  it('gets the session back when the client aborts an attachment download midway', async () => {
+    const detail = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${bigId}` });
+    expect(detail.statusCode, detail.body).toBe(200);
+    const attachment = (detail.json() as { attachments: Array<{ id: string }> }).attachments[0]!;
+    const { req, res } = await pausedGet(
+      `${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/attachments/${attachment.id}`,
+    );
+    expect(res.statusCode).toBe(200);
+    await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
+    await expectExhausted();
+    req.destroy();
+    await waitFor('the aborted download to give its session back', () => stats(gw, account).busy === 0);
+    const after = await list();
+    expect(after.statusCode, after.body).toBe(200);
+    expect(after.json().total).toBe(1);
+  });
+});
+
+describe('one session shared by every request (IMAP_MAX_SESSIONS_PER_ACCOUNT=1)', () => {
+  let gw: TestGateway;
+  let user: DovecotUser;
+  let account: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('poolone');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'kept' })]);
+    gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '1' });
+    account = await createImapAccount(gw.app, dovecot, user);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('is not left claiming its old mailbox after a SELECT that failed (RFC 9051 §6.3.2: the old one is closed)', async () => {
+    const get = (url: string) => gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/${url}` });
+    const first = await get('INBOX/messages');
+    expect(first.statusCode).toBe(200);
+    const id = (first.json() as Page).messages[0]!.id;
+    const loginsBefore = await loginsOf(user);
+
+    expect((await get('Nope/messages')).json().code).toBe('MAILBOX_NOT_FOUND');
+    // Same session (no new login), and INBOX works again: listing, message, raw.
+    expect((await get('INBOX/messages')).statusCode).toBe(200);
+    expect((await get('Nope/messages')).statusCode).toBe(404);
+    expect((await get(`INBOX/messages/${id}`)).statusCode).toBe(200);
+    expect((await get('Nope/messages')).statusCode).toBe(404);
+    const raw = await get(`INBOX/messages/${id}/raw`);
+    expect(raw.statusCode).toBe(200);
+    expect(raw.body).toContain('Subject: kept');
+    expect(await loginsOf(user)).toBe(loginsBefore);
+  });
+});
+
+describe('idle sessions close after IMAP_SESSION_IDLE_TIMEOUT_MS', () => {
+  let gw: TestGateway;
+  let user: DovecotUser;
+  let account: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('poolidle');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'one' })]);
+    gw = await startGateway({ IMAP_SESSION_IDLE_TIMEOUT_MS: '1000' });
+    account = await createImapAccount(gw.app, dovecot, user);
+    await waitFor('the verify session to end', async () => (await connectionsOf(user)) === 0);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('logs an idle session out after the TTL, and opens a new one when needed', async () => {
+    const logoutsBefore = await logoutsOf(user);
+    const loginsBefore = await loginsOf(user);
+    const res = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+    expect(res.statusCode).toBe(200);
+    const releasedAt = Date.now();
+    expect(stats(gw, account).open).toBe(1);
+    expect(await connectionsOf(user)).toBe(1);
+
+    await waitFor('the pool to close the idle session', () => stats(gw, account).open === 0, 5000);
+    const closedAfterMs = Date.now() - releasedAt;
+    expect(closedAfterMs).toBeGreaterThanOrEqual(900);
+    await waitFor('the server to see no connection', async () => (await connectionsOf(user)) === 0, 3000);
+    // Closed with LOGOUT, not dropped.
+    await waitFor('the LOGOUT in the server log', async () => (await logoutsOf(user)) === logoutsBefore + 1, 3000);
+
+    const again = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+    expect(again.statusCode).toBe(200);
+    expect(await loginsOf(user)).toBe(loginsBefore + 2);
+  });
+
+  it('measures the TTL from the last use: a session used every 400 ms stays open', async () => {
+    // The previous test ended with a listing, so one session is open and fresh.
+    expect(stats(gw, account).open).toBe(1);
+    const loginsBefore = await loginsOf(user);
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect((await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).statusCode).toBe(200);
+    }
+    // 1.6 s in all, longer than the TTL, yet no new login.
+    expect(await loginsOf(user)).toBe(loginsBefore);
+    expect(stats(gw, account).open).toBe(1);
+  });
+});
+
+describe('affinity: a request goes to an idle session that has its mailbox selected', () => {
+  let gw: TestGateway;
+  let user: DovecotUser;
+  let account: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('poolsel');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'in inbox' })]);
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'in other' })], { mailbox: 'Other' });
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'in third' })], { mailbox: 'Third' });
+    // Logs at trace: imapflow's debug lines carry every command a session sends, with its connection id.
+    gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '2' }, { captureLogs: true });
+    account = await createImapAccount(gw.app, dovecot, user);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  /** The SELECT/EXAMINE commands the gateway's sessions sent so far: [connection id, mailbox]. */
+  function selects(): Array<[string, string]> {
+    const found: Array<[string, string]> = [];
+    for (const line of gw.logs) {
+      if (!line.includes('"src":"c"')) continue;
+      const entry = JSON.parse(line) as { msg: string; cid: string };
+      const match = /^\S+ (?:SELECT|EXAMINE) "?([^"\s]+)"?/.exec(entry.msg);
+      if (match) found.push([entry.cid, match[1]!]);
+    }
+    return found;
+  }
+
+  const get = (url: string) => gw.app.inject({ url: `/v1/accounts/${account}${url}` });
+
+  it('sends no SELECT when an idle session has the mailbox selected already', async () => {
+    // Two mailboxes at once: two sessions, each selects its own.
+    const [a, b] = await Promise.all([get('/mailboxes/INBOX/messages'), get('/mailboxes/Other/messages')]);
+    expect(a.statusCode).toBe(200);
+    expect(b.statusCode).toBe(200);
+    const initial = selects();
+    expect(initial.map(([, box]) => box).sort()).toEqual(['INBOX', 'Other']);
+    expect(new Set(initial.map(([cid]) => cid)).size).toBe(2);
+    const sessionOf = new Map(initial.map(([cid, box]) => [box, cid]));
+    expect(sessionOf.size).toBe(2);
+
+    // Alternate between the two, with every kind of request: none needs a SELECT.
+    const inboxId = (a.json() as Page).messages[0]!.id;
+    const otherId = (b.json() as Page).messages[0]!.id;
+    for (let round = 0; round < 3; round++) {
+      expect((await get('/mailboxes/INBOX/messages')).statusCode).toBe(200);
+      expect((await get('/mailboxes/Other/messages')).statusCode).toBe(200);
+      expect((await get(`/mailboxes/Other/messages/${otherId}/raw`)).statusCode).toBe(200);
+      expect((await get(`/mailboxes/INBOX/messages/${inboxId}?markSeen=${round === 0}`)).statusCode).toBe(200);
+      expect((await get('/mailboxes?counts=true')).statusCode).toBe(200);
+    }
+    expect(selects()).toEqual(initial);
+    expect(stats(gw, account).open).toBe(2);
+
+    // A third mailbox takes over one session (one SELECT) and leaves the other mailbox's alone.
+    expect((await get('/mailboxes/Third/messages')).statusCode).toBe(200);
+    const afterThird = selects();
+    expect(afterThird).toHaveLength(3);
+    const [thirdCid, thirdBox] = afterThird[2]!;
+    expect(thirdBox).toBe('Third');
+    const untouched = [...sessionOf].find(([, cid]) => cid !== thirdCid)!;
+    expect((await get(`/mailboxes/${untouched[0]}/messages`)).statusCode).toBe(200);
+    expect((await get('/mailboxes/Third/messages')).statusCode).toBe(200);
+    expect(selects()).toHaveLength(3);
+  });
+});
+
+describe('a session the server drops', () => {
+  let gw: TestGateway;
+  let user: DovecotUser;
+  let account: string;
+
+  beforeAll(async () => {
+    user = await dovecot.createUser('poolkick');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'one' })]);
+    gw = await startGateway();
+    account = await createImapAccount(gw.app, dovecot, user);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('is evicted and never handed out again; the next request gets a fresh session', async () => {
+    const list = () => gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+    expect((await list()).statusCode).toBe(200);
+    expect(stats(gw, account).open).toBe(1);
+    const loginsBefore = await loginsOf(user);
+
+    await dovecot.doveadm(['kick', user.username]);
+    await waitFor('the pool to notice the dropped session', () => stats(gw, account).open === 0);
+
+    const res = await list();
+    expect(res.statusCode, res.body).toBe(200);
+    expect(await loginsOf(user)).toBe(loginsBefore + 1);
+    expect(stats(gw, account)).toMatchObject({ open: 1, busy: 0 });
+  });
+});

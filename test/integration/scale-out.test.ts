@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { testServers } from '../support/servers.js';
+import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { textMessage } from '../support/messages.js';
+
+const { dovecot } = testServers();
+const root = path.resolve(import.meta.dirname, '../..');
+
+/** Live IMAP connections of `username` as Dovecot counts them. */
+async function connectionsOf(username: string): Promise<number> {
+  const out = await dovecot.doveadm(['who', '-1']);
+  return out.split('\n').filter((line) => line.split(/\s+/)[0] === username && /\bimap\b/.test(line)).length;
+}
+
+describe('several gateway processes on one Redis', () => {
+  let redis: RedisServer;
+  const secretKey = randomBytes(32).toString('hex');
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('hold the per-account session cap together, and serve every request', async () => {
+    const env = { REDIS_URL: redis.url, SECRET_KEY: secretKey, IMAP_MAX_SESSIONS_PER_ACCOUNT: '2', POOL_ACQUIRE_TIMEOUT_MS: '15000' };
+    const a = await startGateway(env);
+    const b = await startGateway(env);
+    try {
+      const user = await dovecot.createUser('cap');
+      await dovecot.seedMaildir(user.username, Array.from({ length: 30 }, (_, i) => textMessage({ subject: `C${i}` })));
+      await dovecot.seedMaildir(user.username, [textMessage({ subject: 'elsewhere' })], { mailbox: 'Other' });
+      const account = await createImapAccount(a.app, dovecot, user);
+
+      let maxSeen = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          maxSeen = Math.max(maxSeen, await connectionsOf(user.username));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const requests = [];
+      for (let i = 0; i < 12; i++) {
+        const gw = i % 2 === 0 ? a : b;
+        const mailbox = i % 3 === 0 ? 'Other' : 'INBOX';
+        requests.push(gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/${mailbox}/messages?limit=5` }));
+      }
+      const results = await Promise.all(requests);
+      sampling = false;
+      await sampler;
+      expect(results.map((r) => r.statusCode)).toEqual(results.map(() => 200));
+      expect(maxSeen).toBeGreaterThan(0);
+      expect(maxSeen).toBeLessThanOrEqual(2);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('takes over the sessions of a gateway process that was killed, once its slots expire', async () => {
+    const user = await dovecot.createUser('crash');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Survivor' })]);
+    const env = {
+      REDIS_URL: redis.url,
+      SECRET_KEY: secretKey,
+      IMAP_MAX_SESSIONS_PER_ACCOUNT: '1',
+      SESSION_SLOT_TTL_MS: '3000',
+      POOL_ACQUIRE_TIMEOUT_MS: '15000',
+      EGRESS_ALLOW: '127.0.0.1/32',
+      LOG_LEVEL: 'silent',
+    };
+    const port = await freePort();
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-child-'));
+    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: root,
+      env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir },
+      stdio: 'ignore',
+    });
+    const survivor = await startGateway(env);
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await expect.poll(() => fetch(`${base}/health`).then((r) => r.status, () => 0), { timeout: 20_000 }).toBe(200);
+      const created = await fetch(`${base}/v1/accounts`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ protocol: 'imap', host: dovecot.host, port: dovecot.imapPort, security: 'none', username: user.username, password: user.password }),
+      });
+      expect(created.status).toBe(201);
+      const { id } = (await created.json()) as { id: string };
+      const listed = await fetch(`${base}/v1/accounts/${id}/mailboxes/INBOX/messages`);
+      expect(listed.status).toBe(200); // the child now holds the account's only slot
+
+      child.kill('SIGKILL');
+      const res = await survivor.app.inject({ url: `/v1/accounts/${id}/mailboxes/INBOX/messages` });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json().messages[0].subject).toBe('Survivor');
+    } finally {
+      child.kill('SIGKILL');
+      await survivor.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
