@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers } from '../support/servers.js';
-import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { createImapAccount, startGateway } from '../support/gateway.js';
 import { textMessage } from '../support/messages.js';
 
 const { dovecot } = testServers();
