@@ -11,6 +11,7 @@ import type { Config } from './config.js';
 import { loggerOptions } from './logger.js';
 import { AccountService } from './accounts/account-service.js';
 import { FileAccountStore } from './accounts/file-store.js';
+import { LastKnownAccountStore } from './accounts/last-known-store.js';
 import { RedisAccountStore } from './accounts/redis-store.js';
 import { createSealer, loadOrCreateFileSecretKey, parseSecretKey } from './accounts/sealing.js';
 import type { AccountStore } from './accounts/types.js';
@@ -116,7 +117,11 @@ async function createServices(
   const secretKey =
     config.secretKey !== undefined ? parseSecretKey(config.secretKey) : await loadOrCreateFileSecretKey(config.dataDir);
   const sealer = createSealer(secretKey);
-  const accountStore: AccountStore = redis ? new RedisAccountStore(redis) : await FileAccountStore.open(config.dataDir);
+  const accountStore: AccountStore = redis
+    ? new LastKnownAccountStore(new RedisAccountStore(redis), log.child({ component: 'accounts' }) as Logger, () =>
+        metrics.redisDegradations.inc(),
+      )
+    : await FileAccountStore.open(config.dataDir);
   const cache: Cache = redis
     ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
     : new MemoryCache(config.memoryCacheBytes);

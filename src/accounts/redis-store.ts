@@ -125,12 +125,18 @@ export class RedisAccountStore implements AccountStore {
       return await Promise.race([op(), timeout]);
     } catch (err) {
       if (isGatewayError(err)) throw err;
-      throw new GatewayError('SERVICE_UNAVAILABLE', `the account store is unavailable (${kind} failed)`, {
-        cause: err,
-      });
+      throw new AccountStoreUnreachable(`the account store is unavailable (${kind} failed)`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** Redis did not answer (as opposed to answering with a record that cannot be read). */
+export class AccountStoreUnreachable extends GatewayError {
+  constructor(detail: string, options: { cause?: unknown } = {}) {
+    super('SERVICE_UNAVAILABLE', detail, options);
+    this.name = 'AccountStoreUnreachable';
   }
 }
 

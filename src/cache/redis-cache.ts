@@ -17,7 +17,14 @@ export class RedisCache implements Cache {
     private readonly redis: RedisClient,
     private readonly log: Logger,
     private readonly onDegraded: () => void = () => undefined,
-  ) {}
+  ) {
+    // The connection came back: the next operation will tell if Redis really answers again.
+    redis.on('ready', () => {
+      if (!this.degraded) return;
+      this.degraded = false;
+      this.log.warn('redis cache is reachable again');
+    });
+  }
 
   async get(key: string): Promise<Buffer | null> {
     return this.guard(() => this.redis.getBuffer(key), null);
@@ -49,7 +56,7 @@ export class RedisCache implements Cache {
   }
 
   health(): 'ok' | 'degraded' {
-    return this.degraded ? 'degraded' : 'ok';
+    return this.degraded || this.redis.status !== 'ready' ? 'degraded' : 'ok';
   }
 
   async close(): Promise<void> {

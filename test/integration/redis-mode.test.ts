@@ -17,6 +17,7 @@ let gw: TestGateway;
 beforeAll(async () => {
   redisServer = await startRedis();
   redis = new Redis(redisServer.url);
+  redis.on('error', () => undefined); // the test kills Redis on purpose
   gw = await startGateway({ REDIS_URL: redisServer.url, SECRET_KEY: secretKey });
 });
 
@@ -57,23 +58,42 @@ describe('with Redis', () => {
     for (const key of cachedKeys) expect(await redis.exists(key)).toBe(0);
   });
 
-  it('answers 503 while Redis (the account store) is down, and recovers by itself', async () => {
+  it('keeps serving reads, uncached, while Redis is down; writes and unknown accounts answer 503; recovers by itself', async () => {
     const user = await dovecot.createUser('redis-down');
-    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Outage' })]);
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Outage', body: 'still readable' })]);
     const account = await createImapAccount(gw.app, dovecot, user);
+    const url = `/v1/accounts/${account}/mailboxes/INBOX/messages`;
+    const id = (await gw.app.inject({ url })).json().messages[0].id as string;
+    const degradations = async () =>
+      Number(/mailgw_redis_degradations_total (\d+)/.exec((await gw.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+    const before = await degradations();
+
     await redisServer.kill();
     try {
-      // Accounts live in Redis: without it the gateway cannot know the account, and says so.
-      const res = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
-      expect(res.statusCode).toBe(503);
-      expect(res.json().code).toBe('SERVICE_UNAVAILABLE');
+      const listing = await gw.app.inject({ url });
+      expect(listing.statusCode).toBe(200);
+      expect(listing.json().messages[0].subject).toBe('Outage');
+      const message = await gw.app.inject({ url: `${url}/${id}` });
+      expect(message.statusCode).toBe(200);
+      expect(message.json().text).toContain('still readable');
+      expect(await degradations()).toBeGreaterThan(before);
+
+      const unknown = await gw.app.inject({ url: '/v1/accounts/never-seen/mailboxes/INBOX/messages' });
+      expect(unknown.statusCode).toBe(503);
+      expect(unknown.json().code).toBe('SERVICE_UNAVAILABLE');
+      const create = await gw.app.inject({
+        method: 'POST',
+        url: '/v1/accounts?verify=false',
+        payload: { protocol: 'imap', host: dovecot.host, port: dovecot.imapPort, security: 'none', username: 'x', password: 'y' },
+      });
+      expect(create.statusCode).toBe(503);
     } finally {
       await redisServer.restart();
     }
     // The gateway reconnects by itself. (This throwaway Redis keeps no data across a kill, so the
-    // account is gone: the answer is a clean 404, no longer a 503.)
-    await expect.poll(async () => (await gw.app.inject({ url: '/ready' })).statusCode, { timeout: 10_000 }).toBe(200);
-    const after = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+    // account is gone: the answer is a clean 404, no longer served from memory.)
+    await expect.poll(async () => (await gw.app.inject({ url: '/ready' })).json().status, { timeout: 10_000 }).toBe('ok');
+    const after = await gw.app.inject({ url });
     expect(after.json().code).toBe('ACCOUNT_NOT_FOUND');
   });
 });

@@ -27,17 +27,19 @@ describe('service endpoints', () => {
     expect(res.json()).toEqual({ status: 'ok', store: 'ok', cache: 'ok' });
   });
 
-  it('/ready follows Redis: ok while it runs, 503 while it is down, ok again after', async () => {
+  it('/ready follows Redis: ok while it runs, degraded while it is down, ok again after', async () => {
     const redis = await startRedis();
     try {
       gw = await startGateway({ REDIS_URL: redis.url, SECRET_KEY: secretKey });
       expect((await gw.app.inject({ url: '/ready' })).json()).toMatchObject({ status: 'ok', store: 'ok' });
       await redis.kill();
       const down = await gw.app.inject({ url: '/ready' });
-      expect(down.statusCode).toBe(503);
-      expect(down.json()).toMatchObject({ status: 'unavailable', store: 'unavailable' });
+      expect(down.statusCode).toBe(200);
+      expect(down.json()).toMatchObject({ status: 'degraded', store: 'degraded' });
       await redis.restart();
-      await expect.poll(async () => (await gw!.app.inject({ url: '/ready' })).statusCode, { timeout: 10_000 }).toBe(200);
+      await expect
+        .poll(async () => (await gw!.app.inject({ url: '/ready' })).json().status, { timeout: 10_000 })
+        .toBe('ok');
     } finally {
       await redis.stop();
     }
@@ -47,7 +49,7 @@ describe('service endpoints', () => {
     const port = await freePort();
     gw = await startGateway({ REDIS_URL: `redis://127.0.0.1:${port}`, SECRET_KEY: secretKey });
     const res = await gw.app.inject({ url: '/ready' });
-    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ status: 'degraded', store: 'degraded' });
     const accounts = await gw.app.inject({ url: '/v1/accounts' });
     expect(accounts.statusCode).toBe(503);
     expect(accounts.headers['content-type']).toMatch(/^application\/problem\+json/);

@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { LastKnownAccountStore } from '../../accounts/last-known-store.js';
 
 const Health = Type.Object({ status: Type.String({ examples: ['ok'] }) });
 const Readiness = Type.Object({
   status: Type.String({ enum: ['ok', 'degraded', 'unavailable'], description: 'degraded: serving without cache' }),
-  store: Type.String({ enum: ['ok', 'unavailable'] }),
+  store: Type.String({ enum: ['ok', 'degraded', 'unavailable'], description: 'degraded: Redis unreachable, accounts served from memory' }),
   cache: Type.String({ enum: ['ok', 'degraded'] }),
 });
 
@@ -47,19 +48,22 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags: ['service'],
         summary: 'Readiness',
         description:
-          '200 while the account store answers (status `degraded` when the cache is unreachable and reads go uncached); 503 while the account store does not.',
+          '200 `ok` while store and cache answer; 200 `degraded` while Redis is unreachable (reads go uncached, accounts this process has read are served from memory, writes answer 503); 503 while a file account store cannot be used.',
         security: [],
         response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_request, reply) => {
-      const store = await accountStore.ping().then(
-        () => 'ok' as const,
-        () => 'unavailable' as const,
+      const reachable = await accountStore.ping().then(
+        () => true,
+        () => false,
       );
+      // A store in Redis that is unreachable still serves the accounts this process knows (degraded);
+      // a file store that cannot be used is unavailable.
+      const store = reachable ? 'ok' : accountStore instanceof LastKnownAccountStore ? 'degraded' : 'unavailable';
       const cacheHealth = cache.health();
-      const status = store !== 'ok' ? 'unavailable' : cacheHealth === 'ok' ? 'ok' : 'degraded';
-      return reply.code(store === 'ok' ? 200 : 503).send({ status, store, cache: cacheHealth });
+      const status = store === 'unavailable' ? 'unavailable' : store === 'ok' && cacheHealth === 'ok' ? 'ok' : 'degraded';
+      return reply.code(status === 'unavailable' ? 503 : 200).send({ status, store, cache: cacheHealth });
     },
   );
 };
