@@ -36,7 +36,7 @@ import { serviceRoutes } from './http/routes/service.js';
 import { Address, Problem } from './http/schemas/common.js';
 import { Account } from './http/schemas/accounts.js';
 import { Mailbox } from './http/schemas/mailboxes.js';
-import { Attachment, MessageDetail, MessageLocation, MessagePage, MessageSummary } from './http/schemas/messages.js';
+import { Attachment, Changes, MessageDetail, MessageLocation, MessagePage, MessageSummary } from './http/schemas/messages.js';
 
 export interface AppServices {
   accounts: AccountService;
@@ -88,7 +88,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerProblemHandlers(app);
   await registerSwagger(app);
   registerAuth(app, config.apiKeys);
-  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation]) {
+  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes]) {
     app.addSchema(schema);
   }
   await app.register(serviceRoutes);

@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { MailAccount } from './account.js';
 import type { MessageRef } from './message-id.js';
+import type { MailboxChangesResult } from './imap/changes.js';
 import type {
   ByteRange,
   Capability,
@@ -56,7 +57,9 @@ export interface MailBackend {
   /** Removes one message for good (IMAP: `\Deleted` + UID EXPUNGE; POP3: DELE committed by QUIT). */
   deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void>;
 
-  // Writes only some protocols have; absent means NOT_SUPPORTED_BY_PROTOCOL (decided in MailService).
+  // What only some protocols have; absent means NOT_SUPPORTED_BY_PROTOCOL (decided in MailService).
+  /** Created, updated and destroyed messages since a listing's or an earlier answer's `state`. */
+  changesSince?(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult>;
   updateFlags?(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary>;
   moveMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;
   copyMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;

@@ -13,6 +13,7 @@ import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
+import type { MailboxChangesResult } from './imap/changes.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
 import type {
@@ -55,6 +56,12 @@ export class MailService {
       throw notSupported('Filtering a listing (search)');
     }
     return backend.listMessages(accountId, mailbox, query);
+  }
+
+  async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
+    const backend = await this.backendFor(accountId);
+    if (!backend.changesSince) throw notSupported('Delta sync (/changes)');
+    return backend.changesSince(accountId, mailbox, since, limit);
   }
 
   async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges): Promise<MessageSummary> {

@@ -7,6 +7,7 @@ import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
 import {
   AppendQuery,
+  ChangesQuery,
   FlagPatchBody,
   MessageFilterQuery,
   MessageGetQuery,
@@ -52,6 +53,25 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
       void reply.header('etag', `"${result.state}"`).header('cache-control', 'private, no-cache');
       if ('notModified' in result) return reply.code(304).send(null);
       return result;
+    },
+  );
+
+  app.get(
+    '/accounts/:account/mailboxes/:mailbox/changes',
+    {
+      schema: {
+        tags: ['messages'],
+        summary: 'Changes since a state (delta sync)',
+        description:
+          'Ids of messages created and destroyed, and summaries of messages updated, since `since` (a listing\'s `state` or an earlier answer\'s). From CONDSTORE/QRESYNC (RFC 7162). A state from before a UIDVALIDITY change, or one without MODSEQ, is 410 STATE_TOO_OLD: list again. IMAP with QRESYNC only (422 otherwise).',
+        params: MailboxParams,
+        querystring: ChangesQuery,
+        response: { 200: Type.Ref('Changes'), ...problems(400, 401, 404, 410, 422, 502, 503, 504) },
+      },
+    },
+    async (request) => {
+      const { account, mailbox } = request.params;
+      return mail.changesSince(account, normalizeMailboxPath(mailbox), request.query.since, request.query.limit);
     },
   );
 

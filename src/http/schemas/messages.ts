@@ -145,3 +145,25 @@ export const AppendQuery = Type.Object({
     }),
   ),
 });
+
+export const ChangesQuery = Type.Object({
+  since: Type.String({
+    minLength: 1,
+    maxLength: 512,
+    description: 'A `state` from a listing or from an earlier /changes answer',
+  }),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500, description: 'Most `updated` summaries per answer' }),
+});
+
+export const Changes = Type.Object(
+  {
+    created: Type.Array(Type.String(), { description: 'Ids of messages that arrived since' }),
+    updated: Type.Array(Type.Ref('MessageSummary'), { description: 'Summaries of older messages whose flags changed' }),
+    destroyed: Type.Array(Type.String(), {
+      description: 'Ids of messages that went away (may name ids the client never saw: drop those)',
+    }),
+    state: Type.String({ description: 'Pass as `since` next time' }),
+    hasMore: Type.Boolean({ description: 'More changes wait: call again with `state` right away' }),
+  },
+  { $id: 'Changes' },
+);

@@ -25,6 +25,8 @@ import { expungeMessage } from './expunge.js';
 import { flagsToAddAndRemove, storeFlags } from './flags.js';
 import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
 import { transferMessage } from './transfer.js';
+import { changesSince, type MailboxChangesResult } from './changes.js';
+import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
 import { listPage, mailboxState, selectedMailbox } from './listing.js';
@@ -104,7 +106,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'list_messages', null, async (client) => {
       const cached = await listingCache.get(key);
       if (client.mailbox && client.mailbox.path === path) {
-        await client.noop();
+        await syncSelected(client, path);
       } else if (cached !== null) {
         // No session had the mailbox selected: STATUS tells whether the cached page still holds.
         if ((await statusState(client, path)) === cached.state) return this.cachedResult(cached.page, query);
@@ -188,6 +190,11 @@ export class ImapBackend implements MailBackend {
     download.content.once('end', giveBack);
     download.content.once('error', giveBack);
     return { stream: download.content, size: null, charset: download.meta.charset };
+  }
+
+  async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
+    const state = decodeImapState(since);
+    return this.run(accountId, 'changes', { path: mailbox, sync: true }, (client) => changesSince(client, state, limit));
   }
 
   async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
@@ -412,7 +419,8 @@ export class ImapBackend implements MailBackend {
     const has = (name: string): boolean => client.capabilities.has(name);
     const caps: Capability[] = [...IMAP_BASE_CAPABILITIES];
     if (has('MOVE') || has('UIDPLUS')) caps.push('move');
-    if (has('CONDSTORE') || has('QRESYNC')) caps.push('changes');
+    // Deletions since a state can only be told with QRESYNC's VANISHED (RFC 7162 §3.2.6).
+    if (has('QRESYNC')) caps.push('changes');
     if (has('IDLE')) caps.push('events');
     caps.sort();
     this.serverCapabilities.set(accountId, caps);
@@ -437,13 +445,45 @@ export function normalizeMailboxPath(path: string): string {
   return path.toUpperCase() === 'INBOX' ? 'INBOX' : path;
 }
 
-/** Selects `path` unless it already is; `sync` also asks the server for changes (NOOP, RFC 9051 §6.1.2). */
+/** Selects `path` unless it already is; `sync` also brings the session's view of it up to date. */
 async function select(client: ImapFlow, path: string, sync: boolean): Promise<void> {
   if (client.mailbox && client.mailbox.path === path) {
-    if (sync) await client.noop();
+    if (sync) await syncSelected(client, path);
     return;
   }
   await openMailbox(client, path);
+}
+
+/**
+ * Brings a selected mailbox's state up to date. NOOP (RFC 9051 §6.1.2) makes the server look at the
+ * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
+ * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
+ * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
+ * cannot have moved and one round trip is enough. A UIDVALIDITY other than the session's means the
+ * mailbox was rebuilt under it: it is selected afresh.
+ */
+async function syncSelected(client: ImapFlow, path: string): Promise<void> {
+  let arrived = false;
+  const onExists = (): void => {
+    arrived = true;
+  };
+  client.on('exists', onExists);
+  try {
+    await client.noop();
+  } finally {
+    client.off('exists', onExists);
+  }
+  if (!arrived) return;
+  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
+  const status = await client.status(path, {
+    uidValidity: true,
+    uidNext: true,
+    messages: true,
+    ...(condstore ? { highestModseq: true } : {}),
+  });
+  const mailbox = client.mailbox;
+  if (!status || !mailbox || mailbox.path !== path) return;
+  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
 }
 
 /** SELECT, with a missing or unselectable mailbox reported as such. */

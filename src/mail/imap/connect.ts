@@ -40,8 +40,9 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
     logRaw: false,
     // Pooled sessions run one command at a time on demand; IDLE would cost a DONE round trip per request.
     disableAutoIdle: true,
-    // CONDSTORE (RFC 7162) makes HIGHESTMODSEQ part of the mailbox state our listings are keyed on.
-    qresync: false,
+    // CONDSTORE and QRESYNC (RFC 7162): HIGHESTMODSEQ is part of the mailbox state our listings are
+    // keyed on, and QRESYNC's VANISHED tells /changes which messages went away.
+    qresync: true,
     connectionTimeout: options.timeoutMs,
     greetingTimeout: options.timeoutMs,
     socketTimeout: options.socketTimeoutMs,
