@@ -21,6 +21,8 @@ import { RedisCache } from './cache/redis-cache.js';
 import { connectRedis, createRedisClient, type RedisClient } from './cache/redis-connection.js';
 import { ImapBackend } from './mail/imap/backend.js';
 import { ListingCache } from './mail/imap/listing-cache.js';
+import { Pop3Backend } from './mail/pop3/backend.js';
+import { slotsMaildropLease } from './coordination/maildrop-lease.js';
 import { Metrics } from './metrics/metrics.js';
 import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coordination/session-slots.js';
 import { MailService } from './mail/mail-service.js';
@@ -147,7 +149,20 @@ async function createServices(
     metrics,
     ...(config.listingCache ? { listingCache: new ListingCache(cache, config.cacheTtl.listingSeconds) } : {}),
   });
-  const backends = { imap };
+  const pop3 = new Pop3Backend({
+    resolveAccount: (id) => {
+      if (resolver.service === undefined) throw new Error('account service not ready');
+      return resolver.service.resolveMailAccount(id);
+    },
+    egress,
+    cache,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    acquireTimeoutMs: config.imap.acquireTimeoutMs,
+    headerCacheTtlSeconds: config.cacheTtl.messageSeconds,
+    ...(redis ? { maildropLease: slotsMaildropLease(slots) } : {}),
+    log: log.child({ component: 'pop3' }) as Logger,
+  });
+  const backends = { imap, pop3 };
   const accounts = new AccountService({
     store: accountStore,
     sealer,
@@ -174,6 +189,7 @@ async function createServices(
     services: { accounts, mail, accountStore, cache, imap, metrics },
     close: async () => {
       await imap.close();
+      await pop3.close();
       await slots.close();
       await cache.close();
       await accountStore.close();

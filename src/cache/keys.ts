@@ -29,6 +29,10 @@ export const keys = {
   pop3Headers: (accountId: string, uidl: string): string =>
     `${KEY_PREFIX}acct:${accountTag(accountId)}:pop3:${encodeSegment(uidl)}`,
 
+  /** A POP3 message's parsed form, by UIDL (immutable). */
+  pop3Message: (accountId: string, uidl: string): string =>
+    `${KEY_PREFIX}acct:${accountTag(accountId)}:pop3msg:${encodeSegment(uidl)}`,
+
   /** Session slots of one account's mail server, across gateway processes (sorted set, TTL'd). */
   sessionSlots: (accountId: string, protocol: 'imap' | 'pop3'): string =>
     `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}`,
