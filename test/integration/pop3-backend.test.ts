@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '../../src/cache/keys.js';
 import { MemoryCache } from '../../src/cache/memory-cache.js';
 import { GatewayError } from '../../src/errors.js';
 import type { MailAccount } from '../../src/mail/account.js';
@@ -280,7 +281,8 @@ describe('messages', () => {
     expect((await rejection(backend.getSummary('corpus', 'INBOX', decodeMessageId(summary.id), { markSeen: true }))).code).toBe(
       'NOT_SUPPORTED_BY_PROTOCOL',
     );
-    expect(backend.parsedCacheKey('corpus', 'INBOX', decodeMessageId(summary.id))).toContain(':pop3:');
+    const ref = decodeMessageId(summary.id);
+    expect(ref.kind === 'pop3' && backend.parsedCacheKey('corpus', 'INBOX', ref)).toBe(keys.pop3Message('corpus', ref.kind === 'pop3' ? ref.uidl : ''));
   });
 });
 

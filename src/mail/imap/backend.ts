@@ -132,7 +132,7 @@ export class ImapBackend implements MailBackend {
     options: { markSeen: boolean },
   ): Promise<MessageSummary> {
     const { uid } = this.imapRef(ref);
-    return this.run(accountId, 'get_summary', { path: mailbox, sync: false }, async (client) => {
+    return this.run(accountId, 'get_summary', { path: mailbox, sync: true }, async (client) => {
       const uidValidity = this.checkUidValidity(client, ref);
       if (options.markSeen) {
         // STORE on a UID that does not exist is a silent no-op; the FETCH below tells.
@@ -146,7 +146,7 @@ export class ImapBackend implements MailBackend {
 
   async openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage> {
     const { uid } = this.imapRef(ref);
-    const { lease, value } = await this.leaseFor(accountId, 'open_raw', { path: mailbox, sync: false }, 'stream', async (client) => {
+    const { lease, value } = await this.leaseFor(accountId, 'open_raw', { path: mailbox, sync: true }, 'stream', async (client) => {
       this.checkUidValidity(client, ref);
       const msg = await client.fetchOne(String(uid), { uid: true, size: true }, { uid: true });
       if (!msg || msg.uid !== uid || msg.size === undefined) throw messageNotFound();
@@ -169,7 +169,7 @@ export class ImapBackend implements MailBackend {
     const { lease, value: download } = await this.leaseFor(
       accountId,
       'open_part',
-      { path: mailbox, sync: false },
+      { path: mailbox, sync: true },
       'stream',
       async (client) => {
         this.checkUidValidity(client, ref);
@@ -200,7 +200,7 @@ export class ImapBackend implements MailBackend {
   async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
     const { uid } = this.imapRef(ref);
     const plan = flagsToAddAndRemove(changes);
-    return this.run(accountId, 'update_flags', { path: mailbox, sync: false }, async (client) => {
+    return this.run(accountId, 'update_flags', { path: mailbox, sync: true }, async (client) => {
       const uidValidity = this.checkUidValidity(client, ref);
       const before = await client.fetchOne(String(uid), { uid: true }, { uid: true });
       if (!before || before.uid !== uid) throw messageNotFound();
@@ -475,10 +475,11 @@ async function syncSelected(client: ImapFlow, path: string): Promise<void> {
   }
   if (!arrived) return;
   const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
+  // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
+  // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
   const status = await client.status(path, {
     uidValidity: true,
     uidNext: true,
-    messages: true,
     ...(condstore ? { highestModseq: true } : {}),
   });
   const mailbox = client.mailbox;

@@ -19,11 +19,23 @@ export async function createMailbox(client: ImapFlow, path: string): Promise<Mai
     throw mapAdminError(err, path);
   });
   if (!result.created) throw new GatewayError('MAILBOX_EXISTS', `A mailbox ${path} already exists`);
-  return describeMailbox(client, result.path);
+  // A trailing delimiter only declares that children will follow; the mailbox created is named
+  // without it (RFC 9051 §6.3.4), and that is the one to describe.
+  const delimiter = client.namespace?.delimiter;
+  const created = delimiter && result.path.endsWith(delimiter) ? result.path.slice(0, -delimiter.length) : result.path;
+  return describeMailbox(client, created);
 }
 
 export async function renameMailbox(client: ImapFlow, path: string, newPath: string): Promise<MailboxInfo> {
   refuseInbox(path, 'renamed');
+  // INBOX always exists (RFC 9051 §5.1). Dovecot refuses a RENAME onto it from a real mailbox, but
+  // takes one from a hierarchy-only (\Noselect) name and moves its children under INBOX.
+  if (newPath.toUpperCase() === 'INBOX') throw new GatewayError('MAILBOX_EXISTS', 'INBOX always exists; nothing can be renamed to it');
+  const delimiter = client.namespace?.delimiter;
+  if (delimiter && newPath.startsWith(path + delimiter)) {
+    // Dovecot answers a plain NO, which would read as a server fault.
+    throw new GatewayError('VALIDATION_FAILED', `body/path: ${path} cannot be moved under itself (${newPath})`);
+  }
   await leaveIfSelected(client, path);
   const result = await client.mailboxRename(path, newPath).catch((err: unknown) => {
     throw mapAdminError(err, path, newPath);
