@@ -67,6 +67,8 @@ export interface StartDovecotOptions {
   users?: DovecotUser[];
   /** Dovecot's per-user-and-IP connection cap (its default is 10); default here 50. */
   maxUserIpConnections?: number;
+  /** Settings appended to the generated config (e.g. an `imap_capability` without CONDSTORE). */
+  extraConfig?: string;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -418,7 +420,10 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
     // Ports are picked free, then bound by Dovecot: if another process took one in between, retry.
     for (let attempt = 1; ; attempt++) {
       const [imap, imaps, pop3, pop3s] = (await freePorts(4)) as [number, number, number, number];
-      await writeFile(confPath, configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50));
+      await writeFile(
+        confPath,
+        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50) + (options.extraConfig ?? ''),
+      );
       const master = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       track(master);
       let output = '';

@@ -193,8 +193,13 @@ export class ImapBackend implements MailBackend {
   }
 
   async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
-    const state = decodeImapState(since);
-    return this.run(accountId, 'changes', { path: mailbox, sync: true }, (client) => changesSince(client, state, limit));
+    return this.run(accountId, 'changes', { path: mailbox, sync: true }, (client) => {
+      // Whether the server can answer at all comes before whether the token is one we issued.
+      if (!client.enabled.has('QRESYNC')) {
+        throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', 'This server lacks QRESYNC (RFC 7162), so deletions since a state cannot be told');
+      }
+      return changesSince(client, decodeImapState(since), limit);
+    });
   }
 
   async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {

@@ -7,6 +7,7 @@
  * EXPUNGE responses are not sent during FETCH or SEARCH (RFC 9051 §7.5.1), so the sequence
  * numbers stay valid between the two.
  */
+import { createHash } from 'node:crypto';
 import type { ImapFlow, MailboxObject } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
@@ -26,8 +27,27 @@ export function mailboxState(mailbox: MailboxObject): string {
 
 export async function listPage(client: ImapFlow, query: ListQuery): Promise<ListResult> {
   const mailbox = selectedMailbox(client);
+  if (mailbox.highestModseq === undefined) return withPageState(await buildPage(client, query, mailboxState(mailbox)), query);
   const state = mailboxState(mailbox);
   if (query.ifNoneMatch === state) return { notModified: true, state };
+  return buildPage(client, query, state);
+}
+
+/**
+ * Without CONDSTORE (RFC 7162) no mailbox-wide value changes when a flag does, so the state of a
+ * page also digests the UIDs and flags it shows: the ETag then changes whenever anything on the
+ * page does, and a 304 can only be answered after fetching it (it still spares the body).
+ */
+function withPageState(page: MessagePage, query: ListQuery): ListResult {
+  const digest = createHash('sha256');
+  for (const m of page.messages) digest.update(`${m.uid ?? ''}:${m.flags.join(' ')};`);
+  const state = `${page.state}.${digest.digest('base64url').slice(0, 16)}`;
+  if (query.ifNoneMatch === state) return { notModified: true, state };
+  return { ...page, state };
+}
+
+async function buildPage(client: ImapFlow, query: ListQuery, state: string): Promise<MessagePage> {
+  const mailbox = selectedMailbox(client);
 
   const uidValidity = mailbox.uidValidity;
   const cursor = query.cursor === undefined ? undefined : decodeImapCursor(query.cursor);
