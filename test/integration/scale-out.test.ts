@@ -110,3 +110,49 @@ describe('several gateway processes on one Redis', () => {
     }
   });
 });
+
+describe('POP3 across gateway processes', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('never opens two sessions on one maildrop at once, and serves every request', async () => {
+    const env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex'), POOL_ACQUIRE_TIMEOUT_MS: '20000' };
+    const a = await startGateway(env);
+    const b = await startGateway(env);
+    try {
+      const user = await dovecot.createUser('pop3cap');
+      await dovecot.seedMaildir(user.username, Array.from({ length: 5 }, (_, i) => textMessage({ subject: `Q${i}` })));
+      const created = await a.app.inject({
+        method: 'POST',
+        url: '/v1/accounts',
+        payload: { protocol: 'pop3', host: dovecot.host, port: dovecot.pop3Port, security: 'none', username: user.username, password: user.password },
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      const url = `/v1/accounts/${created.json().id}/mailboxes/INBOX/messages`;
+
+      let maxSeen = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const out = await dovecot.doveadm(['who', '-1']);
+          const sessions = out.split('\n').filter((line) => line.split(/\s+/)[0] === user.username && /\bpop3\b/.test(line)).length;
+          maxSeen = Math.max(maxSeen, sessions);
+          await new Promise((r) => setTimeout(r, 30));
+        }
+      })();
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? a : b).app.inject({ url })));
+      sampling = false;
+      await sampler;
+      expect(results.map((r) => r.statusCode)).toEqual(results.map(() => 200));
+      expect(maxSeen).toBeLessThanOrEqual(1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
