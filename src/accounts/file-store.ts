@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GatewayError } from '../errors.js';
+import { errnoCode, syncDir } from '../util/fs.js';
 import {
   accountRecordProblem,
   compareById,
@@ -186,23 +187,4 @@ async function writeFileAtomic(dir: string, file: string, data: string): Promise
     throw err;
   }
   await syncDir(dir);
-}
-
-/** fsync a directory so the rename survives a crash; not every platform allows it, which is tolerable. */
-async function syncDir(dir: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // e.g. Windows or some network filesystems; the file data itself was fsynced before the rename.
-  } finally {
-    await handle?.close();
-  }
-}
-
-function errnoCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
-    ? err.code
-    : undefined;
 }

@@ -10,6 +10,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { errnoCode, syncDir } from '../util/fs.js';
 
 const VERSION = 'v1';
 const ALGORITHM = 'aes-256-gcm';
@@ -149,23 +150,4 @@ async function readKeyFile(file: string): Promise<Buffer | null> {
     throw new Error(`${file} does not hold a valid key (it ${KEY_FORMAT_HELP}); ` +
       'restore it from a backup: secrets sealed under it cannot be opened without it');
   }
-}
-
-/** fsync a directory so a rename or link in it survives a crash; some platforms refuse, that is fine. */
-async function syncDir(dir: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(dir, 'r');
-    await handle.sync();
-  } catch {
-    // Not supported on every platform/filesystem (e.g. Windows); the data itself is already fsynced.
-  } finally {
-    await handle?.close();
-  }
-}
-
-function errnoCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
-    ? err.code
-    : undefined;
 }
