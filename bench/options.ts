@@ -1,0 +1,65 @@
+/**
+ * Command-line flags of `npm run bench -- [flags]` and the durations they imply.
+ *
+ *   --quick        every row briefly (CI checks that it runs to the end); the large mailbox shrinks
+ *   --profile      start the gateway processes with `node --cpu-prof`; profiles land in bench/results/
+ *   --only=b,c     run only these rows, with the rows measured together with them (the table still
+ *                  lists all, the others as "not run")
+ *   --gateway-env=NAME=VALUE   extra environment for the gateway processes (repeatable), to try a
+ *                  setting: --gateway-env=IMAP_MAX_SESSIONS_PER_ACCOUNT=8
+ */
+import type { Schedule } from './load.js';
+
+export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] as const;
+export type RowId = (typeof ROW_IDS)[number];
+
+export interface BenchOptions {
+  quick: boolean;
+  profile: boolean;
+  rows: Set<RowId>;
+  gatewayEnv: Record<string, string>;
+  /** How each figure and its baseline are measured: interleaved rounds (see load.ts). */
+  schedule: Schedule;
+  /** Messages of the "100,000-message" mailbox (smaller in quick mode, and the table says so). */
+  largeMailboxMessages: number;
+  smallMailboxMessages: number;
+  /** Bytes of the large message of rows (g) and (h). */
+  bigMessageBytes: number;
+  /** Fewest downloads per side in row (g) (more while the measuring time lasts); the median counts. */
+  downloadRuns: number;
+  /** Fresh POP3 accounts in row (i), each listed twice. */
+  pop3Samples: number;
+}
+
+export function parseOptions(argv: string[]): BenchOptions {
+  const unknown = argv.filter((arg) => !/^--(quick|profile|only=[a-i](,[a-i])*|gateway-env=[A-Za-z_][A-Za-z0-9_]*=.*)$/.test(arg));
+  if (unknown.length > 0) {
+    throw new Error(
+      `unknown argument(s): ${unknown.join(' ')}\nusage: npm run bench -- [--quick] [--profile] [--only=a,b,...] [--gateway-env=NAME=VALUE ...]`,
+    );
+  }
+  const gatewayEnv = Object.fromEntries(
+    argv
+      .filter((arg) => arg.startsWith('--gateway-env='))
+      .map((arg) => {
+        const setting = arg.slice('--gateway-env='.length);
+        return [setting.slice(0, setting.indexOf('=')), setting.slice(setting.indexOf('=') + 1)];
+      }),
+  );
+  const quick = argv.includes('--quick');
+  const only = argv.find((arg) => arg.startsWith('--only='));
+  const rows = new Set<RowId>(only ? (only.slice('--only='.length).split(',') as RowId[]) : ROW_IDS);
+  return {
+    quick,
+    profile: argv.includes('--profile'),
+    rows,
+    gatewayEnv,
+    // Measured seconds per figure, in rounds alternating with its baseline; warm-up per figure.
+    schedule: quick ? { seconds: 2, rounds: 1, warmupSeconds: 1 } : { seconds: 15, rounds: 3, warmupSeconds: 3 },
+    largeMailboxMessages: quick ? 20_000 : 100_000,
+    smallMailboxMessages: 2_000,
+    bigMessageBytes: 25 * 1024 * 1024,
+    downloadRuns: quick ? 1 : 5,
+    pop3Samples: quick ? 2 : 5,
+  };
+}
