@@ -182,6 +182,9 @@ async function createServices(
       totals.waiting += stats.waiting;
     }
     for (const [state, value] of Object.entries(totals)) metrics.poolSessions.set({ protocol: 'imap', state }, value);
+    const pop3Stats = pop3.sessionStats();
+    metrics.poolSessions.set({ protocol: 'pop3', state: 'open' }, pop3Stats.live);
+    metrics.poolSessions.set({ protocol: 'pop3', state: 'waiting' }, pop3Stats.waiting);
     if (redis) metrics.redisUp.set(cache.health() === 'ok' ? 1 : 0);
   });
 
