@@ -3,9 +3,10 @@
  *
  * Starts its own Dovecot and Redis, seeds the mailboxes, runs the gateway (and the two comparison
  * servers) as child processes, drives them with autocannon from this process, and prints one table,
- * also written to bench/results/latest.json. Every target is a ratio against a baseline measured in
- * the same run, interleaved with it; nothing here asserts on timings (the exit code is 1 only when a
- * row failed to run). How to read the rows: docs/benchmarks.md.
+ * also written to bench/results/latest.json; a run with any flag writes bench/results/partial.json
+ * instead, so it never replaces the plain run's figures. Every target is a ratio against a baseline
+ * measured in the same run, interleaved with it; nothing here asserts on timings (the exit code is 1
+ * only when a row failed to run). How to read the rows: docs/benchmarks.md.
  */
 import { execFile } from 'node:child_process';
 import os from 'node:os';
@@ -103,7 +104,8 @@ async function main(): Promise<number> {
 
   const rows = ROW_IDS.map((id) => results.get(id) ?? notRun(id, titles[id]));
   process.stdout.write(`\n${formatTable(rows)}\n\n`);
-  const file = path.join(RESULTS_DIR, 'latest.json');
+  const plain = !options.quick && !options.profile && options.rows.size === ROW_IDS.length && Object.keys(options.gatewayEnv).length === 0;
+  const file = path.join(RESULTS_DIR, plain ? 'latest.json' : 'partial.json');
   await writeResults(file, rows, {
     quick: options.quick,
     startedAt: startedAt.toISOString(),
