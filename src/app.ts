@@ -36,6 +36,7 @@ import { mailboxRoutes } from './http/routes/mailboxes.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { serviceRoutes } from './http/routes/service.js';
 import { Address, Problem } from './http/schemas/common.js';
+import { compilePageEncoder } from './http/schemas/page-encoder.js';
 import { Account } from './http/schemas/accounts.js';
 import { Mailbox } from './http/schemas/mailboxes.js';
 import { Attachment, Changes, MessageDetail, MessageLocation, MessagePage, MessageSummary } from './http/schemas/messages.js';
@@ -67,6 +68,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    // One line per request (below, when it is answered) instead of Fastify's two.
+    disableRequestLogging: true,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -78,6 +81,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     void reply.header('x-request-id', String(request.id));
   });
   app.addHook('onResponse', async (request, reply) => {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
     metrics.httpDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
       reply.elapsedTime / 1000,
@@ -120,9 +124,11 @@ async function createServices(
     config.secretKey !== undefined ? parseSecretKey(config.secretKey) : await loadOrCreateFileSecretKey(config.dataDir);
   const sealer = createSealer(secretKey);
   const accountStore: AccountStore = redis
-    ? new LastKnownAccountStore(new RedisAccountStore(redis), log.child({ component: 'accounts' }) as Logger, () =>
-        metrics.redisDegradations.inc(),
-      )
+    ? new LastKnownAccountStore(new RedisAccountStore(redis), {
+        log: log.child({ component: 'accounts' }) as Logger,
+        freshForMs: config.accountRecordFreshMs,
+        onFallback: () => metrics.redisDegradations.inc(),
+      })
     : await FileAccountStore.open(config.dataDir);
   const cache: Cache = redis
     ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
@@ -147,7 +153,17 @@ async function createServices(
     slots,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,
-    ...(config.listingCache ? { listingCache: new ListingCache(cache, config.cacheTtl.listingSeconds) } : {}),
+    ...(config.listingCache
+      ? {
+          listingCache: new ListingCache({
+            cache,
+            ttlSeconds: config.cacheTtl.listingSeconds,
+            encodePage: compilePageEncoder(),
+            // Shared in Redis, hot pages also here; without Redis the cache already is this memory.
+            ...(redis ? { local: new MemoryCache(config.memoryCacheBytes) } : {}),
+          }),
+        }
+      : {}),
   });
   const pop3 = new Pop3Backend({
     resolveAccount: (id) => {

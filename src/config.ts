@@ -43,6 +43,8 @@ export interface Config {
   cacheTtl: { messageSeconds: number; listingSeconds: number };
   /** Listing pages are cached (and validated against the mailbox state) unless this is false. */
   listingCache: boolean;
+  /** With Redis: how long a read account record is used before it is read again (other replicas' changes show within this). */
+  accountRecordFreshMs: number;
   trustProxy: boolean;
 }
 
@@ -165,6 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     trustProxy: bool('TRUST_PROXY', false),
     listingCache: bool('CACHE_LISTINGS', true),
+    accountRecordFreshMs: int('ACCOUNT_RECORD_FRESH_MS', 1000, 0, 60_000),
   };
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -10,20 +10,45 @@
  * The remembered record can only be older than the store's if another process changed the account
  * after this one last read it and before Redis went away; connection changes then surface as a
  * refused login, not as another account's mail.
+ *
+ * A record read less than `freshForMs` ago is answered without asking the store again, and
+ * concurrent reads of one account share one store read: a busy account costs one Redis round trip
+ * per `freshForMs`, not one per request. Changes made through this process are seen at once; a
+ * change or deletion made through another process is seen here within `freshForMs`
+ * (docs/decisions/0008-account-records-read-once-per-second.md).
  */
 import type { Logger } from 'pino';
 import { AccountStoreUnreachable } from './redis-store.js';
 import type { AccountRecord, AccountStore } from './types.js';
 
+export interface LastKnownAccountStoreOptions {
+  log: Logger;
+  /** How long a record read from the store is used without reading it again; 0: every time. */
+  freshForMs?: number;
+  onFallback?: () => void;
+  now?: () => number;
+}
+
 export class LastKnownAccountStore implements AccountStore {
-  private readonly known = new Map<string, AccountRecord>();
+  private readonly known = new Map<string, { record: AccountRecord; readAtMs: number }>();
+  private readonly reading = new Map<string, Promise<AccountRecord | null>>();
   private degraded = false;
+  /** Counts writes through this process: a read that overlapped one must not store what it read. */
+  private writes = 0;
+  private readonly log: Logger;
+  private readonly freshForMs: number;
+  private readonly onFallback: () => void;
+  private readonly now: () => number;
 
   constructor(
     private readonly store: AccountStore,
-    private readonly log: Logger,
-    private readonly onFallback: () => void = () => undefined,
-  ) {}
+    options: LastKnownAccountStoreOptions,
+  ) {
+    this.log = options.log;
+    this.freshForMs = options.freshForMs ?? 0;
+    this.onFallback = options.onFallback ?? (() => undefined);
+    this.now = options.now ?? Date.now;
+  }
 
   /** 'degraded' while reads are answered from memory because the store is unreachable. */
   health(): 'ok' | 'degraded' {
@@ -31,11 +56,25 @@ export class LastKnownAccountStore implements AccountStore {
   }
 
   async get(id: string): Promise<AccountRecord | null> {
+    const known = this.known.get(id);
+    if (known !== undefined && this.now() - known.readAtMs < this.freshForMs) return known.record;
+    let read = this.reading.get(id);
+    if (read === undefined) {
+      read = this.read(id).finally(() => this.reading.delete(id));
+      this.reading.set(id, read);
+    }
+    return read;
+  }
+
+  private async read(id: string): Promise<AccountRecord | null> {
+    const readAtMs = this.now();
+    const writesBefore = this.writes;
     try {
       const record = await this.store.get(id);
       this.recovered();
+      if (this.writes !== writesBefore) return record;
       if (record === null) this.known.delete(id);
-      else this.known.set(id, record);
+      else this.known.set(id, { record, readAtMs });
       return record;
     } catch (err) {
       const remembered = this.known.get(id);
@@ -45,7 +84,7 @@ export class LastKnownAccountStore implements AccountStore {
         this.log.warn('account store unreachable: serving accounts this process has read before');
       }
       this.onFallback();
-      return remembered;
+      return remembered.record;
     }
   }
 
@@ -57,18 +96,26 @@ export class LastKnownAccountStore implements AccountStore {
 
   async create(record: AccountRecord): Promise<void> {
     await this.store.create(record);
-    this.known.set(record.id, record);
+    this.wrote(record.id, record);
   }
 
   async update(record: AccountRecord): Promise<void> {
     await this.store.update(record);
-    this.known.set(record.id, record);
+    this.wrote(record.id, record);
   }
 
   async delete(id: string): Promise<boolean> {
     const deleted = await this.store.delete(id);
-    this.known.delete(id);
+    this.wrote(id, null);
     return deleted;
+  }
+
+  /** What this process just wrote is what it reads next; a read already under way predates it. */
+  private wrote(id: string, record: AccountRecord | null): void {
+    this.writes += 1;
+    this.reading.delete(id);
+    if (record === null) this.known.delete(id);
+    else this.known.set(id, { record, readAtMs: this.now() });
   }
 
   async ping(): Promise<void> {

@@ -86,8 +86,17 @@ export interface ContentStream {
 
 export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'append' | 'changes' | 'events';
 
+/**
+ * A page already in its JSON form, as the listing cache keeps it: sent as these bytes, so a cache
+ * hit costs no parse and no serialisation.
+ */
+export interface EncodedPage {
+  state: string;
+  json: Buffer;
+}
+
 /** A listing page, or "unchanged" when the client's `If-None-Match` state is still current. */
-export type ListResult = MessagePage | { notModified: true; state: string };
+export type ListResult = MessagePage | EncodedPage | { notModified: true; state: string };
 
 /** Where a message is after a move, copy or append. */
 export interface MessageLocation {

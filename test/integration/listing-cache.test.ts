@@ -4,6 +4,8 @@ import { testServers, type DovecotUser } from '../support/servers.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { textMessage } from '../support/messages.js';
+import { startLatencyProxy } from '../support/latency-proxy.js';
+import { ImapFlow } from 'imapflow';
 
 const { dovecot } = testServers();
 
@@ -81,6 +83,48 @@ describe('listing cache, validated against the mailbox state', () => {
     expect(changed.messages[1]!.flags).toContain('\\Seen');
   });
 
+  it('a listing that arrives while an earlier check is on its way waits for a check of its own', async () => {
+    // Listings of one mailbox share a state check that is not yet sent. One that arrives after a
+    // check went out must not take that check's answer: the change it must show may have happened
+    // in between. The server's answers are held back so that the first check is still on its way
+    // when another client changes a flag and the second listing arrives.
+    const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });
+    const slowAccount = await createImapAccount(gw.app, dovecot, user, { host: proxy.host, port: proxy.port });
+    const other = new ImapFlow({
+      host: dovecot.host,
+      port: dovecot.imapPort,
+      secure: false,
+      doSTARTTLS: false,
+      auth: { user: user.username, pass: user.password },
+      logger: false,
+    });
+    other.on('error', () => undefined);
+    const url = `/v1/accounts/${slowAccount}/mailboxes/INBOX/messages?limit=10`;
+    const listSlow = async () => {
+      const res = await gw.app.inject({ url });
+      expect(res.statusCode, res.body).toBe(200);
+      return res.json() as Page;
+    };
+    try {
+      await other.connect();
+      await other.mailboxOpen('INBOX');
+      const top = (await listSlow()).messages[0]!;
+      expect(top.flags).not.toContain('\\Draft');
+      proxy.delayMs = 300;
+      const first = listSlow(); // its check goes out now; the answer comes 300 ms later
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      await other.messageFlagsAdd(String(top.uid), ['\\Draft'], { uid: true });
+      const second = await listSlow();
+      expect(second.messages[0]!.flags).toContain('\\Draft');
+      await first;
+    } finally {
+      proxy.delayMs = 0;
+      await other.logout().catch(() => undefined);
+      await gw.app.inject({ method: 'DELETE', url: `/v1/accounts/${slowAccount}` });
+      await proxy.close();
+    }
+  });
+
   it('answers 304 from the cached state', async () => {
     const page = await list();
     const res = await gw.app.inject({
@@ -95,10 +139,11 @@ describe('listing cache shared by two gateways on one Redis', () => {
   let redis: RedisServer;
   let a: TestGateway;
   let b: TestGateway;
+  let env: Record<string, string>;
 
   beforeAll(async () => {
     redis = await startRedis();
-    const env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex') };
+    env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex') };
     a = await startGateway(env);
     b = await startGateway(env);
   });
@@ -129,5 +174,35 @@ describe('listing cache shared by two gateways on one Redis', () => {
     const afterWrite = (await b.app.inject({ url })).json() as Page;
     expect(afterWrite.messages[0]!.flags).toContain('\\Flagged');
     expect(afterWrite.state).not.toBe(fromA.state);
+  });
+
+  it('sends the same bytes from the server, from Redis, from process memory, and without the cache', async () => {
+    const user = await dovecot.createUser('samebytes');
+    await dovecot.seedMaildir(user.username, [
+      // RFC 2047 encoded words: non-ASCII in the JSON, so a stray re-encoding would show.
+      textMessage({ subject: '=?UTF-8?Q?Gr=C3=BC=C3=9Fe=2C_na=C3=AFve_caf=C3=A9_=E2=98=95?=', from: '=?UTF-8?Q?Zo=C3=AB_=C3=91?= <zoe@example.com>' }),
+      textMessage({ subject: 'Plain' }),
+    ]);
+    const account = await createImapAccount(a.app, dovecot, user);
+    const url = `/v1/accounts/${account}/mailboxes/INBOX/messages`;
+    const uncachedGateway = await startGateway({ ...env, CACHE_LISTINGS: 'false' });
+    try {
+      const miss = await a.app.inject({ url }); // built from the server, stored
+      const fromRedis = await b.app.inject({ url }); // B has no copy of its own yet
+      const fromMemory = await b.app.inject({ url }); // now B's own copy
+      const uncached = await uncachedGateway.app.inject({ url });
+      expect(await hits(b)).toBeGreaterThanOrEqual(2);
+      for (const res of [miss, fromRedis, fromMemory, uncached]) {
+        expect(res.statusCode).toBe(200);
+        expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+        expect(res.headers.etag).toBe(miss.headers.etag);
+      }
+      expect(fromRedis.rawPayload.equals(miss.rawPayload)).toBe(true);
+      expect(fromMemory.rawPayload.equals(miss.rawPayload)).toBe(true);
+      expect(uncached.rawPayload.equals(miss.rawPayload)).toBe(true);
+      expect((miss.json() as Page).messages.map((m) => m.subject)).toEqual(['Plain', 'Grüße, naïve café ☕']);
+    } finally {
+      await uncachedGateway.close();
+    }
   });
 });

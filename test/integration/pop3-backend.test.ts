@@ -70,7 +70,7 @@ async function readAll(stream: Readable): Promise<Buffer> {
 
 async function page(backend: Pop3Backend, id: string, limit: number, cursor?: string): Promise<MessagePage> {
   const result = await backend.listMessages(id, 'INBOX', { limit, cursor });
-  if ('notModified' in result) throw new Error('unexpected 304');
+  if (!('messages' in result)) throw new Error('expected a page of messages');
   return result;
 }
 

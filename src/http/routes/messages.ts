@@ -52,6 +52,8 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
       });
       void reply.header('etag', `"${result.state}"`).header('cache-control', 'private, no-cache');
       if ('notModified' in result) return reply.code(304).send(null);
+      // A page from the listing cache is already the JSON this route's schema produces.
+      if ('json' in result) return reply.type('application/json; charset=utf-8').send(result.json);
       return result;
     },
   );

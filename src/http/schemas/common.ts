@@ -10,8 +10,13 @@ export function StringEnum<const T extends readonly string[]>(values: T, options
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
 }
 
-export function Nullable<T extends TSchema>(schema: T) {
-  return Type.Union([schema, Type.Null()]);
+/**
+ * A primitive that may be null, written `type: [T, 'null']` (JSON Schema 2020-12, OpenAPI 3.1)
+ * rather than `anyOf`: fast-json-stringify serialises an `anyOf` by running a validator per value
+ * (with ajv-formats' date-time regexes), three times slower per listing page for identical bytes.
+ */
+export function Nullable<T extends TSchema & { type: 'string' | 'integer' | 'number' | 'boolean' }>(schema: T) {
+  return Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type, 'null'] });
 }
 
 /** `.` and `..` fit the character set but cannot be one URL path segment (they are dot-segments). */

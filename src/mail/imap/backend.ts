@@ -16,8 +16,8 @@ import type {
   ListResult,
   MailboxChanges,
   MailboxInfo,
+  EncodedPage,
   MessageLocation,
-  MessagePage,
   MessageSummary,
 } from '../types.js';
 import { appendMessage } from './append.js';
@@ -59,13 +59,18 @@ export interface ImapBackendOptions {
 /** What every IMAP server offers through the gateway; server extensions add move, changes, events. */
 export const IMAP_BASE_CAPABILITIES: readonly Capability[] = ['append', 'copy', 'flags', 'folders', 'search'];
 
-/** How a request wants its mailbox: selected, or selected and synchronised with the server. */
-type Selection = { path: string; sync: boolean } | null;
+/**
+ * How a request wants its mailbox: selected, or selected and synchronised with the server; or
+ * (`select: false`) only a session that has it selected if one is free, left as it is.
+ */
+type Selection = { path: string; sync: boolean; select?: false } | null;
 
 export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
   private readonly serverCapabilities = new Map<string, Capability[]>();
   private readonly unwatch = new Map<string, () => void>();
+  /** Listing state checks not yet sent, by account and mailbox (see currentState). */
+  private readonly stateChecks = new Map<string, Promise<string | null>>();
 
   constructor(private readonly options: ImapBackendOptions) {}
 
@@ -103,26 +108,53 @@ export class ImapBackend implements MailBackend {
       return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
     }
     const key = listingCache.key(accountId, path, query);
-    return this.run(accountId, 'list_messages', null, async (client) => {
-      const cached = await listingCache.get(key);
-      if (client.mailbox && client.mailbox.path === path) {
-        await syncSelected(client, path);
-      } else if (cached !== null) {
-        // No session had the mailbox selected: STATUS tells whether the cached page still holds.
-        if ((await statusState(client, path)) === cached.state) return this.cachedResult(cached.page, query);
-        await openMailbox(client, path);
-      } else {
-        await openMailbox(client, path);
-      }
+    const cached = await listingCache.get(key);
+    if (cached !== null && (await this.currentState(accountId, path)) === cached.state) return this.cachedResult(cached, query);
+    return this.run(accountId, 'list_messages', { path, sync: true }, async (client) => {
       const mailboxNow = selectedMailbox(client);
+      // The mailbox may have come back to the cached state since (a flag set and cleared).
       if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
-        return this.cachedResult(cached.page, query);
+        return this.cachedResult(cached, query);
       }
       this.options.metrics?.cache('listing', false);
       const result = await listPage(client, query);
-      if (!('notModified' in result) && cacheable(mailboxNow)) await listingCache.set(key, result);
-      return result;
+      if ('notModified' in result || !('messages' in result) || !cacheable(mailboxNow)) return result;
+      return listingCache.set(key, result);
     });
+  }
+
+  /**
+   * The mailbox's state as the server reports it now, or null when it cannot be told cheaply (no
+   * CONDSTORE): a NOOP on a session that has it selected, else a STATUS (which spares a SELECT).
+   *
+   * Requests for the same mailbox share one check (single flight), but only a check whose command
+   * was not yet sent when they arrived: its answer then reflects every change the server had made
+   * before each of them arrived, so a change is still visible on the very next call. A request that
+   * arrives after the command went out waits for a new check.
+   */
+  private currentState(accountId: string, path: string): Promise<string | null> {
+    const flightKey = `${accountId}\u0000${path}`;
+    const joinable = this.stateChecks.get(flightKey);
+    if (joinable !== undefined) return joinable;
+    const check = this.run(
+      accountId,
+      'check_listing',
+      { path, sync: false, select: false },
+      async (client) => {
+        // From here on the command is on its way: later arrivals need a check of their own.
+        if (this.stateChecks.get(flightKey) === check) this.stateChecks.delete(flightKey);
+        if (client.mailbox && client.mailbox.path === path) {
+          await syncSelected(client, path);
+          const mailbox = selectedMailbox(client);
+          return cacheable(mailbox) ? mailboxState(mailbox) : null;
+        }
+        return statusState(client, path);
+      },
+    ).finally(() => {
+      if (this.stateChecks.get(flightKey) === check) this.stateChecks.delete(flightKey);
+    });
+    this.stateChecks.set(flightKey, check);
+    return check;
   }
 
   async getSummary(
@@ -290,7 +322,7 @@ export class ImapBackend implements MailBackend {
     return { id: encodeImapMessageId(moved.uidValidity, moved.uid), mailbox: target };
   }
 
-  private cachedResult(page: MessagePage, query: ListQuery): ListResult {
+  private cachedResult(page: EncodedPage, query: ListQuery): ListResult {
     this.options.metrics?.cache('listing', true);
     return query.ifNoneMatch === page.state ? { notModified: true, state: page.state } : page;
   }
@@ -306,6 +338,7 @@ export class ImapBackend implements MailBackend {
     this.unwatch.get(accountId)?.();
     this.unwatch.delete(accountId);
     this.serverCapabilities.delete(accountId);
+    await this.options.listingCache?.forgetAccount(accountId);
     await pool?.close();
   }
 
@@ -395,7 +428,7 @@ export class ImapBackend implements MailBackend {
       try {
         const value = await withDeadline(
           (async () => {
-            if (selection !== null && path !== null) await select(client, path, selection.sync);
+            if (selection !== null && path !== null && selection.select !== false) await select(client, path, selection.sync);
             return work(client);
           })(),
           this.options.upstreamTimeoutMs,

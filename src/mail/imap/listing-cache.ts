@@ -12,34 +12,79 @@
  */
 import { createHash } from 'node:crypto';
 import type { ImapFlow, MailboxObject } from 'imapflow';
-import { getJson, setJson, type Cache } from '../../cache/cache.js';
+import type { Cache } from '../../cache/cache.js';
 import { keys } from '../../cache/keys.js';
+import type { MemoryCache } from '../../cache/memory-cache.js';
 import { encodeImapState } from '../cursor.js';
-import type { ListQuery, MessagePage } from '../types.js';
+import type { EncodedPage, ListQuery, MessagePage } from '../types.js';
 
-interface CachedPage {
-  state: string;
-  page: MessagePage;
+export interface ListingCacheOptions {
+  /** Where pages are shared: Redis across replicas, or the process's memory cache. */
+  cache: Cache;
+  ttlSeconds: number;
+  /** The page's JSON exactly as the listing route sends it (its response schema). */
+  encodePage: (page: MessagePage) => string;
+  /**
+   * With a shared (Redis) cache: a copy of hot pages in this process's memory, in front of it. A
+   * page is checked against the server's state on every use wherever it was read from, so the local
+   * copy is exactly as correct as Redis's; it spares a Redis round trip per hit.
+   */
+  local?: MemoryCache;
 }
 
+/** How long the process-local copy of a page is kept at most (a page it last served, typically). */
+const LOCAL_TTL_SECONDS = 60;
+
+/**
+ * An entry is the state, a newline, then the page's JSON: the state is read without parsing the
+ * page, and the page is sent as stored.
+ */
+const SEPARATOR = 0x0a;
+
 export class ListingCache {
-  constructor(
-    private readonly cache: Cache,
-    private readonly ttlSeconds: number,
-  ) {}
+  constructor(private readonly options: ListingCacheOptions) {}
 
   key(accountId: string, mailbox: string, query: ListQuery): string {
     const shape = JSON.stringify([query.limit, query.cursor ?? null, query.filters ?? null]);
     return keys.imapListing(accountId, mailbox, createHash('sha256').update(shape).digest('base64url').slice(0, 22));
   }
 
-  async get(key: string): Promise<CachedPage | null> {
-    return getJson<CachedPage>(this.cache, key);
+  async get(key: string): Promise<EncodedPage | null> {
+    const { local, cache } = this.options;
+    const near = local === undefined ? null : decodeEntry(await local.get(key));
+    if (near !== null) return near;
+    const entry = await cache.get(key);
+    const page = decodeEntry(entry);
+    if (page === null) {
+      // A value we cannot read is dropped so it is rebuilt.
+      if (entry !== null) await cache.delete([key]);
+      return null;
+    }
+    if (local !== undefined && entry !== null) await local.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    return page;
   }
 
-  async set(key: string, page: MessagePage): Promise<void> {
-    await setJson(this.cache, key, { state: page.state, page } satisfies CachedPage, this.ttlSeconds);
+  /** Stores the page and answers it in the form it is stored (and sent) in. */
+  async set(key: string, page: MessagePage): Promise<EncodedPage> {
+    const json = Buffer.from(this.options.encodePage(page), 'utf8');
+    const entry = Buffer.concat([Buffer.from(page.state, 'latin1'), Buffer.of(SEPARATOR), json]);
+    await this.options.cache.set(key, entry, this.options.ttlSeconds);
+    await this.options.local?.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    return { state: page.state, json: entry.subarray(entry.length - json.length) };
   }
+
+  /** Forgets this process's copies of an account's pages (its record changed or it is gone). */
+  async forgetAccount(accountId: string): Promise<void> {
+    await this.options.local?.deletePrefix(keys.accountCachePrefix(accountId));
+  }
+}
+
+function decodeEntry(entry: Buffer | null): EncodedPage | null {
+  if (entry === null) return null;
+  const at = entry.indexOf(SEPARATOR);
+  // A state is short; a JSON page starts with '{'. Anything else is not an entry of this layout.
+  if (at <= 0 || at > 256 || entry[at + 1] !== 0x7b) return null;
+  return { state: entry.toString('latin1', 0, at), json: entry.subarray(at + 1) };
 }
 
 /** Whether the state of this mailbox can be validated cheaply (CONDSTORE is on). */

@@ -1,0 +1,114 @@
+/**
+ * How soon a gateway process sees account changes made through another one (LastKnownAccountStore
+ * over RedisAccountStore, against a real Redis): its own changes at once, another process's within
+ * `freshForMs`, and a busy account read from Redis once per `freshForMs`, not once per request.
+ */
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LastKnownAccountStore } from '../../src/accounts/last-known-store.js';
+import { RedisAccountStore } from '../../src/accounts/redis-store.js';
+import type { AccountRecord } from '../../src/accounts/types.js';
+import { keys } from '../../src/cache/keys.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+
+function record(id: string, overrides: Partial<AccountRecord> = {}): AccountRecord {
+  return {
+    id,
+    protocol: 'imap',
+    host: 'imap.example.com',
+    port: 993,
+    security: 'tls',
+    username: `${id}@example.com`,
+    authMethod: 'password',
+    sealedSecret: 'v1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA.AAAA',
+    tlsVerify: true,
+    name: null,
+    createdAt: '2024-05-01T10:00:00.000Z',
+    updatedAt: '2024-05-01T10:00:00.000Z',
+    ...overrides,
+  };
+}
+
+/** Counts the HGETs this process sends (Redis's own per-command statistics). */
+async function hgetCalls(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  return Number(/cmdstat_hget:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+describe('account records across gateway processes', () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let otherProcess: RedisAccountStore;
+  let clockMs: number;
+  let store: LastKnownAccountStore;
+
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url);
+    otherProcess = new RedisAccountStore(new Redis(server.url), { closeClient: true });
+  });
+  afterAll(async () => {
+    await otherProcess?.close();
+    redis?.disconnect();
+    await server?.stop();
+  });
+  afterEach(async () => store?.close());
+  beforeEach(async () => {
+    await redis.del(keys.accounts());
+    clockMs = 1_000_000;
+    store = new LastKnownAccountStore(new RedisAccountStore(new Redis(server.url), { closeClient: true }), {
+      log: pino({ level: 'silent' }),
+      freshForMs: 1000,
+      now: () => clockMs,
+    });
+  });
+
+  it('reads a busy account from Redis once per freshForMs, however many requests ask', async () => {
+    await otherProcess.create(record('busy'));
+    await redis.config('RESETSTAT');
+    const answers = await Promise.all(Array.from({ length: 20 }, () => store.get('busy')));
+    for (let i = 0; i < 20; i++) expect((await store.get('busy'))?.id).toBe('busy');
+    expect(answers.every((r) => r?.username === 'busy@example.com')).toBe(true);
+    expect(await hgetCalls(redis)).toBe(1);
+
+    clockMs += 1000;
+    await store.get('busy');
+    expect(await hgetCalls(redis)).toBe(2);
+  });
+
+  it("sees another process's change and deletion once its copy is freshForMs old", async () => {
+    await otherProcess.create(record('shared'));
+    expect((await store.get('shared'))?.host).toBe('imap.example.com');
+
+    await otherProcess.update(record('shared', { host: 'imap2.example.com' }));
+    clockMs += 999;
+    expect((await store.get('shared'))?.host).toBe('imap.example.com');
+    clockMs += 1;
+    expect((await store.get('shared'))?.host).toBe('imap2.example.com');
+
+    await otherProcess.delete('shared');
+    clockMs += 1000;
+    expect(await store.get('shared')).toBeNull();
+  });
+
+  it('sees its own changes at once, even over a read that was under way', async () => {
+    await store.create(record('mine'));
+    expect((await store.get('mine'))?.host).toBe('imap.example.com');
+
+    clockMs += 1000; // stale: the next get reads Redis
+    const readUnderWay = store.get('mine');
+    await store.update(record('mine', { host: 'changed.example.com' }));
+    await readUnderWay;
+    expect((await store.get('mine'))?.host).toBe('changed.example.com');
+
+    await store.delete('mine');
+    expect(await store.get('mine')).toBeNull();
+  });
+
+  it('never keeps a missing account: one created by another process is found on the next read', async () => {
+    expect(await store.get('later')).toBeNull();
+    await otherProcess.create(record('later'));
+    expect((await store.get('later'))?.id).toBe('later');
+  });
+});
