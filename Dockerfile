@@ -18,10 +18,15 @@ RUN npm ci --omit=dev && npm cache clean --force
 
 # --- runtime --------------------------------------------------------------------------------------
 FROM node:20-bookworm-slim
+# glibc's malloc keeps freed blocks up to 16 MiB instead of returning each 1 MiB download chunk to the
+# kernel and faulting it back in for the next one: raw downloads run about twice as fast
+# (docs/benchmarks.md, row g; docs/operations.md).
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \
-    DATA_DIR=/app/data
+    DATA_DIR=/app/data \
+    MALLOC_MMAP_THRESHOLD_=16777216 \
+    MALLOC_TRIM_THRESHOLD_=134217728
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

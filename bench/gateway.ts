@@ -19,6 +19,14 @@ export interface Gateway extends ChildServer {
   listingUrl(id: string): string;
 }
 
+/**
+ * The allocator settings the gateway ships with (Dockerfile, `npm start`, docs/operations.md): the
+ * bench measures the gateway as deployed, and gives row (g)'s imapflow client the same settings so
+ * that only the gateway's own work differs. `--gateway-env=MALLOC_MMAP_THRESHOLD_= --gateway-env=MALLOC_TRIM_THRESHOLD_=`
+ * measures without (an empty value removes a variable).
+ */
+export const ALLOCATOR_ENV = { MALLOC_MMAP_THRESHOLD_: '16777216', MALLOC_TRIM_THRESHOLD_: '134217728' };
+
 /** One key per bench run, shared by every gateway process of the run (they share Redis). */
 const SECRET_KEY = randomBytes(32).toString('hex');
 
@@ -34,14 +42,15 @@ export async function startGateway(
       script: 'src/server.ts',
       readyPath: '/ready',
       profile: options.profile,
-      env: {
+      env: withoutEmpty({
         DATA_DIR: dataDir,
         REDIS_URL: servers.redis.url,
         SECRET_KEY,
         EGRESS_ALLOW: '127.0.0.1/32',
         CACHE_LISTINGS: String(options.listingCache),
+        ...ALLOCATOR_ENV,
         ...options.env,
-      },
+      }),
     });
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
@@ -83,4 +92,8 @@ export async function mustCreateAccount(gateway: Gateway, id: string, protocol: 
   const res = await gateway.createAccount(id, protocol, user);
   // 409: a gateway started earlier in this run (they share Redis) registered it already.
   if (res.status !== 201 && res.status !== 409) throw new Error(`creating account ${id}: ${res.status} ${res.body}`);
+}
+
+function withoutEmpty(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
 }

@@ -10,7 +10,7 @@
  * case the reset is not allowed).
  */
 import { encodeImapMessageId } from '../../src/mail/message-id.js';
-import type { Gateway } from '../gateway.js';
+import { ALLOCATOR_ENV, type Gateway } from '../gateway.js';
 import { curlDownload, type DownloadResult } from '../http.js';
 import { median } from '../load.js';
 import { procCpuMs, procMinorFaults, procStatusKb, resetPeakRss, startWorker, type Worker } from '../processes.js';
@@ -72,6 +72,7 @@ export async function rowG(ctx: RowContext, gateway: Gateway): Promise<RowResult
   const { bigMessage, dovecot, small } = ctx.servers;
   const url = rawUrl(ctx, gateway);
   const client = await startWorker('bench/children/downloader.ts', {
+    ...ALLOCATOR_ENV,
     IMAP_PORT: String(dovecot.imapPort),
     IMAP_USER: small.username,
     IMAP_PASS: small.password,

@@ -105,3 +105,26 @@ describe('metrics', () => {
     expect(text).toMatch(/mailgw_pool_sessions\{protocol="imap",state="open"\} [1-9]/);
   });
 });
+
+describe('request log', () => {
+  it('has one line per request, written when it is answered, with method, URL, status and time', async () => {
+    const gw = await startGateway({}, { captureLogs: true });
+    try {
+      await gw.app.inject({ url: '/health' });
+      await gw.app.inject({ url: '/v1/accounts/nobody' });
+      const lines = gw.logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((l) => l.req !== undefined || l.res !== undefined);
+      expect(lines).toHaveLength(2);
+      expect(lines.map((l) => [l.msg, (l.req as { method: string; url: string }).url, (l.res as { statusCode: number }).statusCode])).toEqual([
+        ['request completed', '/health', 200],
+        ['request completed', '/v1/accounts/nobody', 404],
+      ]);
+      for (const line of lines) {
+        expect((line.req as { method: string }).method).toBe('GET');
+        expect(typeof line.responseTime).toBe('number');
+        expect(typeof line.reqId).toBe('string');
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});

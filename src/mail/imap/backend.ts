@@ -69,8 +69,8 @@ export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
   private readonly serverCapabilities = new Map<string, Capability[]>();
   private readonly unwatch = new Map<string, () => void>();
-  /** Listing state checks not yet sent, by account and mailbox (see currentState). */
-  private readonly stateChecks = new Map<string, Promise<string | null>>();
+  /** Listing state checks by account and mailbox: the one on its way, the next one (see currentState). */
+  private readonly stateChecks = new Map<string, { sent?: Promise<string | null>; next?: Promise<string | null> }>();
 
   constructor(private readonly options: ImapBackendOptions) {}
 
@@ -130,30 +130,43 @@ export class ImapBackend implements MailBackend {
    * Requests for the same mailbox share one check (single flight), but only a check whose command
    * was not yet sent when they arrived: its answer then reflects every change the server had made
    * before each of them arrived, so a change is still visible on the very next call. A request that
-   * arrives after the command went out waits for a new check.
+   * arrives after the command went out waits for the next check, which is sent when the one on its
+   * way has been answered: one check per mailbox at a time, each answering every request that
+   * arrived during the one before.
    */
   private currentState(accountId: string, path: string): Promise<string | null> {
     const flightKey = `${accountId}\u0000${path}`;
-    const joinable = this.stateChecks.get(flightKey);
-    if (joinable !== undefined) return joinable;
-    const check = this.run(
-      accountId,
-      'check_listing',
-      { path, sync: false, select: false },
-      async (client) => {
-        // From here on the command is on its way: later arrivals need a check of their own.
-        if (this.stateChecks.get(flightKey) === check) this.stateChecks.delete(flightKey);
-        if (client.mailbox && client.mailbox.path === path) {
-          await syncSelected(client, path);
-          const mailbox = selectedMailbox(client);
-          return cacheable(mailbox) ? mailboxState(mailbox) : null;
+    let flight = this.stateChecks.get(flightKey);
+    if (flight === undefined) {
+      flight = {};
+      this.stateChecks.set(flightKey, flight);
+    }
+    if (flight.next !== undefined) return flight.next;
+    const current = flight;
+    const previous = current.sent ?? Promise.resolve(null);
+    const check: Promise<string | null> = previous
+      .catch(() => null)
+      .then(() =>
+        this.run(accountId, 'check_listing', { path, sync: false, select: false }, async (client) => {
+          // From here on the command is on its way: later arrivals need the next check.
+          if (current.next === check) current.next = undefined;
+          current.sent = check;
+          if (client.mailbox && client.mailbox.path === path) {
+            await syncSelected(client, path);
+            const mailbox = selectedMailbox(client);
+            return cacheable(mailbox) ? mailboxState(mailbox) : null;
+          }
+          return statusState(client, path);
+        }),
+      )
+      .finally(() => {
+        if (current.next === check) current.next = undefined;
+        if (current.sent === check) current.sent = undefined;
+        if (current.next === undefined && current.sent === undefined && this.stateChecks.get(flightKey) === current) {
+          this.stateChecks.delete(flightKey);
         }
-        return statusState(client, path);
-      },
-    ).finally(() => {
-      if (this.stateChecks.get(flightKey) === check) this.stateChecks.delete(flightKey);
-    });
-    this.stateChecks.set(flightKey, check);
+      });
+    current.next = check;
     return check;
   }
 
