@@ -4,11 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { loggerOptions } from './logger.js';
+import { createLogger } from './logger.js';
 import { AccountService } from './accounts/account-service.js';
 import { FileAccountStore } from './accounts/file-store.js';
 import { LastKnownAccountStore } from './accounts/last-known-store.js';
@@ -64,7 +63,7 @@ export interface BuildOptions {
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: (options.logger ?? pino(loggerOptions(config.logLevel))) as FastifyBaseLogger,
+    loggerInstance: (options.logger ?? createLogger(config.logLevel)) as FastifyBaseLogger,
     genReqId: () => randomUUID(),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,

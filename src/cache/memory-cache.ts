@@ -1,13 +1,19 @@
 /**
- * In-memory LRU with a byte budget: the cache when no Redis is configured.
- * A `Map` keeps insertion order, so re-inserting on read makes the first key the least recently used.
+ * In-memory LRU with a byte budget: the cache when no Redis is configured, and the process's copy
+ * of hot listing pages in front of Redis. A `Map` keeps insertion order, so re-inserting on read
+ * makes the first key the least recently used. An entry read again within TOUCH_INTERVAL_MS of its
+ * last move keeps its place: a hot entry is moved once a second, not on each of thousands of reads,
+ * so eviction follows recency of use to within a second.
  */
 import type { Cache } from './cache.js';
 
 interface Entry {
   value: Buffer;
   expiresAtMs: number;
+  touchedAtMs: number;
 }
+
+const TOUCH_INTERVAL_MS = 1000;
 
 /** Rough per-entry overhead (Map slot, object, key string) so many tiny entries still count. */
 const ENTRY_OVERHEAD_BYTES = 96;
@@ -28,12 +34,16 @@ export class MemoryCache implements Cache {
   async get(key: string): Promise<Buffer | null> {
     const entry = this.entries.get(key);
     if (entry === undefined) return null;
-    if (entry.expiresAtMs <= this.now()) {
+    const now = this.now();
+    if (entry.expiresAtMs <= now) {
       this.remove(key, entry);
       return null;
     }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    if (now - entry.touchedAtMs >= TOUCH_INTERVAL_MS) {
+      entry.touchedAtMs = now;
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+    }
     return entry.value;
   }
 
@@ -42,7 +52,8 @@ export class MemoryCache implements Cache {
     if (old !== undefined) this.remove(key, old);
     const cost = this.cost(key, value);
     if (cost > this.maxBytes) return; // larger than the whole budget: not worth evicting everything
-    this.entries.set(key, { value, expiresAtMs: this.now() + ttlSeconds * 1000 });
+    const now = this.now();
+    this.entries.set(key, { value, expiresAtMs: now + ttlSeconds * 1000, touchedAtMs: now });
     this.bytes += cost;
     for (const [oldestKey, oldest] of this.entries) {
       if (this.bytes <= this.maxBytes) break;

@@ -41,12 +41,24 @@ const LOCAL_TTL_SECONDS = 60;
  */
 const SEPARATOR = 0x0a;
 
+/** How many query shapes keep their digest (cursors make the rest one-offs). */
+const SHAPE_DIGESTS_KEPT = 256;
+
 export class ListingCache {
+  private readonly shapeDigests = new Map<string, string>();
+
   constructor(private readonly options: ListingCacheOptions) {}
 
   key(accountId: string, mailbox: string, query: ListQuery): string {
     const shape = JSON.stringify([query.limit, query.cursor ?? null, query.filters ?? null]);
-    return keys.imapListing(accountId, mailbox, createHash('sha256').update(shape).digest('base64url').slice(0, 22));
+    let digest = this.shapeDigests.get(shape);
+    if (digest === undefined) {
+      digest = createHash('sha256').update(shape).digest('base64url').slice(0, 22);
+      // Most listings are a first page of a common size: a few shapes, hashed once each.
+      if (this.shapeDigests.size >= SHAPE_DIGESTS_KEPT) this.shapeDigests.clear();
+      this.shapeDigests.set(shape, digest);
+    }
+    return keys.imapListing(accountId, mailbox, digest);
   }
 
   async get(key: string): Promise<EncodedPage | null> {
