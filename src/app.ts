@@ -138,6 +138,7 @@ async function createServices(
 
   // The backend resolves accounts lazily through the service, at connect time.
   const resolver = { service: undefined as AccountService | undefined };
+  const pageEncoder = compilePageEncoder();
   const imap = new ImapBackend({
     resolveAccount: (id) => {
       if (resolver.service === undefined) throw new Error('account service not ready');
@@ -156,7 +157,8 @@ async function createServices(
           listingCache: new ListingCache({
             cache,
             ttlSeconds: config.cacheTtl.listingSeconds,
-            encodePage: compilePageEncoder(),
+            encodePage: pageEncoder.encode,
+            layout: pageEncoder.layout,
             // Shared in Redis, hot pages also here; without Redis the cache already is this memory.
             ...(redis ? { local: new MemoryCache(config.memoryCacheBytes) } : {}),
           }),

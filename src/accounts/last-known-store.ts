@@ -33,8 +33,8 @@ export class LastKnownAccountStore implements AccountStore {
   private readonly known = new Map<string, { record: AccountRecord; readAtMs: number }>();
   private readonly reading = new Map<string, Promise<AccountRecord | null>>();
   private degraded = false;
-  /** Counts writes through this process: a read that overlapped one must not store what it read. */
-  private writes = 0;
+  /** Writes through this process, by account: a read that overlapped one must not store what it read. */
+  private readonly writes = new Map<string, number>();
   private readonly log: Logger;
   private readonly freshForMs: number;
   private readonly onFallback: () => void;
@@ -60,7 +60,10 @@ export class LastKnownAccountStore implements AccountStore {
     if (known !== undefined && this.now() - known.readAtMs < this.freshForMs) return known.record;
     let read = this.reading.get(id);
     if (read === undefined) {
-      read = this.read(id).finally(() => this.reading.delete(id));
+      const started: Promise<AccountRecord | null> = this.read(id).finally(() => {
+        if (this.reading.get(id) === started) this.reading.delete(id);
+      });
+      read = started;
       this.reading.set(id, read);
     }
     return read;
@@ -68,11 +71,11 @@ export class LastKnownAccountStore implements AccountStore {
 
   private async read(id: string): Promise<AccountRecord | null> {
     const readAtMs = this.now();
-    const writesBefore = this.writes;
+    const writesBefore = this.writes.get(id) ?? 0;
     try {
       const record = await this.store.get(id);
       this.recovered();
-      if (this.writes !== writesBefore) return record;
+      if ((this.writes.get(id) ?? 0) !== writesBefore) return record;
       if (record === null) this.known.delete(id);
       else this.known.set(id, { record, readAtMs });
       return record;
@@ -112,7 +115,7 @@ export class LastKnownAccountStore implements AccountStore {
 
   /** What this process just wrote is what it reads next; a read already under way predates it. */
   private wrote(id: string, record: AccountRecord | null): void {
-    this.writes += 1;
+    this.writes.set(id, (this.writes.get(id) ?? 0) + 1);
     this.reading.delete(id);
     if (record === null) this.known.delete(id);
     else this.known.set(id, { record, readAtMs: this.now() });

@@ -93,17 +93,38 @@ describe('account records across gateway processes', () => {
   });
 
   it('sees its own changes at once, even over a read that was under way', async () => {
-    await store.create(record('mine'));
-    expect((await store.get('mine'))?.host).toBe('imap.example.com');
+    // The inner store is the real one, with each read held until the test lets it answer, so a
+    // read can be made to overlap a write.
+    const inner = new RedisAccountStore(new Redis(server.url), { closeClient: true });
+    const held: Array<() => void> = [];
+    const gated = Object.assign(Object.create(inner) as RedisAccountStore, {
+      get: async (id: string) => {
+        const record = await inner.get(id);
+        await new Promise<void>((resolve) => held.push(resolve));
+        return record;
+      },
+    });
+    const own = new LastKnownAccountStore(gated, { log: pino({ level: 'silent' }), freshForMs: 1000, now: () => clockMs });
+    try {
+      await otherProcess.create(record('mine'));
+      const readUnderWay = own.get('mine'); // reads the old record, answers late
+      await expect.poll(() => held.length).toBe(1);
+      await own.update(record('mine', { host: 'changed.example.com' }));
+      held.shift()!();
+      expect((await readUnderWay)?.host).toBe('imap.example.com'); // it began before the change
+      // The late answer is not remembered over the change: no further read, the new record.
+      const after = own.get('mine');
+      expect(held).toHaveLength(0);
+      expect((await after)?.host).toBe('changed.example.com');
 
-    clockMs += 1000; // stale: the next get reads Redis
-    const readUnderWay = store.get('mine');
-    await store.update(record('mine', { host: 'changed.example.com' }));
-    await readUnderWay;
-    expect((await store.get('mine'))?.host).toBe('changed.example.com');
-
-    await store.delete('mine');
-    expect(await store.get('mine')).toBeNull();
+      await own.delete('mine');
+      const gone = own.get('mine');
+      await expect.poll(() => held.length).toBe(1);
+      held.shift()!();
+      expect(await gone).toBeNull();
+    } finally {
+      await own.close();
+    }
   });
 
   it('never keeps a missing account: one created by another process is found on the next read', async () => {

@@ -111,8 +111,9 @@ describe('listing cache, validated against the mailbox state', () => {
       const top = (await listSlow()).messages[0]!;
       expect(top.flags).not.toContain('\\Draft');
       proxy.delayMs = 300;
+      const checkSent = proxy.clientSends(/ (NOOP|STATUS)\b/);
       const first = listSlow(); // its check goes out now; the answer comes 300 ms later
-      await new Promise((resolve) => setTimeout(resolve, 60));
+      await checkSent;
       await other.messageFlagsAdd(String(top.uid), ['\\Draft'], { uid: true });
       const second = await listSlow();
       expect(second.messages[0]!.flags).toContain('\\Draft');

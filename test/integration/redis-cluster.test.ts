@@ -49,6 +49,8 @@ describe('on a three-master Redis Cluster', () => {
     expect(ready).toEqual({ status: 'ok', store: 'ok', cache: 'ok' });
 
     expect((await a.app.inject({ method: 'DELETE', url: `/v1/accounts/${account}` })).statusCode).toBe(204);
-    expect((await b.app.inject({ url })).json().code).toBe('ACCOUNT_NOT_FOUND');
+    expect((await a.app.inject({ url })).json().code).toBe('ACCOUNT_NOT_FOUND');
+    // The other process reads the record again once its copy is ACCOUNT_RECORD_FRESH_MS (1 s) old.
+    await expect.poll(async () => (await b.app.inject({ url })).json().code, { timeout: 3_000 }).toBe('ACCOUNT_NOT_FOUND');
   });
 });

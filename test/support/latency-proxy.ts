@@ -10,12 +10,21 @@ export interface LatencyProxy {
   port: number;
   /** Milliseconds each chunk from the server waits before it goes to the client. */
   delayMs: number;
+  /** Resolves once the client has sent a line matching `pattern` (from now on). */
+  clientSends(pattern: RegExp): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startLatencyProxy(target: { host: string; port: number }): Promise<LatencyProxy> {
   const sockets = new Set<net.Socket>();
-  const proxy: LatencyProxy = { host: '127.0.0.1', port: 0, delayMs: 0, close: async () => undefined };
+  const watchers = new Set<{ pattern: RegExp; resolve: () => void }>();
+  const proxy: LatencyProxy = {
+    host: '127.0.0.1',
+    port: 0,
+    delayMs: 0,
+    clientSends: (pattern) => new Promise<void>((resolve) => watchers.add({ pattern, resolve })),
+    close: async () => undefined,
+  };
   const server = net.createServer((client) => {
     const upstream = net.connect(target.port, target.host);
     for (const socket of [client, upstream]) {
@@ -24,6 +33,14 @@ export async function startLatencyProxy(target: { host: string; port: number }):
       socket.on('error', () => undefined);
     }
     client.pipe(upstream);
+    client.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      for (const watcher of [...watchers]) {
+        if (!watcher.pattern.test(text)) continue;
+        watchers.delete(watcher);
+        watcher.resolve();
+      }
+    });
     // Each chunk leaves no earlier than delayMs after it came, and never before the one before it.
     let lastDue = 0;
     upstream.on('data', (chunk: Buffer) => {

@@ -108,9 +108,10 @@ export class ImapBackend implements MailBackend {
       return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
     }
     const key = listingCache.key(accountId, path, query);
-    const cached = await listingCache.get(key);
+    const generation = listingCache.generation(accountId);
+    const cached = await listingCache.get(accountId, key);
     if (cached !== null && (await this.currentState(accountId, path)) === cached.state) return this.cachedResult(cached, query);
-    return this.run(accountId, 'list_messages', { path, sync: true }, async (client) => {
+    const built = await this.run(accountId, 'list_messages', { path, sync: true }, async (client) => {
       const mailboxNow = selectedMailbox(client);
       // The mailbox may have come back to the cached state since (a flag set and cleared).
       if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
@@ -118,9 +119,13 @@ export class ImapBackend implements MailBackend {
       }
       this.options.metrics?.cache('listing', false);
       const result = await listPage(client, query);
-      if ('notModified' in result || !('messages' in result) || !cacheable(mailboxNow)) return result;
-      return listingCache.set(key, result);
+      return { result, cacheable: cacheable(mailboxNow) };
     });
+    if (!('cacheable' in built)) return built;
+    const { result } = built;
+    if (!built.cacheable || !('messages' in result)) return result;
+    // Encoded and stored once the session is back: nothing here is the mail server's doing.
+    return listingCache.set(accountId, key, result, generation);
   }
 
   /**
@@ -430,7 +435,7 @@ export class ImapBackend implements MailBackend {
     for (let attempt = 1; ; attempt++) {
       let lease: Lease;
       try {
-        lease = await this.pool(accountId).acquire(path, kind);
+        lease = await this.pool(accountId).acquire(path, kind, { anyIdle: selection?.select === false });
       } catch (err) {
         const mapped = mapImapError(err, { mailbox: selection?.path });
         this.options.metrics?.upstreamErrors.inc({ protocol: 'imap', code: mapped.code });

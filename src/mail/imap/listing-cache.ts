@@ -25,6 +25,11 @@ export interface ListingCacheOptions {
   /** The page's JSON exactly as the listing route sends it (its response schema). */
   encodePage: (page: MessagePage) => string;
   /**
+   * Names the JSON layout `encodePage` writes (a digest of its schema). It is part of every key, so
+   * a gateway version with another layout never sends, nor deletes, pages stored by another.
+   */
+  layout: string;
+  /**
    * With a shared (Redis) cache: a copy of hot pages in this process's memory, in front of it. A
    * page is checked against the server's state on every use wherever it was read from, so the local
    * copy is exactly as correct as Redis's; it spares a Redis round trip per hit.
@@ -46,6 +51,8 @@ const SHAPE_DIGESTS_KEPT = 256;
 
 export class ListingCache {
   private readonly shapeDigests = new Map<string, string>();
+  /** Bumped when an account's pages are forgotten: a read or build under way then keeps no copy. */
+  private readonly generations = new Map<string, number>();
 
   constructor(private readonly options: ListingCacheOptions) {}
 
@@ -58,11 +65,17 @@ export class ListingCache {
       if (this.shapeDigests.size >= SHAPE_DIGESTS_KEPT) this.shapeDigests.clear();
       this.shapeDigests.set(shape, digest);
     }
-    return keys.imapListing(accountId, mailbox, digest);
+    return keys.imapListing(accountId, mailbox, `${this.options.layout}.${digest}`);
   }
 
-  async get(key: string): Promise<EncodedPage | null> {
+  /** Taken before a page is read or built, handed back to get/set: see `forgetAccount`. */
+  generation(accountId: string): number {
+    return this.generations.get(accountId) ?? 0;
+  }
+
+  async get(accountId: string, key: string): Promise<EncodedPage | null> {
     const { local, cache } = this.options;
+    const generation = this.generation(accountId);
     const near = local === undefined ? null : decodeEntry(await local.get(key));
     if (near !== null) return near;
     const entry = await cache.get(key);
@@ -72,21 +85,29 @@ export class ListingCache {
       if (entry !== null) await cache.delete([key]);
       return null;
     }
-    if (local !== undefined && entry !== null) await local.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    if (local !== undefined && entry !== null && this.generation(accountId) === generation) {
+      await local.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    }
     return page;
   }
 
-  /** Stores the page and answers it in the form it is stored (and sent) in. */
-  async set(key: string, page: MessagePage): Promise<EncodedPage> {
+  /**
+   * Stores the page and answers it in the form it is stored (and sent) in. A page built while the
+   * account's pages were being forgotten (`generation` is older) is answered but not stored.
+   */
+  async set(accountId: string, key: string, page: MessagePage, generation: number): Promise<EncodedPage> {
     const json = Buffer.from(this.options.encodePage(page), 'utf8');
     const entry = Buffer.concat([Buffer.from(page.state, 'latin1'), Buffer.of(SEPARATOR), json]);
-    await this.options.cache.set(key, entry, this.options.ttlSeconds);
-    await this.options.local?.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    if (this.generation(accountId) === generation) {
+      await this.options.cache.set(key, entry, this.options.ttlSeconds);
+      await this.options.local?.set(key, entry, Math.min(LOCAL_TTL_SECONDS, this.options.ttlSeconds));
+    }
     return { state: page.state, json: entry.subarray(entry.length - json.length) };
   }
 
   /** Forgets this process's copies of an account's pages (its record changed or it is gone). */
   async forgetAccount(accountId: string): Promise<void> {
+    this.generations.set(accountId, this.generation(accountId) + 1);
     await this.options.local?.deletePrefix(keys.accountCachePrefix(accountId));
   }
 }

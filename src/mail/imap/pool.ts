@@ -80,6 +80,7 @@ export interface Lease {
 interface Waiter {
   mailbox: string | null;
   kind: LeaseKind;
+  anyIdle: boolean;
   resolve: (lease: Lease) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -105,19 +106,25 @@ export class AccountPool {
     return { open: this.sessions.size, busy, connecting: this.connecting, waiting: this.waiters.length, streams };
   }
 
-  /** Leases a session, preferably one with `mailbox` already selected. */
-  acquire(mailbox: string | null, kind: LeaseKind = 'command'): Promise<Lease> {
+  /**
+   * Leases a session, preferably one with `mailbox` already selected (or none); while no idle one
+   * fits and the pool has room, a new session is opened for it. With `anyIdle` the caller will not
+   * select the mailbox (a STATUS does instead), so any idle session does before a new one.
+   */
+  acquire(mailbox: string | null, kind: LeaseKind = 'command', options: { anyIdle?: boolean } = {}): Promise<Lease> {
     if (this.closed) return Promise.reject(new GatewayError('UPSTREAM_ERROR', 'The account is being closed'));
-    const immediate = this.tryLease(mailbox, kind);
+    const anyIdle = options.anyIdle ?? false;
+    const immediate = this.tryLease(mailbox, kind, anyIdle);
     if (immediate !== null) return immediate;
-    return this.wait(mailbox, kind);
+    return this.wait(mailbox, kind, anyIdle);
   }
 
-  private wait(mailbox: string | null, kind: LeaseKind): Promise<Lease> {
+  private wait(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         mailbox,
         kind,
+        anyIdle,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -167,16 +174,21 @@ export class AccountPool {
   }
 
   /** A lease now, a pending lease (a new connection), or null when the caller has to wait. */
-  private tryLease(mailbox: string | null, kind: LeaseKind): Promise<Lease> | null {
+  private tryLease(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> | null {
     if (kind === 'stream' && this.streamsAtCap()) return null;
     // imapflow's `usable` turns false as soon as it has seen the connection end, which may be before
     // its 'close' event reaches onSessionClosed: such a session is dropped here, never handed out.
     for (const s of [...this.sessions]) if (!s.busy && !s.client.usable) this.discard(s);
     const idle = [...this.sessions].filter((s) => !s.busy && !s.evicted);
-    const selected = idle.find((s) => mailbox === null || s.selectedPath === mailbox);
+    // An idle session with the mailbox selected; else one with none selected (selecting costs the
+    // same there as on a new session); with anyIdle, the most recently used (the rest may idle out).
+    const selected =
+      idle.find((s) => mailbox === null || s.selectedPath === mailbox) ??
+      idle.find((s) => s.selectedPath === null) ??
+      (anyIdle && idle.length > 0 ? idle.reduce((a, b) => (a.lastUsedMs >= b.lastUsedMs ? a : b)) : undefined);
     if (selected !== undefined) return Promise.resolve(this.lease(selected, kind, true));
     const slotsFull = Date.now() < this.slotsFullUntilMs;
-    if (!slotsFull && this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(mailbox, kind);
+    if (!slotsFull && this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(mailbox, kind, anyIdle);
     if (idle.length > 0) {
       const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
       return Promise.resolve(this.lease(leastRecent, kind, true));
@@ -189,7 +201,7 @@ export class AccountPool {
     return this.stats().streams >= streamCap;
   }
 
-  private async openSession(mailbox: string | null, kind: LeaseKind): Promise<Lease> {
+  private async openSession(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> {
     this.connecting += 1;
     const slot = this.options.acquireSlot ? await this.options.acquireSlot() : { release: () => undefined };
     if (slot === null) {
@@ -197,8 +209,13 @@ export class AccountPool {
       // come free, and try for a slot again shortly.
       this.connecting -= 1;
       this.slotsFullUntilMs = Date.now() + SLOT_RETRY_MS;
-      setTimeout(() => this.serveWaiters(), SLOT_RETRY_MS).unref();
-      return this.wait(mailbox, kind);
+      // The retry clears the mark itself: a timer may fire a millisecond before Date.now() reaches
+      // the mark, and a retry that still saw "full" would leave the waiters to time out.
+      setTimeout(() => {
+        this.slotsFullUntilMs = 0;
+        this.serveWaiters();
+      }, SLOT_RETRY_MS).unref();
+      return this.wait(mailbox, kind, anyIdle);
     }
     let client: ImapFlow;
     try {
@@ -264,7 +281,7 @@ export class AccountPool {
   /** Hands free sessions (or free slots) to waiters, oldest first. */
   private serveWaiters(): void {
     for (const waiter of [...this.waiters]) {
-      const pending = this.tryLease(waiter.mailbox, waiter.kind);
+      const pending = this.tryLease(waiter.mailbox, waiter.kind, waiter.anyIdle);
       if (pending === null) continue;
       this.waiters = this.waiters.filter((w) => w !== waiter);
       clearTimeout(waiter.timer);
