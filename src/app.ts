@@ -11,6 +11,7 @@ import { createLogger } from './logger.js';
 import { AccountService } from './accounts/account-service.js';
 import { FileAccountStore } from './accounts/file-store.js';
 import { LastKnownAccountStore } from './accounts/last-known-store.js';
+import { RedisAccountChanges } from './accounts/account-changes.js';
 import { RedisAccountStore } from './accounts/redis-store.js';
 import { createSealer, loadOrCreateFileSecretKey, parseSecretKey } from './accounts/sealing.js';
 import type { AccountStore } from './accounts/types.js';
@@ -179,6 +180,7 @@ async function createServices(
     log: log.child({ component: 'pop3' }) as Logger,
   });
   const backends = { imap, pop3 };
+  const accountChanges = redis ? new RedisAccountChanges(redis, log.child({ component: 'accounts' }) as Logger) : undefined;
   const accounts = new AccountService({
     store: accountStore,
     sealer,
@@ -186,8 +188,12 @@ async function createServices(
     backends,
     cache,
     log: log.child({ component: 'accounts' }) as Logger,
+    ...(accountChanges ? { changes: accountChanges } : {}),
   });
   resolver.service = accounts;
+  await accountChanges?.start((change) => {
+    accounts.applyRemoteChange(change).catch((err: unknown) => log.warn({ err, account: change.id }, 'could not apply an account change'));
+  });
   const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
   metrics.onScrape(() => {
     const totals = { open: 0, busy: 0, connecting: 0, waiting: 0 };
@@ -210,6 +216,7 @@ async function createServices(
       await imap.close();
       await pop3.close();
       await slots.close();
+      await accountChanges?.close();
       await cache.close();
       await accountStore.close();
       if (redis) await redis.quit().catch(() => redis?.disconnect());

@@ -12,6 +12,7 @@ import type { MailAccount } from '../mail/account.js';
 import type { MailBackend } from '../mail/backend.js';
 import type { Capability } from '../mail/types.js';
 import type { EgressPolicy } from '../net/egress.js';
+import type { AccountChange, AccountChanges } from './account-changes.js';
 import type { Sealer } from './sealing.js';
 import type { AccountRecord, AccountStore, AuthMethod, Protocol, Security } from './types.js';
 
@@ -53,6 +54,8 @@ export interface AccountServiceOptions {
   backends: Partial<Record<Protocol, MailBackend>>;
   cache: Cache;
   log: Logger;
+  /** With Redis: tells other gateway processes of changes, and hears of theirs. */
+  changes?: AccountChanges;
 }
 
 /** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
@@ -158,6 +161,7 @@ export class AccountService {
     }
     await this.options.store.update(next);
     if (connectionChanged) await this.forgetSessionsAndCache(current);
+    this.options.changes?.publish({ id, connection: connectionChanged });
     return this.view(next);
   }
 
@@ -165,7 +169,21 @@ export class AccountService {
     const current = await this.get(id);
     await this.options.store.delete(id);
     await this.forgetSessionsAndCache(current);
+    this.options.changes?.publish({ id, connection: true });
     this.options.log.info({ account: id }, 'account deleted');
+  }
+
+  /**
+   * Another gateway process changed or deleted the account: read its record afresh, and when its
+   * connection settings changed (or it is gone), log its sessions here out and forget local pages.
+   * The shared cache was purged by the process that made the change.
+   */
+  async applyRemoteChange(change: AccountChange): Promise<void> {
+    this.options.store.forget?.(change.id);
+    if (!change.connection) return;
+    // The old protocol is not known here any more: every backend lets go of the account.
+    await Promise.all(Object.values(this.options.backends).map((backend) => backend?.dropAccount(change.id)));
+    this.options.log.info({ account: change.id }, 'account changed through another process: its sessions here are closed');
   }
 
   /** The account with its secret unsealed, for a backend about to connect. */

@@ -113,6 +113,17 @@ export class LastKnownAccountStore implements AccountStore {
     return deleted;
   }
 
+  /**
+   * Another process changed the account: the next read asks the store. The record is still kept
+   * for a Redis outage (see above), and a read already under way is not stored over the news.
+   */
+  forget(id: string): void {
+    this.writes.set(id, (this.writes.get(id) ?? 0) + 1);
+    this.reading.delete(id);
+    const known = this.known.get(id);
+    if (known !== undefined) this.known.set(id, { record: known.record, readAtMs: Number.NEGATIVE_INFINITY });
+  }
+
   /** What this process just wrote is what it reads next; a read already under way predates it. */
   private wrote(id: string, record: AccountRecord | null): void {
     this.writes.set(id, (this.writes.get(id) ?? 0) + 1);

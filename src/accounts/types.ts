@@ -41,6 +41,8 @@ export interface AccountStore {
   delete(id: string): Promise<boolean>;
   /** Throws when the store is unreachable (used by `GET /ready`). */
   ping(): Promise<void>;
+  /** Drops any copy of the record this process keeps: another process changed it. */
+  forget?(id: string): void;
   close(): Promise<void>;
 }
 

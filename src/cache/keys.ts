@@ -17,6 +17,9 @@ export const keys = {
   /** Hash of every account record, field = account id (no TTL). */
   accounts: (): string => `${KEY_PREFIX}accounts`,
 
+  /** Pub/sub channel: an account was changed or deleted through some process. */
+  accountChanges: (): string => `${KEY_PREFIX}accounts:changed`,
+
   /** A parsed message (immutable: bound to UIDVALIDITY and UID). */
   imapMessage: (accountId: string, mailboxPath: string, uidValidity: bigint | number, uid: number): string =>
     `${KEY_PREFIX}acct:${accountTag(accountId)}:msg:${encodeSegment(mailboxPath)}:${uidValidity}:${uid}`,

@@ -11,6 +11,10 @@ import { RedisAccountStore } from '../../src/accounts/redis-store.js';
 import type { AccountRecord } from '../../src/accounts/types.js';
 import { keys } from '../../src/cache/keys.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { randomBytes } from 'node:crypto';
+import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { textMessage } from '../support/messages.js';
+import { testServers } from '../support/servers.js';
 
 function record(id: string, overrides: Partial<AccountRecord> = {}): AccountRecord {
   return {
@@ -131,5 +135,47 @@ describe('account records across gateway processes', () => {
     expect(await store.get('later')).toBeNull();
     await otherProcess.create(record('later'));
     expect((await store.get('later'))?.id).toBe('later');
+  });
+});
+
+describe('account changes told to the other gateway processes (Redis pub/sub)', () => {
+  const { dovecot } = testServers();
+  let server: RedisServer;
+  let a: TestGateway;
+  let b: TestGateway;
+
+  beforeAll(async () => {
+    server = await startRedis();
+    // A minute of freshness: only the message from the other process can explain a quick change.
+    const env = { REDIS_URL: server.url, SECRET_KEY: randomBytes(32).toString('hex'), ACCOUNT_RECORD_FRESH_MS: '60000' };
+    a = await startGateway(env);
+    b = await startGateway(env);
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await server?.stop();
+  });
+
+  it('a change made through one process is used at once by the other, sessions and all', async () => {
+    const user = await dovecot.createUser('told');
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Told' })]);
+    const account = await createImapAccount(a.app, dovecot, user);
+    const url = `/v1/accounts/${account}/mailboxes/INBOX/messages`;
+    expect((await b.app.inject({ url })).statusCode).toBe(200); // b now has the record and a session
+
+    const patch = (payload: object) => a.app.inject({ method: 'PATCH', url: `/v1/accounts/${account}?verify=false`, payload });
+    expect((await patch({ name: 'Renamed' })).statusCode).toBe(200);
+    await expect.poll(async () => (await b.app.inject({ url: `/v1/accounts/${account}` })).json().name, { timeout: 2_000 }).toBe('Renamed');
+
+    // New credentials: b's logged-in session must go, so b's next login uses them (and fails).
+    expect((await patch({ password: 'not-the-password' })).statusCode).toBe(200);
+    await expect.poll(async () => (await b.app.inject({ url })).json().code, { timeout: 2_000 }).toBe('UPSTREAM_AUTH_FAILED');
+    expect((await patch({ password: user.password })).statusCode).toBe(200);
+    await expect.poll(async () => (await b.app.inject({ url })).statusCode, { timeout: 2_000 }).toBe(200);
+
+    expect((await a.app.inject({ method: 'DELETE', url: `/v1/accounts/${account}` })).statusCode).toBe(204);
+    await expect.poll(async () => (await b.app.inject({ url })).json().code, { timeout: 2_000 }).toBe('ACCOUNT_NOT_FOUND');
+    expect(b.app.services.imap.poolStats().has(account)).toBe(false);
   });
 });
