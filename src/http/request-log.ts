@@ -3,11 +3,16 @@
  * line would have said (method, URL, remote address) and its outcome (status, time). Fastify's
  * default is two lines per request; on a busy gateway that doubles the logging cost for nothing.
  * (At LOG_LEVEL=debug the incoming line is written too, so a request that is never answered shows.)
+ *
+ * The line of an answered request is built here from named fields only, none of them secret (the
+ * API takes no credentials in URLs), so it skips the redaction pass that every other line gets:
+ * that pass costs more than the rest of the line (about 5 of 7 µs).
  */
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 
 export class OneLinePerRequest extends LogController {
-  /** At debug only: the line written when the request is answered says the same. */
+  private accessLog: FastifyBaseLogger | undefined;
+
   override incomingRequest(request: FastifyRequest): void {
     if (this.isLogDisabled(request)) return;
     request.log.debug({ req: request }, 'incoming request');
@@ -15,8 +20,19 @@ export class OneLinePerRequest extends LogController {
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return;
-    const entry = { req: request, res: reply, responseTime: reply.elapsedTime };
-    if (error) reply.log.error({ ...entry, err: error }, 'request errored');
-    else reply.log.info(entry, 'request completed');
+    if (error) {
+      reply.log.error({ req: request, res: reply, responseTime: reply.elapsedTime, err: error }, 'request errored');
+      return;
+    }
+    this.accessLog ??= request.server.log.child({}, { redact: { paths: [] } });
+    this.accessLog.info(
+      {
+        reqId: request.id,
+        req: { method: request.method, url: request.url, host: request.host, remoteAddress: request.ip },
+        res: { statusCode: reply.statusCode },
+        responseTime: reply.elapsedTime,
+      },
+      'request completed',
+    );
   }
 }
