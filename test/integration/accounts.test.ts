@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPort } from '../../src/accounts/account-service.js';
@@ -77,15 +77,7 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Prom
 
 /** Can `user` log in to Dovecot directly, as any other mail client would? */
 async function canLogIn(user: DovecotUser): Promise<boolean> {
-  const client = new ImapFlow({
-    host: dovecot.host,
-    port: dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-  });
-  client.on('error', () => undefined);
+  const client = directImapClient(dovecot, user);
   try {
     await client.connect();
     await client.logout();

@@ -8,7 +8,8 @@
  * missing. The gateway's /raw must equal that byte for byte.
  */
 import { createHash } from 'node:crypto';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
@@ -91,14 +92,7 @@ beforeAll(async () => {
   // INBOX: files written into the Maildir; Dovecot gives them UIDs 1..n in the order given.
   await dovecot.seedMaildir(user.username, files.map(readCorpus));
 
-  imap = new ImapFlow({
-    host: dovecot.host,
-    port: dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-  });
+  imap = directImapClient(dovecot, user);
   await imap.connect();
   await imap.mailboxCreate('Appended');
   const appendedUid = new Map<number, string>();

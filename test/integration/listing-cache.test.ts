@@ -5,7 +5,7 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { textMessage } from '../support/messages.js';
 import { startLatencyProxy } from '../support/latency-proxy.js';
-import { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 
 const { dovecot } = testServers();
 
@@ -90,15 +90,7 @@ describe('listing cache, validated against the mailbox state', () => {
     // when another client changes a flag and the second listing arrives.
     const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });
     const slowAccount = await createImapAccount(gw.app, dovecot, user, { host: proxy.host, port: proxy.port });
-    const other = new ImapFlow({
-      host: dovecot.host,
-      port: dovecot.imapPort,
-      secure: false,
-      doSTARTTLS: false,
-      auth: { user: user.username, pass: user.password },
-      logger: false,
-    });
-    other.on('error', () => undefined);
+    const other = directImapClient(dovecot, user);
     const url = `/v1/accounts/${slowAccount}/mailboxes/INBOX/messages?limit=10`;
     const listSlow = async () => {
       const res = await gw.app.inject({ url });

@@ -5,7 +5,8 @@
  * (a "/" in a name is refused: "Name must not have '/' characters"). Mailboxes are created with
  * imapflow's array form (`['Work', '2024']`), which joins with whatever delimiter the server reports.
  */
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
@@ -25,14 +26,7 @@ interface MailboxJson {
 }
 
 function imapClient(user: DovecotUser): ImapFlow {
-  return new ImapFlow({
-    host: dovecot.host,
-    port: dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-  });
+  return directImapClient(dovecot, user);
 }
 
 /** `doveadm mailbox status` for every mailbox of the user: what another client sees. */

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
@@ -24,14 +25,7 @@ interface Page {
 }
 
 function imapClient(user: DovecotUser): ImapFlow {
-  return new ImapFlow({
-    host: dovecot.host,
-    port: dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-  });
+  return directImapClient(dovecot, user);
 }
 
 let gw: TestGateway;

@@ -5,28 +5,12 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RedisAccountStore } from '../../src/accounts/redis-store.js';
-import type { AccountRecord } from '../../src/accounts/types.js';
+import { accountRecord } from '../support/account-records.js';
 import { keys } from '../../src/cache/keys.js';
 import { GatewayError } from '../../src/errors.js';
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../support/redis.js';
 
-function record(id: string, overrides: Partial<AccountRecord> = {}): AccountRecord {
-  return {
-    id,
-    protocol: 'imap',
-    host: 'imap.example.com',
-    port: 993,
-    security: 'tls',
-    username: `${id}@example.com`,
-    authMethod: 'password',
-    sealedSecret: 'v1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA.AAAA',
-    tlsVerify: true,
-    name: null,
-    createdAt: '2024-05-01T10:00:00.000Z',
-    updatedAt: '2024-05-01T10:00:00.000Z',
-    ...overrides,
-  };
-}
+const record = accountRecord;
 
 async function gatewayError(promise: Promise<unknown>): Promise<GatewayError> {
   const err = await promise.then(

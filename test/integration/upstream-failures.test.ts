@@ -5,7 +5,8 @@
  * made to go silent on demand).
  */
 import { execFileSync } from 'node:child_process';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import { testServers, type DovecotUser } from '../support/servers.js';
@@ -255,15 +256,7 @@ async function openSessions(user: DovecotUser, count: number): Promise<ImapFlow[
   const clients: ImapFlow[] = [];
   for (let i = 0; i < count; i += 10) {
     const batch = Array.from({ length: Math.min(10, count - i) }, () => {
-      const client = new ImapFlow({
-        host: dovecot.host,
-        port: dovecot.imapPort,
-        secure: false,
-        doSTARTTLS: false,
-        auth: { user: user.username, pass: user.password },
-        logger: false,
-      });
-      client.on('error', () => undefined);
+      const client = directImapClient(dovecot, user);
       clients.push(client);
       return client.connect();
     });

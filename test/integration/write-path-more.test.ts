@@ -7,7 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../support/imap-client.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImapMessageId, encodeImapMessageId } from '../../src/mail/message-id.js';
 import { corpusFiles, readCorpus } from '../support/corpus.js';
@@ -51,14 +52,7 @@ interface MailboxJson {
 type Reply = LightMyRequestResponse;
 
 function imapClient(user: DovecotUser): ImapFlow {
-  return new ImapFlow({
-    host: dovecot.host,
-    port: dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-  });
+  return directImapClient(dovecot, user);
 }
 
 /** Where doveadm (another client) finds messages with this Message-ID: one row per copy, any mailbox. */
