@@ -10,11 +10,15 @@
  */
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 
+/** The client's address, taken on arrival: once a closed socket is gone it cannot be read. */
+const remoteAddresses = new WeakMap<FastifyRequest, string | undefined>();
+
 export class OneLinePerRequest extends LogController {
   private accessLog: FastifyBaseLogger | undefined;
 
   override incomingRequest(request: FastifyRequest): void {
     if (this.isLogDisabled(request)) return;
+    remoteAddresses.set(request, request.ip);
     request.log.debug({ req: request }, 'incoming request');
   }
 
@@ -24,15 +28,20 @@ export class OneLinePerRequest extends LogController {
       reply.log.error({ req: request, res: reply, responseTime: reply.elapsedTime, err: error }, 'request errored');
       return;
     }
-    this.accessLog ??= request.server.log.child({}, { redact: { paths: [] } });
+    // The fields below are final: neither redacted nor passed through Fastify's req/res serializers.
+    this.accessLog ??= request.server.log.child({}, { redact: { paths: [] }, serializers: { req: asIs, res: asIs } });
     this.accessLog.info(
       {
         reqId: request.id,
-        req: { method: request.method, url: request.url, host: request.host, remoteAddress: request.ip },
+        req: { method: request.method, url: request.url, host: request.host, remoteAddress: remoteAddresses.get(request) ?? request.ip },
         res: { statusCode: reply.statusCode },
         responseTime: reply.elapsedTime,
       },
       'request completed',
     );
   }
+}
+
+function asIs<T>(value: T): T {
+  return value;
 }

@@ -125,6 +125,7 @@ describe('request log', () => {
         expect((line.req as { method: string }).method).toBe('GET');
         expect(typeof line.responseTime).toBe('number');
         expect(typeof line.reqId).toBe('string');
+        expect((line.req as { remoteAddress: string }).remoteAddress).toBe('127.0.0.1');
       }
     } finally {
       await gw.close();
