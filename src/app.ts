@@ -213,10 +213,10 @@ async function createServices(
   return {
     services: { accounts, mail, accountStore, cache, imap, metrics },
     close: async () => {
+      await accountChanges?.close();
       await imap.close();
       await pop3.close();
       await slots.close();
-      await accountChanges?.close();
       await cache.close();
       await accountStore.close();
       if (redis) await redis.quit().catch(() => redis?.disconnect());

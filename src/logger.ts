@@ -40,7 +40,10 @@ const FLUSH_INTERVAL_MS = 1000;
  */
 export function createLogger(level: LogLevel): Logger {
   const destination = pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES });
-  const timer = setInterval(() => destination.flush(), FLUSH_INTERVAL_MS);
+  const timer = setInterval(() => {
+    // flush() throws once the destination is closed (at exit, before this timer is cleared).
+    if (!(destination as unknown as { destroyed?: boolean }).destroyed) destination.flush();
+  }, FLUSH_INTERVAL_MS);
   timer.unref();
   destination.once('close', () => clearInterval(timer));
   return pino(loggerOptions(level), destination);

@@ -160,16 +160,17 @@ export class AccountService {
       else delete next.capabilities;
     }
     await this.options.store.update(next);
-    if (connectionChanged) await this.forgetSessionsAndCache(current);
+    // Told first: the other processes stop using their sessions while this one closes its own.
     this.options.changes?.publish({ id, connection: connectionChanged });
+    if (connectionChanged) await this.forgetSessionsAndCache(current);
     return this.view(next);
   }
 
   async delete(id: string): Promise<void> {
     const current = await this.get(id);
     await this.options.store.delete(id);
-    await this.forgetSessionsAndCache(current);
     this.options.changes?.publish({ id, connection: true });
+    await this.forgetSessionsAndCache(current);
     this.options.log.info({ account: id }, 'account deleted');
   }
 

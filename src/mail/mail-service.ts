@@ -8,7 +8,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { AccountService } from '../accounts/account-service.js';
-import type { Protocol } from '../accounts/types.js';
+import type { AccountRecord, Protocol } from '../accounts/types.js';
 import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -43,7 +43,24 @@ export interface AttachmentContent {
 }
 
 export class MailService {
+  /** The connection settings this process's sessions of each account logged in with, as last seen. */
+  private readonly connections = new Map<string, string>();
+
   constructor(private readonly options: MailServiceOptions) {}
+
+  /**
+   * Sessions opened with settings the record no longer has are logged out before the record is
+   * used. The process that changed the account tells the others at once (account-changes.ts); this
+   * check covers a message that was lost, within the time a record is used before it is read again.
+   */
+  private async noticeConnectionChange(record: AccountRecord): Promise<void> {
+    const fingerprint = connectionFingerprint(record);
+    const seen = this.connections.get(record.id);
+    if (seen === fingerprint) return;
+    this.connections.set(record.id, fingerprint);
+    if (seen === undefined) return;
+    await Promise.all(Object.values(this.options.backends).map((backend) => backend?.dropAccount(record.id)));
+  }
 
   async listMailboxes(accountId: string, counts: boolean): Promise<MailboxInfo[]> {
     const backend = await this.backendFor(accountId);
@@ -176,12 +193,18 @@ export class MailService {
 
   private async backendFor(accountId: string): Promise<MailBackend> {
     const account = await this.options.accounts.get(accountId);
+    await this.noticeConnectionChange(account);
     const backend = this.options.backends[account.protocol];
     if (backend === undefined) {
       throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${account.protocol.toUpperCase()} accounts are not supported by this gateway yet`);
     }
     return backend;
   }
+}
+
+/** The fields a session's login depends on: when one changes, sessions of the old ones must go. */
+function connectionFingerprint(record: AccountRecord): string {
+  return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, record.sealedSecret, record.tlsVerify]);
 }
 
 function notSupported(what: string): GatewayError {

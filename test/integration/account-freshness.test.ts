@@ -14,6 +14,7 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { randomBytes } from 'node:crypto';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { textMessage } from '../support/messages.js';
+import { imapConnectionsOf } from '../support/imap-client.js';
 import { testServers } from '../support/servers.js';
 
 const record = accountRecord;
@@ -127,11 +128,12 @@ describe('account changes told to the other gateway processes (Redis pub/sub)', 
   let server: RedisServer;
   let a: TestGateway;
   let b: TestGateway;
+  let env: Record<string, string>;
 
   beforeAll(async () => {
     server = await startRedis();
     // A minute of freshness: only the message from the other process can explain a quick change.
-    const env = { REDIS_URL: server.url, SECRET_KEY: randomBytes(32).toString('hex'), ACCOUNT_RECORD_FRESH_MS: '60000' };
+    env = { REDIS_URL: server.url, SECRET_KEY: randomBytes(32).toString('hex'), ACCOUNT_RECORD_FRESH_MS: '60000' };
     a = await startGateway(env);
     b = await startGateway(env);
   });
@@ -160,8 +162,32 @@ describe('account changes told to the other gateway processes (Redis pub/sub)', 
 
     expect((await a.app.inject({ method: 'DELETE', url: `/v1/accounts/${account}` })).statusCode).toBe(204);
     await expect.poll(async () => (await b.app.inject({ url })).json().code, { timeout: 2_000 }).toBe('ACCOUNT_NOT_FOUND');
-    // b logged its sessions of the account out (a request that was under way may have left an
-    // empty pool behind: it could not log in any more).
-    await expect.poll(() => b.app.services.imap.poolStats().get(account)?.open ?? 0, { timeout: 2_000 }).toBe(0);
+    // b logged its sessions of the account out: Dovecot sees no connection of the user any more.
+    await expect.poll(() => imapConnectionsOf(dovecot, user.username), { timeout: 3_000 }).toBe(0);
+  });
+
+  it('a change whose message was lost still closes the old sessions, once the record is read again', async () => {
+    const quick = await startGateway({ ...env, ACCOUNT_RECORD_FRESH_MS: '300' });
+    try {
+      const user = await dovecot.createUser('lost');
+      await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Lost' })]);
+      const account = await createImapAccount(quick.app, dovecot, user);
+      const url = `/v1/accounts/${account}/mailboxes/INBOX/messages`;
+      expect((await quick.app.inject({ url })).statusCode).toBe(200); // a session, logged in
+
+      // Another process changes the login and its message never arrives: the record in Redis changes
+      // with nobody told.
+      const store = new RedisAccountStore(new Redis(server.url), { closeClient: true });
+      try {
+        const stored = (await store.get(account))!;
+        await store.update({ ...stored, username: `${user.username}-renamed`, updatedAt: new Date().toISOString() });
+      } finally {
+        await store.close();
+      }
+      // Once the record is read again, the session of the old login goes and the new one is refused.
+      await expect.poll(async () => (await quick.app.inject({ url })).json().code, { timeout: 3_000 }).toBe('UPSTREAM_AUTH_FAILED');
+    } finally {
+      await quick.close();
+    }
   });
 });

@@ -4,6 +4,7 @@
  * connections, Dovecot's log for every login and logout). Each scenario has its own gateway (its own
  * pool settings) and its own Dovecot user, so the server-side counts are the scenario's alone.
  */
+import { imapConnectionsOf } from '../support/imap-client.js';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
@@ -20,9 +21,7 @@ const { dovecot } = testServers();
 
 /** Live IMAP connections of `user`, as Dovecot's anvil counts them. */
 async function connectionsOf(user: DovecotUser): Promise<number> {
-  const out = await dovecot.doveadm(['-f', 'json', 'who', '-1', user.username]);
-  const rows = out.trim() === '' ? [] : (JSON.parse(out) as Array<{ username: string; service: string }>);
-  return rows.filter((r) => r.username === user.username && r.service === 'imap').length;
+  return imapConnectionsOf(dovecot, user.username);
 }
 
 async function dovecotLog(): Promise<string[]> {

@@ -1,3 +1,4 @@
+import { imapConnectionsOf } from '../support/imap-client.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,8 +16,7 @@ const root = path.resolve(import.meta.dirname, '../..');
 
 /** Live IMAP connections of `username` as Dovecot counts them. */
 async function connectionsOf(username: string): Promise<number> {
-  const out = await dovecot.doveadm(['who', '-1']);
-  return out.split('\n').filter((line) => line.split(/\s+/)[0] === username && /\bimap\b/.test(line)).length;
+  return imapConnectionsOf(dovecot, username);
 }
 
 describe('several gateway processes on one Redis', () => {

@@ -18,3 +18,10 @@ export function directImapClient(dovecot: Pick<DovecotCoordinates, 'host' | 'ima
   client.on('error', () => undefined);
   return client;
 }
+
+/** Live IMAP connections of `username` as Dovecot counts them (`doveadm who`). */
+export async function imapConnectionsOf(dovecot: { doveadm(args: string[]): Promise<string> }, username: string): Promise<number> {
+  const out = await dovecot.doveadm(['-f', 'json', 'who', '-1', username]);
+  const rows = out.trim() === '' ? [] : (JSON.parse(out) as Array<{ username: string; service: string }>);
+  return rows.filter((r) => r.username === username && r.service === 'imap').length;
+}

@@ -77,10 +77,16 @@ export interface Lease {
   evict(): void;
 }
 
-interface Waiter {
+/** What a caller asked for, carried unchanged through retries (so its deadline holds). */
+interface Want {
   mailbox: string | null;
   kind: LeaseKind;
   anyIdle: boolean;
+  /** When a caller still without a session is answered POOL_EXHAUSTED. */
+  deadlineMs: number;
+}
+
+interface Waiter extends Want {
   resolve: (lease: Lease) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -113,18 +119,16 @@ export class AccountPool {
    */
   acquire(mailbox: string | null, kind: LeaseKind = 'command', options: { anyIdle?: boolean } = {}): Promise<Lease> {
     if (this.closed) return Promise.reject(new GatewayError('UPSTREAM_ERROR', 'The account is being closed'));
-    const anyIdle = options.anyIdle ?? false;
-    const immediate = this.tryLease(mailbox, kind, anyIdle);
+    const want: Want = { mailbox, kind, anyIdle: options.anyIdle ?? false, deadlineMs: Date.now() + this.options.acquireTimeoutMs };
+    const immediate = this.tryLease(want);
     if (immediate !== null) return immediate;
-    return this.wait(mailbox, kind, anyIdle);
+    return this.wait(want);
   }
 
-  private wait(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> {
+  private wait(want: Want): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
-        mailbox,
-        kind,
-        anyIdle,
+        ...want,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -136,7 +140,7 @@ export class AccountPool {
               { retryAfterSeconds: 1 },
             ),
           );
-        }, this.options.acquireTimeoutMs),
+        }, Math.max(0, want.deadlineMs - Date.now())),
       };
       this.waiters.push(waiter);
     });
@@ -174,7 +178,8 @@ export class AccountPool {
   }
 
   /** A lease now, a pending lease (a new connection), or null when the caller has to wait. */
-  private tryLease(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> | null {
+  private tryLease(want: Want): Promise<Lease> | null {
+    const { mailbox, kind, anyIdle } = want;
     if (kind === 'stream' && this.streamsAtCap()) return null;
     // imapflow's `usable` turns false as soon as it has seen the connection end, which may be before
     // its 'close' event reaches onSessionClosed: such a session is dropped here, never handed out.
@@ -188,7 +193,7 @@ export class AccountPool {
       (anyIdle && idle.length > 0 ? idle.reduce((a, b) => (a.lastUsedMs >= b.lastUsedMs ? a : b)) : undefined);
     if (selected !== undefined) return Promise.resolve(this.lease(selected, kind, true));
     const slotsFull = Date.now() < this.slotsFullUntilMs;
-    if (!slotsFull && this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(mailbox, kind, anyIdle);
+    if (!slotsFull && this.sessions.size + this.connecting < this.options.maxSessions) return this.openSession(want);
     if (idle.length > 0) {
       const leastRecent = idle.reduce((a, b) => (a.lastUsedMs <= b.lastUsedMs ? a : b));
       return Promise.resolve(this.lease(leastRecent, kind, true));
@@ -201,7 +206,8 @@ export class AccountPool {
     return this.stats().streams >= streamCap;
   }
 
-  private async openSession(mailbox: string | null, kind: LeaseKind, anyIdle: boolean): Promise<Lease> {
+  private async openSession(want: Want): Promise<Lease> {
+    const { kind } = want;
     this.connecting += 1;
     const slot = this.options.acquireSlot ? await this.options.acquireSlot() : { release: () => undefined };
     if (slot === null) {
@@ -215,7 +221,8 @@ export class AccountPool {
         this.slotsFullUntilMs = 0;
         this.serveWaiters();
       }, SLOT_RETRY_MS).unref();
-      return this.wait(mailbox, kind, anyIdle);
+      // Back in line with the deadline it came with, so a caller is never kept past it.
+      return this.wait(want);
     }
     let client: ImapFlow;
     try {
@@ -281,7 +288,7 @@ export class AccountPool {
   /** Hands free sessions (or free slots) to waiters, oldest first. */
   private serveWaiters(): void {
     for (const waiter of [...this.waiters]) {
-      const pending = this.tryLease(waiter.mailbox, waiter.kind, waiter.anyIdle);
+      const pending = this.tryLease(waiter);
       if (pending === null) continue;
       this.waiters = this.waiters.filter((w) => w !== waiter);
       clearTimeout(waiter.timer);
