@@ -9,7 +9,8 @@ import { freePort } from '../support/ports.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers } from '../support/servers.js';
 import { createImapAccount, startGateway } from '../support/gateway.js';
-import { textMessage } from '../support/messages.js';
+import { messageWithAttachment, textMessage } from '../support/messages.js';
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 
 const { dovecot } = testServers();
 const root = path.resolve(import.meta.dirname, '../..');
@@ -107,6 +108,50 @@ describe('several gateway processes on one Redis', () => {
       child.kill('SIGKILL');
       await survivor.close();
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a process that waits for a slot another process holds busy', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('answers 503 POOL_EXHAUSTED once POOL_ACQUIRE_TIMEOUT_MS has passed, however often it retried for a slot', async () => {
+    const user = await dovecot.createUser('slotwait');
+    await dovecot.seedMaildir(user.username, [
+      messageWithAttachment({ subject: 'Big', filename: 'big.bin', content: randomBytes(20 * 1024 * 1024) }),
+    ]);
+    const env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex'), IMAP_MAX_SESSIONS_PER_ACCOUNT: '1' };
+    const holder = await startGateway(env);
+    const waiter = await startGateway({ ...env, POOL_ACQUIRE_TIMEOUT_MS: '1500' });
+    let download: ClientRequest | undefined;
+    try {
+      const account = await createImapAccount(holder.app, dovecot, user);
+      const base = await holder.app.listen({ host: '127.0.0.1', port: 0 });
+      const id = ((await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).json() as { messages: Array<{ id: string }> }).messages[0]!.id;
+      // A download its client does not read holds the account's only session (and slot) busy.
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        download = http.get(`${base}/v1/accounts/${account}/mailboxes/INBOX/messages/${id}/raw`, resolve);
+        download.on('error', reject);
+      });
+      expect(res.statusCode).toBe(200);
+
+      const started = Date.now();
+      const listing = await waiter.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+      expect(listing.statusCode, listing.body).toBe(503);
+      expect(listing.json().code).toBe('POOL_EXHAUSTED');
+      expect(listing.headers['retry-after']).toBeDefined();
+      // Retrying for a slot every 200 ms must not restart the wait: it ends near the configured 1.5 s.
+      expect(Date.now() - started).toBeLessThan(6_000);
+    } finally {
+      download?.destroy();
+      await waiter.close();
+      await holder.close();
     }
   });
 });
