@@ -7,7 +7,8 @@
  * Every tenth message carries a small attachment, so BODYSTRUCTURE is not always trivial.
  */
 import { randomBytes } from 'node:crypto';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
+import { directImapClient } from '../test/support/imap-client.js';
 import { startDovecot, type DovecotServer, type DovecotUser } from '../test/support/dovecot.js';
 import { messageWithAttachment, textMessage } from '../test/support/messages.js';
 import { startRedis, type RedisServer } from '../test/support/redis.js';
@@ -68,16 +69,7 @@ async function seed(dovecot: DovecotServer, user: string, count: number, first?:
 
 /** A direct imapflow session (clear text on loopback, as the gateway's accounts use). */
 export async function openImap(servers: Pick<MailServers, 'dovecot'>, user: DovecotUser): Promise<ImapFlow> {
-  const client = new ImapFlow({
-    host: '127.0.0.1',
-    port: servers.dovecot.imapPort,
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: user.username, pass: user.password },
-    logger: false,
-    disableAutoIdle: true,
-  });
-  client.on('error', () => undefined);
+  const client = directImapClient(servers.dovecot, user, { disableAutoIdle: true });
   await client.connect();
   return client;
 }

@@ -55,26 +55,29 @@ function verdict(row: RowResult, c: Check | undefined): string {
   return c.met ? 'met' : 'MISSED';
 }
 
-/** The table as text lines: row, title, measured, baseline, figure, value, target, verdict. */
-export function formatTable(rows: RowResult[]): string {
-  const header = ['row', 'what', 'measured', 'compared with', 'figure', 'value', 'target', 'result'];
-  const lines: string[][] = [header];
-  for (const row of rows) {
+/** One line per check (a row without checks is one line): row, title, measured, baseline, figure, value, target, verdict. */
+function tableCells(rows: RowResult[]): string[][] {
+  return rows.flatMap((row) => {
     const checks = row.checks.length > 0 ? row.checks : [undefined];
-    checks.forEach((c, index) => {
-      lines.push([
-        index === 0 ? `(${row.id})` : '',
-        index === 0 ? row.title : '',
-        index === 0 ? row.measured : '',
-        index === 0 ? row.baseline : '',
-        c?.figure ?? '',
-        c === undefined ? '' : c.value.toFixed(c.value >= 10 ? 1 : 2),
-        c === undefined ? '' : `${c.target.op === '<=' ? '≤' : '≥'} ${c.target.limit}`,
-        verdict(row, c),
-      ]);
-    });
-  }
-  const widths = header.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)));
+    return checks.map((c, index) => [
+      index === 0 ? `(${row.id})` : '',
+      index === 0 ? row.title : '',
+      index === 0 ? row.measured : '',
+      index === 0 ? row.baseline : '',
+      c?.figure ?? '',
+      c === undefined ? '' : c.value.toFixed(c.value >= 10 ? 1 : 2),
+      c === undefined ? '' : `${c.target.op === '<=' ? '≤' : '≥'} ${c.target.limit}`,
+      verdict(row, c),
+    ]);
+  });
+}
+
+const HEADER = ['row', 'what', 'measured', 'compared with', 'figure', 'value', 'target', 'result'];
+
+/** The table as text lines. */
+export function formatTable(rows: RowResult[]): string {
+  const lines = [HEADER, ...tableCells(rows)];
+  const widths = HEADER.map((_, col) => Math.max(...lines.map((line) => line[col]!.length)));
   const text = lines.map((line) => line.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd());
   text.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const notes = rows.flatMap((row) => row.notes.map((note) => `(${row.id}) ${note}`));
@@ -83,24 +86,12 @@ export function formatTable(rows: RowResult[]): string {
 
 /** The same table as Markdown (for docs/benchmarks.md). */
 export function formatMarkdown(rows: RowResult[]): string {
-  const out = ['| row | what | measured | compared with | figure | value | target | result |', '|---|---|---|---|---|---|---|---|'];
-  for (const row of rows) {
-    const checks = row.checks.length > 0 ? row.checks : [undefined];
-    checks.forEach((c, index) => {
-      const cells = [
-        index === 0 ? `(${row.id})` : '',
-        index === 0 ? row.title : '',
-        index === 0 ? row.measured : '',
-        index === 0 ? row.baseline : '',
-        c?.figure ?? '',
-        c === undefined ? '' : c.value.toFixed(c.value >= 10 ? 1 : 2),
-        c === undefined ? '' : `${c.target.op === '<=' ? '≤' : '≥'} ${c.target.limit}`,
-        verdict(row, c) === 'MISSED' ? '**missed**' : verdict(row, c),
-      ];
-      out.push(`| ${cells.join(' | ')} |`);
-    });
-  }
-  return out.join('\n');
+  const body = tableCells(rows).map((cells) => {
+    const last = cells.length - 1;
+    if (cells[last] === 'MISSED') cells[last] = '**missed**';
+    return `| ${cells.join(' | ')} |`;
+  });
+  return [`| ${HEADER.join(' | ')} |`, `|${HEADER.map(() => '---').join('|')}|`, ...body].join('\n');
 }
 
 export interface RunInfo {

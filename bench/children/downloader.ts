@@ -10,19 +10,12 @@
  * Env: IMAP_PORT, IMAP_USER, IMAP_PASS, UID (the message imapflow downloads from INBOX).
  */
 import { createInterface } from 'node:readline';
-import { ImapFlow } from 'imapflow';
+import { directImapClient } from '../../test/support/imap-client.js';
 import { download } from '../http.js';
 
-const client = new ImapFlow({
-  host: '127.0.0.1',
-  port: Number(process.env.IMAP_PORT),
-  secure: false,
-  doSTARTTLS: false,
-  auth: { user: process.env.IMAP_USER ?? '', pass: process.env.IMAP_PASS ?? '' },
-  logger: false,
-  disableAutoIdle: true,
-});
-client.on('error', () => undefined);
+const LOOPBACK_DOVECOT = { host: '127.0.0.1' as const, imapPort: Number(process.env.IMAP_PORT) };
+
+const client = directImapClient(LOOPBACK_DOVECOT, { username: process.env.IMAP_USER ?? '', password: process.env.IMAP_PASS ?? '' }, { disableAutoIdle: true });
 await client.connect();
 await client.mailboxOpen('INBOX');
 

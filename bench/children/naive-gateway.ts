@@ -6,20 +6,13 @@
  * Env: PORT, HOST, IMAP_PORT, IMAP_USER, IMAP_PASS.
  */
 import Fastify from 'fastify';
-import { ImapFlow } from 'imapflow';
+import { directImapClient } from '../../test/support/imap-client.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from '../../src/mail/imap/summary.js';
 
+const LOOPBACK_DOVECOT = { host: '127.0.0.1' as const, imapPort: Number(process.env.IMAP_PORT) };
+
 async function newestFifty(): Promise<unknown> {
-  const client = new ImapFlow({
-    host: '127.0.0.1',
-    port: Number(process.env.IMAP_PORT),
-    secure: false,
-    doSTARTTLS: false,
-    auth: { user: process.env.IMAP_USER ?? '', pass: process.env.IMAP_PASS ?? '' },
-    logger: false,
-    disableAutoIdle: true,
-  });
-  client.on('error', () => undefined);
+  const client = directImapClient(LOOPBACK_DOVECOT, { username: process.env.IMAP_USER ?? '', password: process.env.IMAP_PASS ?? '' }, { disableAutoIdle: true });
   await client.connect();
   try {
     const mailbox = await client.mailboxOpen('INBOX');

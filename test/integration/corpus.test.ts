@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { corpusFiles, readCorpus } from '../support/corpus.js';
+import { crlf } from '../support/messages.js';
 import { extractAttachment } from '../../src/mail/mime/extract-attachment.js';
 
 const { dovecot } = testServers();
@@ -44,16 +45,6 @@ let imap: ImapFlow;
 const listed = new Map<Box, Map<string, Summary>>();
 /** mailbox → file → the bytes Dovecot serves (imapflow's BODY[]). */
 const served = new Map<Box, Map<string, Buffer>>();
-
-/** Every bare LF (not preceded by CR) as CRLF. */
-function crlf(data: Buffer): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < data.length; i++) {
-    if (data[i] === 0x0a && (i === 0 || data[i - 1] !== 0x0d)) out.push(0x0d);
-    out.push(data[i]!);
-  }
-  return Buffer.from(out);
-}
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 

@@ -118,6 +118,24 @@ describe('listing cache, validated against the mailbox state', () => {
     }
   });
 
+  it('a changed mailbox costs one NOOP: the listing reuses its own state check on the same session', async () => {
+    const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });
+    const counted = await createImapAccount(gw.app, dovecot, user, { host: proxy.host, port: proxy.port });
+    const url = `/v1/accounts/${counted}/mailboxes/INBOX/messages?limit=10`;
+    const noops = (): number => proxy.clientText().match(/ NOOP\r\n/g)?.length ?? 0;
+    try {
+      const top = ((await gw.app.inject({ url })).json() as Page).messages[0]!;
+      await dovecot.doveadm(['flags', 'add', '-u', user.username, '\\Answered', 'mailbox', 'INBOX', 'uid', String(top.uid)]);
+      const before = noops();
+      const changed = (await gw.app.inject({ url })).json() as Page;
+      expect(changed.messages[0]!.flags).toContain('\\Answered');
+      expect(noops() - before).toBe(1);
+    } finally {
+      await gw.app.inject({ method: 'DELETE', url: `/v1/accounts/${counted}` });
+      await proxy.close();
+    }
+  });
+
   it('answers 304 from the cached state', async () => {
     const page = await list();
     const res = await gw.app.inject({

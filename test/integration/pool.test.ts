@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAll } from '../support/assertions.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { messageWithAttachment, textMessage } from '../support/messages.js';
@@ -61,13 +62,6 @@ function pausedGet(url: string): Promise<{ req: ClientRequest; res: IncomingMess
     const req = http.get(url, (res) => resolve({ req, res }));
     req.on('error', reject);
   });
-}
-
-/** Reads the rest of a paused response. */
-async function readAll(res: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of res) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** A message far larger than what loopback socket buffers hold, so a paused download cannot finish. */

@@ -5,7 +5,6 @@
  * maildrop, cached headers. The backend is built directly (no HTTP), with an in-memory cache.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { Pop3Backend, type Pop3BackendOptions } from '../../src/mail/pop3/backen
 import { Pop3Client } from '../../src/mail/pop3/client.js';
 import type { MessagePage, MessageSummary } from '../../src/mail/types.js';
 import { createEgressPolicy } from '../../src/net/egress.js';
+import { readAll, rejection } from '../support/assertions.js';
 import { corpusFiles, readCorpus } from '../support/corpus.js';
 import { messageWithAttachment, textMessage } from '../support/messages.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
@@ -62,26 +62,10 @@ function account(id: string, user: DovecotUser, extra: Partial<MailAccount> = {}
   return value;
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
 async function page(backend: Pop3Backend, id: string, limit: number, cursor?: string): Promise<MessagePage> {
   const result = await backend.listMessages(id, 'INBOX', { limit, cursor });
   if (!('messages' in result)) throw new Error('expected a page of messages');
   return result;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** Dovecot serves POP3 with CRLF line ends: every bare LF of the stored file becomes CRLF. */

@@ -6,20 +6,12 @@ import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RedisAccountStore } from '../../src/accounts/redis-store.js';
 import { accountRecord } from '../support/account-records.js';
+import { rejection } from '../support/assertions.js';
 import { keys } from '../../src/cache/keys.js';
 import { GatewayError } from '../../src/errors.js';
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '../support/redis.js';
 
 const record = accountRecord;
-
-async function gatewayError(promise: Promise<unknown>): Promise<GatewayError> {
-  const err = await promise.then(
-    (value) => new Error(`expected a rejection, got ${JSON.stringify(value)}`),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GatewayError);
-  return err as GatewayError;
-}
 
 function client(url: string): Redis {
   // Fail fast while disconnected (a queued command is failed after two quick reconnect attempts);
@@ -66,7 +58,7 @@ describe('RedisAccountStore (single Redis)', () => {
 
   it('create refuses a taken id with ACCOUNT_EXISTS and keeps the first record', async () => {
     await store.create(record('bob', { name: 'first' }));
-    const err = await gatewayError(store.create(record('bob', { name: 'second' })));
+    const err = await rejection(store.create(record('bob', { name: 'second' })));
     expect(err.code).toBe('ACCOUNT_EXISTS');
     expect(err.status).toBe(409);
     expect((await store.get('bob'))?.name).toBe('first');
@@ -98,7 +90,7 @@ describe('RedisAccountStore (single Redis)', () => {
     await store.update(changed);
     expect(await store.get('carol')).toEqual(changed);
 
-    const err = await gatewayError(store.update(record('dave')));
+    const err = await rejection(store.update(record('dave')));
     expect(err.code).toBe('ACCOUNT_NOT_FOUND');
     expect(err.status).toBe(404);
     expect(await redis.hexists(keys.accounts(), 'dave')).toBe(0);
@@ -107,7 +99,7 @@ describe('RedisAccountStore (single Redis)', () => {
   it('an update after a delete does not bring the account back', async () => {
     await store.create(record('erin'));
     expect(await store.delete('erin')).toBe(true);
-    expect((await gatewayError(store.update(record('erin')))).code).toBe('ACCOUNT_NOT_FOUND');
+    expect((await rejection(store.update(record('erin')))).code).toBe('ACCOUNT_NOT_FOUND');
     expect(await store.get('erin')).toBeNull();
   });
 
@@ -126,28 +118,28 @@ describe('RedisAccountStore (single Redis)', () => {
   it('a corrupted record is SERVICE_UNAVAILABLE (503) for get and list, never null or a shorter list', async () => {
     await store.create(record('good'));
     await redis.hset(keys.accounts(), 'bad', '{"id":"bad","protocol":"imap","sealedSecret":"v1.secret');
-    const err = await gatewayError(store.get('bad'));
+    const err = await rejection(store.get('bad'));
     expect(err.code).toBe('SERVICE_UNAVAILABLE');
     expect(err.status).toBe(503);
     expect(err.message).toContain('"bad"');
     expect(err.message).not.toContain('v1.secret');
-    expect((await gatewayError(store.list())).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.list())).code).toBe('SERVICE_UNAVAILABLE');
     // Other records stay readable one by one.
     expect((await store.get('good'))?.id).toBe('good');
   });
 
   it('valid JSON of the wrong shape, or filed under another id, is 503 too', async () => {
     await redis.hset(keys.accounts(), 'shape', JSON.stringify({ ...record('shape'), port: '993' }));
-    expect((await gatewayError(store.get('shape'))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.get('shape'))).code).toBe('SERVICE_UNAVAILABLE');
     await redis.hset(keys.accounts(), 'elsewhere', JSON.stringify(record('someone-else')));
-    expect((await gatewayError(store.get('elsewhere'))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.get('elsewhere'))).code).toBe('SERVICE_UNAVAILABLE');
   });
 
   it('a wrong-typed accounts key is 503, not an empty store', async () => {
     await redis.set(keys.accounts(), 'not a hash');
-    expect((await gatewayError(store.get('alice'))).code).toBe('SERVICE_UNAVAILABLE');
-    expect((await gatewayError(store.list())).code).toBe('SERVICE_UNAVAILABLE');
-    expect((await gatewayError(store.create(record('alice')))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.get('alice'))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.list())).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.create(record('alice')))).code).toBe('SERVICE_UNAVAILABLE');
   });
 
   it('close() leaves a shared client open unless told to quit it', async () => {
@@ -165,12 +157,12 @@ describe('RedisAccountStore (single Redis)', () => {
     await store.create(record('alice'));
     await server.kill();
 
-    const err = await gatewayError(store.get('alice'));
+    const err = await rejection(store.get('alice'));
     expect(err.code).toBe('SERVICE_UNAVAILABLE');
     expect(err.status).toBe(503);
-    expect((await gatewayError(store.get('nobody'))).code).toBe('SERVICE_UNAVAILABLE');
-    expect((await gatewayError(store.list())).code).toBe('SERVICE_UNAVAILABLE');
-    expect((await gatewayError(store.create(record('bob')))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.get('nobody'))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.list())).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.create(record('bob')))).code).toBe('SERVICE_UNAVAILABLE');
     await expect(store.ping()).rejects.toBeInstanceOf(GatewayError);
 
     await server.restart();
@@ -189,7 +181,7 @@ describe('RedisAccountStore (single Redis)', () => {
       await bounded.ping();
       await server.kill();
       const started = Date.now();
-      const err = await gatewayError(bounded.get('alice'));
+      const err = await rejection(bounded.get('alice'));
       expect(err.code).toBe('SERVICE_UNAVAILABLE');
       expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
@@ -218,9 +210,9 @@ describe('RedisAccountStore (Redis Cluster)', () => {
   it('creates, updates (script), lists and deletes on a cluster', async () => {
     await store.create(record('alice'));
     await store.create(record('bob'));
-    expect((await gatewayError(store.create(record('alice')))).code).toBe('ACCOUNT_EXISTS');
+    expect((await rejection(store.create(record('alice')))).code).toBe('ACCOUNT_EXISTS');
     await store.update(record('alice', { port: 143, security: 'starttls' }));
-    expect((await gatewayError(store.update(record('carol')))).code).toBe('ACCOUNT_NOT_FOUND');
+    expect((await rejection(store.update(record('carol')))).code).toBe('ACCOUNT_NOT_FOUND');
     expect((await store.list()).map((r) => [r.id, r.port])).toEqual([
       ['alice', 143],
       ['bob', 993],

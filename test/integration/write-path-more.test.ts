@@ -14,7 +14,7 @@ import { decodeImapMessageId, encodeImapMessageId } from '../../src/mail/message
 import { corpusFiles, readCorpus } from '../support/corpus.js';
 import { startFakeImap } from '../support/fake-imap.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
-import { textMessage } from '../support/messages.js';
+import { crlf, textMessage } from '../support/messages.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
 
@@ -116,16 +116,6 @@ function routes(gw: TestGateway, account: string) {
 }
 
 const problem = (res: Reply): Problem => res.json() as Problem;
-
-/** Every bare LF (not preceded by CR) as CRLF. */
-function crlf(data: Buffer): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < data.length; i++) {
-    if (data[i] === 0x0a && (i === 0 || data[i - 1] !== 0x0d)) out.push(0x0d);
-    out.push(data[i]!);
-  }
-  return Buffer.from(out);
-}
 
 let gw: TestGateway;
 

@@ -15,6 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePorts } from './ports.js';
+import { waitForExit } from './processes.js';
 
 export interface DovecotUser {
   username: string;
@@ -377,17 +378,6 @@ function track(child: ChildProcess): void {
       for (const master of liveMasters) master.kill('SIGTERM');
     });
   }
-}
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 async function tail(file: string, lines = 20): Promise<string> {

@@ -3,10 +3,14 @@
  * changes or reads a mailbox behind the gateway's back. Not connected yet; errors after a
  * disconnect are ignored (the test asserts on what it awaits).
  */
-import { ImapFlow } from 'imapflow';
+import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import type { DovecotCoordinates, DovecotUser } from './dovecot.js';
 
-export function directImapClient(dovecot: Pick<DovecotCoordinates, 'host' | 'imapPort'>, user: Pick<DovecotUser, 'username' | 'password'>): ImapFlow {
+export function directImapClient(
+  dovecot: Pick<DovecotCoordinates, 'host' | 'imapPort'>,
+  user: Pick<DovecotUser, 'username' | 'password'>,
+  options: Partial<ImapFlowOptions> = {},
+): ImapFlow {
   const client = new ImapFlow({
     host: dovecot.host,
     port: dovecot.imapPort,
@@ -14,6 +18,7 @@ export function directImapClient(dovecot: Pick<DovecotCoordinates, 'host' | 'ima
     doSTARTTLS: false,
     auth: { user: user.username, pass: user.password },
     logger: false,
+    ...options,
   });
   client.on('error', () => undefined);
   return client;

@@ -12,17 +12,21 @@ export interface LatencyProxy {
   delayMs: number;
   /** Resolves once the client has sent a line matching `pattern` (from now on). */
   clientSends(pattern: RegExp): Promise<void>;
+  /** Everything clients have sent so far (latin1), to count commands. */
+  clientText(): string;
   close(): Promise<void>;
 }
 
 export async function startLatencyProxy(target: { host: string; port: number }): Promise<LatencyProxy> {
   const sockets = new Set<net.Socket>();
   const watchers = new Set<{ pattern: RegExp; resolve: () => void }>();
+  let sent = '';
   const proxy: LatencyProxy = {
     host: '127.0.0.1',
     port: 0,
     delayMs: 0,
     clientSends: (pattern) => new Promise<void>((resolve) => watchers.add({ pattern, resolve })),
+    clientText: () => sent,
     close: async () => undefined,
   };
   const server = net.createServer((client) => {
@@ -35,6 +39,7 @@ export async function startLatencyProxy(target: { host: string; port: number }):
     client.pipe(upstream);
     client.on('data', (chunk: Buffer) => {
       const text = chunk.toString('latin1');
+      sent += text;
       for (const watcher of [...watchers]) {
         if (!watcher.pattern.test(text)) continue;
         watchers.delete(watcher);

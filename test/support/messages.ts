@@ -63,3 +63,13 @@ export function messageWithAttachment(options: {
   ];
   return Buffer.from(lines.join('\r\n'), 'utf8');
 }
+
+/** Every bare LF (not preceded by CR) as CRLF. */
+export function crlf(data: Buffer): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] === 0x0a && (i === 0 || data[i - 1] !== 0x0d)) out.push(0x0d);
+    out.push(data[i]!);
+  }
+  return Buffer.from(out);
+}

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, freePorts } from './ports.js';
+import { waitForExit } from './processes.js';
 
 export interface RedisServer {
   url: string;
@@ -72,17 +73,6 @@ export function redisCommand(port: number, args: string[], timeoutMs = 2_000): P
         return done(undefined, buffer.subarray(lineEnd + 2, lineEnd + 2 + length).toString('utf8'));
       }
       return done(undefined, head);
-    });
-  });
-}
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
     });
   });
 }

@@ -5,18 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileAccountStore } from '../../src/accounts/file-store.js';
 import type { AccountRecord } from '../../src/accounts/types.js';
 import { accountRecord } from '../support/account-records.js';
+import { rejection } from '../support/assertions.js';
 import { GatewayError } from '../../src/errors.js';
 
 const record = accountRecord;
-
-async function gatewayError(promise: Promise<unknown>): Promise<GatewayError> {
-  const err = await promise.then(
-    () => new Error('expected a rejection'),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(GatewayError);
-  return err as GatewayError;
-}
 
 describe('FileAccountStore', () => {
   let root: string;
@@ -69,7 +61,7 @@ describe('FileAccountStore', () => {
     expect(err.status).toBe(409);
     expect((await store.get('bob'))?.name).toBe('first');
 
-    expect((await gatewayError(store.create(record('bob')))).code).toBe('ACCOUNT_EXISTS');
+    expect((await rejection(store.create(record('bob')))).code).toBe('ACCOUNT_EXISTS');
     expect((await (await FileAccountStore.open(dataDir)).get('bob'))?.name).toBe('first');
   });
 
@@ -79,7 +71,7 @@ describe('FileAccountStore', () => {
     await store.update(record('carol', { port: 143, security: 'starttls', updatedAt: '2024-06-01T00:00:00.000Z' }));
     expect(await store.get('carol')).toMatchObject({ port: 143, security: 'starttls' });
 
-    const err = await gatewayError(store.update(record('dave')));
+    const err = await rejection(store.update(record('dave')));
     expect(err.code).toBe('ACCOUNT_NOT_FOUND');
     expect(await store.get('dave')).toBeNull();
     expect((await (await FileAccountStore.open(dataDir)).get('carol'))?.port).toBe(143);
@@ -151,10 +143,10 @@ describe('FileAccountStore', () => {
     const moved = path.join(root, 'moved');
     await fs.rename(dataDir, moved);
     await fs.writeFile(dataDir, 'not a directory');
-    const err = await gatewayError(store.create(record('lost')));
+    const err = await rejection(store.create(record('lost')));
     expect(err.code).toBe('SERVICE_UNAVAILABLE');
     expect(await store.get('lost')).toBeNull();
-    expect((await gatewayError(store.delete('kept'))).code).toBe('SERVICE_UNAVAILABLE');
+    expect((await rejection(store.delete('kept'))).code).toBe('SERVICE_UNAVAILABLE');
     expect(await store.get('kept')).not.toBeNull();
     await fs.rm(dataDir);
     await fs.rename(moved, dataDir);

@@ -5,13 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { extractAttachment } from '../../src/mail/mime/extract-attachment.js';
 import { parseMessage } from '../../src/mail/mime/parse-message.js';
+import { readAll } from '../support/assertions.js';
 import { corpusFiles, readCorpus } from '../support/corpus.js';
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
-  return Buffer.concat(chunks);
-}
 
 function crlf(...lines: string[]): string {
   return lines.join('\r\n');

@@ -5,15 +5,14 @@
  * that fails after DELE, a server without TOP. Happy paths are tested against Dovecot.
  */
 import net from 'node:net';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryCache } from '../../src/cache/memory-cache.js';
-import { GatewayError } from '../../src/errors.js';
 import { encodePop3MessageId, decodeMessageId } from '../../src/mail/message-id.js';
 import { Pop3Backend, type Pop3BackendOptions } from '../../src/mail/pop3/backend.js';
 import { createEgressPolicy } from '../../src/net/egress.js';
+import { readAll, rejection } from '../support/assertions.js';
 
 interface FakeMessage {
   uidl: string;
@@ -149,22 +148,6 @@ function backendFor(fake: FakeMaildrop, extra: Partial<Pop3BackendOptions> = {})
 
 function message(subject: string, body = 'hello\r\n'): string {
   return `Subject: ${subject}\r\nFrom: a@example.com\r\n\r\n${body}`;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const ref = (uidl: string) => decodeMessageId(encodePop3MessageId(uidl));

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
 import { Pop3Client, type Pop3ClientOptions } from '../../src/mail/pop3/client.js';
+import { readAll, rejection } from '../support/assertions.js';
 
 // --- a scripted fake POP3 server --------------------------------------------------------------------
 
@@ -117,22 +118,6 @@ async function connect(server: FakeServer, extra: Partial<Pop3ClientOptions> = {
   });
   clients.push(client);
   return client;
-}
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error('expected a rejection');
 }
 
 // --- the tests -------------------------------------------------------------------------------------

@@ -60,10 +60,11 @@ export interface ImapBackendOptions {
 export const IMAP_BASE_CAPABILITIES: readonly Capability[] = ['append', 'copy', 'flags', 'folders', 'search'];
 
 /**
- * How a request wants its mailbox: selected, or selected and synchronised with the server; or
- * (`select: false`) only a session that has it selected if one is free, left as it is.
+ * How a request wants its mailbox: selected, or selected and synchronised with the server (no
+ * later than `syncedSince`, when given); or (`select: false`) only a session that has it selected
+ * if one is free, left as it is.
  */
-type Selection = { path: string; sync: boolean; select?: false } | null;
+type Selection = { path: string; sync: boolean; select?: false; syncedSince?: number } | null;
 
 export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
@@ -107,11 +108,13 @@ export class ImapBackend implements MailBackend {
     if (listingCache === undefined) {
       return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
     }
+    const arrivedAt = performance.now();
     const key = listingCache.key(accountId, path, query);
     const generation = listingCache.generation(accountId);
     const cached = await listingCache.get(accountId, key);
     if (cached !== null && (await this.currentState(accountId, path)) === cached.state) return this.cachedResult(cached, query);
-    const built = await this.run(accountId, 'list_messages', { path, sync: true }, async (client) => {
+    // The state check (if any) was sent after the request arrived; on its session that is sync enough.
+    const built = await this.run(accountId, 'list_messages', { path, sync: true, syncedSince: arrivedAt }, async (client) => {
       const mailboxNow = selectedMailbox(client);
       // The mailbox may have come back to the cached state since (a flag set and cleared).
       if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
@@ -446,7 +449,9 @@ export class ImapBackend implements MailBackend {
       try {
         const value = await withDeadline(
           (async () => {
-            if (selection !== null && path !== null && selection.select !== false) await select(client, path, selection.sync);
+            if (selection !== null && path !== null && selection.select !== false) {
+              await select(client, path, selection.sync, selection.syncedSince);
+            }
             return work(client);
           })(),
           this.options.upstreamTimeoutMs,
@@ -501,10 +506,21 @@ export function normalizeMailboxPath(path: string): string {
   return path.toUpperCase() === 'INBOX' ? 'INBOX' : path;
 }
 
-/** Selects `path` unless it already is; `sync` also brings the session's view of it up to date. */
-async function select(client: ImapFlow, path: string, sync: boolean): Promise<void> {
+/**
+ * When each session's view of its selected mailbox was last brought up to date: the moment the
+ * NOOP or SELECT that did it was sent (performance.now()).
+ */
+const syncedAt = new WeakMap<ImapFlow, number>();
+
+/**
+ * Selects `path` unless it already is; `sync` also brings the session's view of it up to date,
+ * unless a NOOP or SELECT sent at or after `syncedSince` already did (the listing after its own
+ * state check, on the session that made it).
+ */
+async function select(client: ImapFlow, path: string, sync: boolean, syncedSince?: number): Promise<void> {
   if (client.mailbox && client.mailbox.path === path) {
-    if (sync) await syncSelected(client, path);
+    const fresh = syncedSince !== undefined && (syncedAt.get(client) ?? Number.NEGATIVE_INFINITY) >= syncedSince;
+    if (sync && !fresh) await syncSelected(client, path);
     return;
   }
   await openMailbox(client, path);
@@ -524,12 +540,16 @@ async function syncSelected(client: ImapFlow, path: string): Promise<void> {
     arrived = true;
   };
   client.on('exists', onExists);
+  const sentAt = performance.now();
   try {
     await client.noop();
   } finally {
     client.off('exists', onExists);
   }
-  if (!arrived) return;
+  if (!arrived) {
+    syncedAt.set(client, sentAt);
+    return;
+  }
   const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
   // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
   // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
@@ -541,12 +561,15 @@ async function syncSelected(client: ImapFlow, path: string): Promise<void> {
   const mailbox = client.mailbox;
   if (!status || !mailbox || mailbox.path !== path) return;
   if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
+  else syncedAt.set(client, sentAt);
 }
 
 /** SELECT, with a missing or unselectable mailbox reported as such. */
 async function openMailbox(client: ImapFlow, path: string): Promise<void> {
+  const sentAt = performance.now();
   try {
     await client.mailboxOpen(path);
+    syncedAt.set(client, sentAt);
   } catch (err) {
     // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
     // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.

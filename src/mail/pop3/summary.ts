@@ -9,18 +9,11 @@
  */
 import { encodePop3MessageId } from '../message-id.js';
 import { parseMessage } from '../mime/parse-message.js';
-import type { Address, MessageSummary } from '../types.js';
+import type { MessageSummary } from '../types.js';
 import type { SnapshotEntry } from './snapshot.js';
 
-/** What is cached per UIDL (JSON). */
-export interface Pop3Headers {
-  messageId: string | null;
-  subject: string | null;
-  from: Address[];
-  to: Address[];
-  cc: Address[];
-  date: string | null;
-}
+/** What is cached per UIDL (JSON): the summary fields the headers alone give. */
+export type Pop3Headers = Pick<MessageSummary, 'messageId' | 'subject' | 'from' | 'to' | 'cc' | 'date'>;
 
 /** Header fields from the bytes `TOP n 0` answered. */
 export async function headersFromTop(top: Buffer): Promise<Pop3Headers> {

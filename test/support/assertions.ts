@@ -1,0 +1,21 @@
+/** Shared test helpers for outcomes: the GatewayError a promise rejects with, the bytes of a stream. */
+import { expect } from 'vitest';
+import { GatewayError } from '../../src/errors.js';
+
+/** Awaits `promise`, expects it to reject with a GatewayError and returns that error. */
+export async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(GatewayError);
+    return err as GatewayError;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Reads `stream` to its end and returns all its chunks (strings converted) as one Buffer. */
+export async function readAll(stream: NodeJS.ReadableStream | AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+  return Buffer.concat(chunks);
+}
