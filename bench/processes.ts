@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/support/ports.js';
+import { waitForExit } from '../test/support/processes.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
@@ -50,17 +51,6 @@ process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
 export async function startChild(options: StartChildOptions): Promise<ChildServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `mailgw-bench-${options.name}-`));
   const logPath = path.join(dir, 'output.log');
@@ -86,9 +76,9 @@ export async function startChild(options: StartChildOptions): Promise<ChildServe
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
-      if (!(await exited(child, STOP_TIMEOUT_MS))) {
+      if (!(await waitForExit(child, STOP_TIMEOUT_MS))) {
         child.kill('SIGKILL');
-        await exited(child, STOP_TIMEOUT_MS);
+        await waitForExit(child, STOP_TIMEOUT_MS);
       }
     }
     if (options.profile) await keepMainThreadProfile(profileDir, path.join(RESULTS_DIR, profileName));
@@ -152,7 +142,7 @@ export async function startWorker(script: string, env: Record<string, string>): 
     },
     stop: async () => {
       child.stdin!.end();
-      if (!(await exited(child, STOP_TIMEOUT_MS))) child.kill('SIGKILL');
+      if (!(await waitForExit(child, STOP_TIMEOUT_MS))) child.kill('SIGKILL');
     },
   };
 }

@@ -1,4 +1,4 @@
-/** Helpers for child processes that tests start (Dovecot, redis-server). */
+/** Helpers for child processes that tests and the bench start (Dovecot, redis-server, gateways). */
 import type { ChildProcess } from 'node:child_process';
 
 /** Resolves true once `child` has exited (at once if it already has), false after `timeoutMs` if it has not. */
