@@ -1,9 +1,13 @@
-/** Writes openapi/openapi.json from the route schemas (`npm run openapi`). */
+/** Writes openapi/openapi.json from the route schemas and docs/errors.md from the error catalogue (`npm run openapi`). */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { OPENAPI_FILE, generateOpenApiDocument } from '../src/http/openapi-document.js';
+import { ERRORS_DOC_FILE, OPENAPI_FILE, generateErrorsDocument, generateOpenApiDocument } from '../src/http/openapi-document.js';
 
-const document = await generateOpenApiDocument();
-await mkdir(path.dirname(OPENAPI_FILE), { recursive: true });
-await writeFile(OPENAPI_FILE, document);
-process.stdout.write(`wrote ${OPENAPI_FILE}\n`);
+for (const [file, content] of [
+  [OPENAPI_FILE, await generateOpenApiDocument()],
+  [ERRORS_DOC_FILE, generateErrorsDocument()],
+] as const) {
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, content);
+  process.stdout.write(`wrote ${file}\n`);
+}

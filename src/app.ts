@@ -2,7 +2,6 @@
  * buildApp(config) → a ready-to-use Fastify instance with every shared part created once and
  * closed in onClose. It never listens: server.ts does, tests call `inject`.
  */
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -28,8 +27,10 @@ import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coord
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
 import { registerAuth } from './http/auth.js';
+import { registerCors } from './http/cors.js';
 import { registerProblemHandlers } from './http/problem.js';
 import { OneLinePerRequest } from './http/request-log.js';
+import { requestIdFrom } from './http/request-id.js';
 import { registerSwagger } from './http/swagger.js';
 import { registerValidation } from './http/validation.js';
 import { accountRoutes } from './http/routes/accounts.js';
@@ -65,7 +66,7 @@ export interface BuildOptions {
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: (options.logger ?? createLogger(config.logLevel)) as FastifyBaseLogger,
-    genReqId: () => randomUUID(),
+    genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
@@ -73,7 +74,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const metrics = new Metrics();
+  const metrics = new Metrics({ redis: config.redisUrl !== undefined || config.redisClusterNodes.length > 0 });
   const services = await createServices(config, app.log, metrics);
   app.decorate('services', services.services);
   app.addHook('onClose', services.close);
@@ -92,6 +93,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerValidation(app);
   registerProblemHandlers(app);
   await registerSwagger(app);
+  await registerCors(app, config.corsOrigins);
   registerAuth(app, config.apiKeys);
   for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes]) {
     app.addSchema(schema);
@@ -207,7 +209,7 @@ async function createServices(
     const pop3Stats = pop3.sessionStats();
     metrics.poolSessions.set({ protocol: 'pop3', state: 'open' }, pop3Stats.live);
     metrics.poolSessions.set({ protocol: 'pop3', state: 'waiting' }, pop3Stats.waiting);
-    if (redis) metrics.redisUp.set(cache.health() === 'ok' ? 1 : 0);
+    metrics.redisUp?.set(cache.health() === 'ok' ? 1 : 0);
   });
 
   return {

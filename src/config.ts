@@ -46,6 +46,8 @@ export interface Config {
   /** With Redis: how long a read account record is used before it is read again (other replicas' changes show within this). */
   accountRecordFreshMs: number;
   trustProxy: boolean;
+  /** Origins whose browser pages may call the API (CORS); empty: CORS off, the gateway is for backends. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -136,6 +138,13 @@ export function loadConfig(env: Env = process.env): Config {
   const egressAllow = list('EGRESS_ALLOW');
   for (const problem of validateEgressEntries(egressAllow)) problems.push(`EGRESS_ALLOW entry ${problem}`);
 
+  const corsOrigins = list('CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !isOrigin(origin)) {
+      problems.push(`CORS_ORIGINS entry "${origin}" must be an origin such as https://app.example.com (scheme, host, optional port; no path), or *`);
+    }
+  }
+
   const logLevelRaw = (env.LOG_LEVEL?.trim() || 'info').toLowerCase();
   const logLevel = LOG_LEVELS.includes(logLevelRaw as LogLevel) ? (logLevelRaw as LogLevel) : 'info';
   if (!LOG_LEVELS.includes(logLevelRaw as LogLevel)) {
@@ -168,8 +177,19 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: bool('TRUST_PROXY', false),
     listingCache: bool('CACHE_LISTINGS', true),
     accountRecordFreshMs: int('ACCOUNT_RECORD_FRESH_MS', 1000, 0, 60_000),
+    corsOrigins,
   };
 
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** `https://app.example.com` or `http://127.0.0.1:8080`: what a browser sends as `Origin` (RFC 6454). */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value;
+  } catch {
+    return false;
+  }
 }

@@ -5,37 +5,174 @@
  * (src/http/plugins/problem.ts) is the only mapper to RFC 9457 problem+json.
  */
 
-/** Stable machine-readable codes with their HTTP status (API.md, "Errors"). */
-export const ERROR_STATUS = {
-  VALIDATION_FAILED: 400,
-  UNAUTHORIZED: 401,
-  HOST_NOT_ALLOWED: 403,
-  NOT_FOUND: 404,
-  ACCOUNT_NOT_FOUND: 404,
-  MAILBOX_NOT_FOUND: 404,
-  MESSAGE_NOT_FOUND: 404,
-  ATTACHMENT_NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
-  NOT_ACCEPTABLE: 406,
-  ACCOUNT_EXISTS: 409,
-  MAILBOX_EXISTS: 409,
-  STATE_TOO_OLD: 410,
-  PRECONDITION_FAILED: 412,
-  PAYLOAD_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
-  RANGE_NOT_SATISFIABLE: 416,
-  NOT_SUPPORTED_BY_PROTOCOL: 422,
-  FLAG_NOT_ALLOWED: 422,
-  UPSTREAM_AUTH_FAILED: 422,
-  RATE_LIMITED: 429,
-  INTERNAL_ERROR: 500,
-  UPSTREAM_ERROR: 502,
-  POOL_EXHAUSTED: 503,
-  SERVICE_UNAVAILABLE: 503,
-  UPSTREAM_TIMEOUT: 504,
-} as const;
+/** One entry of the error catalogue: what the code means to a caller and what the caller should do. */
+export interface ErrorSpec {
+  status: number;
+  /** When the gateway answers this code. */
+  meaning: string;
+  /** What the caller should do about it. */
+  action: string;
+  /** A `detail` as the gateway writes it, for the OpenAPI examples. */
+  example: string;
+}
 
-export type ErrorCode = keyof typeof ERROR_STATUS;
+/**
+ * Every code the gateway answers, with its HTTP status (API.md, "Errors", plus decision 0005's
+ * additions). The OpenAPI document's `code` enum, its per-status examples and docs/errors.md are all
+ * generated from this table, so it is the one place to add a code.
+ */
+export const ERRORS = {
+  VALIDATION_FAILED: {
+    status: 400,
+    meaning: 'A path parameter, query parameter, header or body does not match the schema.',
+    action: '`detail` names the field and the rule it breaks: fix the request. Retrying it unchanged fails again.',
+    example: 'querystring/limit must be <= 200',
+  },
+  UNAUTHORIZED: {
+    status: 401,
+    meaning: 'The `Authorization` header is missing or carries no valid key.',
+    action: 'Send `Authorization: Bearer <key>` with one of the keys in `API_KEYS`.',
+    example: 'Missing or wrong API key (Authorization: Bearer <key>)',
+  },
+  HOST_NOT_ALLOWED: {
+    status: 403,
+    meaning: 'The mail host resolves to an address the egress policy refuses (loopback, private, link-local, metadata).',
+    action: 'Use a host on the public internet, or have the operator admit this one with `EGRESS_ALLOW` (a CIDR or the host name).',
+    example:
+      'the egress policy does not allow connections to "mail.internal"; an operator can admit it with EGRESS_ALLOW (the host name or a CIDR)',
+  },
+  NOT_FOUND: {
+    status: 404,
+    meaning: 'No route has this path.',
+    action: 'Check the path against the OpenAPI document (`/docs`); a mailbox path is one URL-encoded segment (`Work%2F2024`).',
+    example: 'No route GET /v1/acounts',
+  },
+  ACCOUNT_NOT_FOUND: {
+    status: 404,
+    meaning: 'No account has this id.',
+    action: 'List accounts with `GET /v1/accounts`, or create this one with `POST /v1/accounts`.',
+    example: 'No account alice',
+  },
+  MAILBOX_NOT_FOUND: {
+    status: 404,
+    meaning: 'The account has no mailbox at this path (or it cannot be selected).',
+    action: 'List mailboxes with `GET …/mailboxes`; send the path as one URL-encoded segment.',
+    example: 'No mailbox Archive',
+  },
+  MESSAGE_NOT_FOUND: {
+    status: 404,
+    meaning: 'No message has this id in this mailbox: it was deleted or moved, or the mailbox was recreated.',
+    action: 'List the mailbox again and use the ids it gives.',
+    example: 'No such message in this mailbox',
+  },
+  ATTACHMENT_NOT_FOUND: {
+    status: 404,
+    meaning: 'The message has no attachment with this id.',
+    action: 'Read the message (`GET …/messages/{id}`) and use an id from its `attachments`.',
+    example: 'No attachment 3 in this message',
+  },
+  METHOD_NOT_ALLOWED: {
+    status: 405,
+    meaning: 'The path exists, but not with this method.',
+    action: 'Use one of the methods the `Allow` header lists.',
+    example: 'DELETE is not allowed on /v1/accounts; use GET, HEAD or POST',
+  },
+  ACCOUNT_EXISTS: {
+    status: 409,
+    meaning: 'An account with this id exists already.',
+    action: 'Choose another id, leave `id` out to get a generated one, or change the existing account with `PATCH`.',
+    example: 'An account with id alice already exists',
+  },
+  MAILBOX_EXISTS: {
+    status: 409,
+    meaning: 'A mailbox with this path exists already.',
+    action: 'Choose another path; the existing mailbox can be used as it is.',
+    example: 'A mailbox Archive already exists',
+  },
+  STATE_TOO_OLD: {
+    status: 410,
+    meaning: 'The cursor or state was issued before the mailbox changed identity (UIDVALIDITY), or cannot be answered from.',
+    action: 'List the mailbox again from the first page and continue from its `state`.',
+    example: 'The mailbox was rebuilt (UIDVALIDITY changed) since this cursor was issued; list again from the start',
+  },
+  PAYLOAD_TOO_LARGE: {
+    status: 413,
+    meaning: 'The request body is larger than the route accepts (`MAX_UPLOAD_BYTES` for messages, 1 MiB for JSON).',
+    action: 'Send a smaller body, or ask the operator to raise `MAX_UPLOAD_BYTES`.',
+    example: 'The request body is larger than this endpoint accepts (26214400 bytes)',
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    meaning: 'The request body has a `Content-Type` this route does not take.',
+    action: 'Send the media type `detail` names (`application/json`, or `message/rfc822` for a message).',
+    example: 'This endpoint takes a body of type application/json, not text/plain',
+  },
+  RANGE_NOT_SATISFIABLE: {
+    status: 416,
+    meaning: 'The `Range` starts past the end of the message.',
+    action: 'Ask for a range inside the size that `Content-Range: bytes */<size>` tells.',
+    example: 'The message has 2048 bytes; the range asked for starts past its end',
+  },
+  NOT_SUPPORTED_BY_PROTOCOL: {
+    status: 422,
+    meaning: "The account's protocol or server cannot do this (e.g. flags, folders, search or move on POP3).",
+    action: "Check the account's `capabilities` before calling; there is nothing to retry.",
+    example: "Flags is not available on this account's protocol",
+  },
+  FLAG_NOT_ALLOWED: {
+    status: 422,
+    meaning: 'The mailbox does not accept this flag or keyword (its PERMANENTFLAGS lack it).',
+    action: 'Use a system flag, or a mailbox that accepts keywords.',
+    example: 'This mailbox does not store $Work (its PERMANENTFLAGS are \\Seen \\Deleted)',
+  },
+  UPSTREAM_AUTH_FAILED: {
+    status: 422,
+    meaning: 'The mail server refused the login with these credentials.',
+    action: 'Correct the username or password (or token) with `PATCH /v1/accounts/{account}`; retrying unchanged fails again.',
+    example: 'The mail server refused the stored credentials',
+  },
+  INTERNAL_ERROR: {
+    status: 500,
+    meaning: 'A bug in the gateway.',
+    action: 'Report it with the `requestId`; the server log has the cause under that id.',
+    example: 'An internal error occurred; the request id identifies it in the logs',
+  },
+  UPSTREAM_ERROR: {
+    status: 502,
+    meaning: 'The mail server failed or answered with an error the gateway cannot map (connection refused, TLS failure, NO/BAD).',
+    action: 'Retry later; if it persists, `detail` says what the server did (check host, port, security and certificate settings).',
+    example: 'The mail server refused the connection',
+  },
+  POOL_EXHAUSTED: {
+    status: 503,
+    meaning: "All of the account's mail sessions stayed busy for the wait limit.",
+    action: 'Retry after `Retry-After` seconds; send fewer concurrent requests for this account.',
+    example: 'All 4 sessions of this account are busy; retry shortly',
+  },
+  SERVICE_UNAVAILABLE: {
+    status: 503,
+    meaning: 'The gateway cannot reach its own store (Redis or the data directory), or is shutting down.',
+    action: 'Retry in a few seconds (after `Retry-After` when it is sent), on another replica if there is one.',
+    example: 'the account store could not be written',
+  },
+  UPSTREAM_TIMEOUT: {
+    status: 504,
+    meaning: 'The mail server did not answer within `UPSTREAM_TIMEOUT_MS`.',
+    action: 'Retry later; a server that is slow by nature may need a larger `UPSTREAM_TIMEOUT_MS`.',
+    example: 'The mail server did not answer in time',
+  },
+  CLIENT_ERROR: {
+    status: 400,
+    meaning: 'A request refused by the HTTP layer for a reason no other code names; `status` carries the exact 4xx.',
+    action: 'Read `status` and `detail`, and fix the request accordingly.',
+    example: 'Request Header Fields Too Large',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Every code the gateway answers, in the catalogue's order. */
+export const ERROR_CODES = Object.keys(ERRORS) as ErrorCode[];
 
 export interface GatewayErrorOptions {
   /** Seconds a client should wait before retrying (sent as `Retry-After`). */
@@ -43,6 +180,8 @@ export interface GatewayErrorOptions {
   /** Extra response headers the status calls for (e.g. `Content-Range` on a 416). */
   headers?: Record<string, string>;
   cause?: unknown;
+  /** Only for CLIENT_ERROR: the exact 4xx status the HTTP layer refused the request with. */
+  status?: number;
 }
 
 export class GatewayError extends Error {
@@ -55,7 +194,7 @@ export class GatewayError extends Error {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
-    this.status = ERROR_STATUS[code];
+    this.status = code === 'CLIENT_ERROR' && options.status !== undefined ? options.status : ERRORS[code].status;
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.headers = options.headers ?? {};
   }
@@ -72,7 +211,6 @@ export const STATUS_TITLES: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
-  406: 'Not Acceptable',
   409: 'Conflict',
   410: 'Gone',
   412: 'Precondition Failed',

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Cache } from '../cache/cache.js';
 import { keys } from '../cache/keys.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, isGatewayError } from '../errors.js';
 import type { MailAccount } from '../mail/account.js';
 import type { MailBackend } from '../mail/backend.js';
 import type { Capability } from '../mail/types.js';
@@ -106,7 +106,7 @@ export class AccountService {
       throw accountExists(input.id);
     }
     await this.options.egress.resolve(record.host);
-    if (verify) record.capabilities = await backend.verify(this.mailAccount(record));
+    if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
     return this.view(record);
@@ -156,7 +156,7 @@ export class AccountService {
     const connectionChanged = CONNECTION_FIELDS.some((field) => patch[field] !== undefined);
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);
-      if (verify) next.capabilities = await backend.verify(this.mailAccount(next));
+      if (verify) next.capabilities = await verifyNewSettings(backend, this.mailAccount(next), 'the account was not changed');
       else delete next.capabilities;
     }
     await this.options.store.update(next);
@@ -252,4 +252,22 @@ function generateAccountId(): string {
 
 function accountExists(id: string): GatewayError {
   return new GatewayError('ACCOUNT_EXISTS', `An account with id ${id} already exists`);
+}
+
+/**
+ * The verifying login of create and PATCH. A refusal there is about the credentials in the request,
+ * not stored ones: say so, and what to check.
+ */
+async function verifyNewSettings(backend: MailBackend, account: MailAccount, consequence: string): Promise<Capability[]> {
+  try {
+    return await backend.verify(account);
+  } catch (err) {
+    if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
+    const secret = 'accessToken' in account.credentials ? 'access token' : 'password';
+    throw new GatewayError(
+      'UPSTREAM_AUTH_FAILED',
+      `The mail server refused the login with these credentials: check the username and ${secret}; ${consequence}`,
+      { cause: err },
+    );
+  }
 }

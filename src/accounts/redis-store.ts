@@ -135,7 +135,8 @@ export class RedisAccountStore implements AccountStore {
 /** Redis did not answer (as opposed to answering with a record that cannot be read). */
 export class AccountStoreUnreachable extends GatewayError {
   constructor(detail: string, options: { cause?: unknown } = {}) {
-    super('SERVICE_UNAVAILABLE', detail, options);
+    // Redis outages are mostly short (a failover, a restart): a client may try again soon.
+    super('SERVICE_UNAVAILABLE', detail, { ...options, retryAfterSeconds: 2 });
     this.name = 'AccountStoreUnreachable';
   }
 }

@@ -3,7 +3,9 @@
  * 4xx log at warn, 5xx at error; a 5xx detail the gateway did not write itself is masked.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERROR_STATUS, GatewayError, STATUS_TITLES, isGatewayError, type ErrorCode } from '../errors.js';
+import { STATUS_CODES } from 'node:http';
+import { GatewayError, STATUS_TITLES, isGatewayError, type ErrorCode } from '../errors.js';
+import { RouteMethods } from './method-not-allowed.js';
 
 export interface ProblemDocument {
   type: string;
@@ -21,7 +23,7 @@ export function problemType(code: string): string {
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
   const body: ProblemDocument = {
     type: problemType(error.code),
-    title: STATUS_TITLES[error.status] ?? 'Error',
+    title: titleOf(error.status),
     status: error.status,
     detail: error.message,
     code: error.code,
@@ -45,19 +47,50 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, error:
     .send(body);
 }
 
-/** Fastify's own errors (validation, body parsing, limits) → our stable codes. */
-export function toGatewayError(err: unknown): GatewayError {
+/**
+ * Statuses that Fastify and its plugins answer with, mapped by meaning to the code that says the same.
+ * Any other 4xx is CLIENT_ERROR with its own status: a plugin's 403 is not an egress refusal, nor is a
+ * 409 an account that exists.
+ */
+const CODE_BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  400: 'VALIDATION_FAILED',
+  401: 'UNAUTHORIZED',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  416: 'RANGE_NOT_SATISFIABLE',
+  503: 'SERVICE_UNAVAILABLE',
+};
+
+/** What the route takes as a body and what came, for the details of a 413 or 415. */
+export interface BodyExpectation {
+  consumes: readonly string[];
+  maxBytes?: number;
+  /** The request's Content-Type. */
+  sent?: string;
+}
+
+/** Fastify's own errors (validation, body parsing, limits) and plugins' errors → our stable codes. */
+export function toGatewayError(err: unknown, body: BodyExpectation = { consumes: ['application/json'] }): GatewayError {
   if (isGatewayError(err)) return err;
-  const e = err as FastifyError & { validation?: unknown; validationContext?: string };
-  if (e?.validation) {
-    return new GatewayError('VALIDATION_FAILED', e.message || 'The request is not valid');
+  const e = err as FastifyError & { validation?: ValidationIssue[]; validationContext?: string };
+  if (Array.isArray(e?.validation)) {
+    return new GatewayError('VALIDATION_FAILED', describeValidation(e.validationContext, e.validation) ?? (e.message || 'The request is not valid'));
   }
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new GatewayError('PAYLOAD_TOO_LARGE', 'The request body is larger than this endpoint accepts');
+      return new GatewayError(
+        'PAYLOAD_TOO_LARGE',
+        `The request body is larger than this endpoint accepts${body.maxBytes === undefined ? '' : ` (${body.maxBytes} bytes)`}`,
+      );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new GatewayError('UNSUPPORTED_MEDIA_TYPE', e.message);
+      return new GatewayError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `This endpoint takes a body of type ${body.consumes.join(' or ')}${body.sent ? `, not ${body.sent.slice(0, 100)}` : ''}`,
+      );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayError('VALIDATION_FAILED', 'The body is empty although Content-Type says application/json: send a JSON object, or no Content-Type');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new GatewayError('VALIDATION_FAILED', e.message);
     default:
@@ -67,18 +100,53 @@ export function toGatewayError(err: unknown): GatewayError {
     return new GatewayError('VALIDATION_FAILED', `body is not valid JSON: ${e.message}`);
   }
   const status = typeof e?.statusCode === 'number' ? e.statusCode : 500;
-  if (status >= 400 && status < 500) {
-    const code = (Object.keys(ERROR_STATUS) as ErrorCode[]).find((c) => ERROR_STATUS[c] === status) ?? 'VALIDATION_FAILED';
-    return new GatewayError(code, e.message || STATUS_TITLES[status] || 'Bad request');
-  }
+  const known = CODE_BY_STATUS[status];
+  if (known !== undefined) return new GatewayError(known, e.message || titleOf(status));
+  if (status >= 400 && status < 500) return new GatewayError('CLIENT_ERROR', e.message || titleOf(status), { status });
   return new GatewayError('INTERNAL_ERROR', 'An internal error occurred; the request id identifies it in the logs', {
     cause: err,
   });
 }
 
+/** One ajv error, as Fastify hands it over. */
+interface ValidationIssue {
+  keyword?: string;
+  instancePath?: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+/**
+ * A detail that names the field and the rule, such as `body has an unknown field "passwrd"` or
+ * `querystring/limit must be <= 200` (ajv's message alone does not name an unknown field).
+ */
+export function describeValidation(context: string | undefined, issues: ValidationIssue[]): string | undefined {
+  const issue = issues[0];
+  if (issue === undefined) return undefined;
+  const where = `${context ?? 'request'}${issue.instancePath ?? ''}`;
+  const params = issue.params ?? {};
+  switch (issue.keyword) {
+    case 'additionalProperties':
+      return `${where} has an unknown field "${String(params.additionalProperty)}"; remove it (the OpenAPI document lists the fields)`;
+    case 'required':
+      return `${where} must have the field "${String(params.missingProperty)}"`;
+    case 'enum':
+      return `${where} must be one of ${(params.allowedValues as unknown[] | undefined)?.map((v) => JSON.stringify(v)).join(', ') ?? 'the allowed values'}`;
+    default:
+      return `${where} ${issue.message ?? 'is not valid'}`;
+  }
+}
+
+export function titleOf(status: number): string {
+  return STATUS_TITLES[status] ?? STATUS_CODES[status] ?? 'Error';
+}
+
 export function registerProblemHandlers(app: FastifyInstance): void {
+  const routeMethods = new RouteMethods();
+  routeMethods.watch(app);
   app.setErrorHandler((err, request, reply) => {
-    const error = toGatewayError(err);
+    const consumes = (request.routeOptions.schema as { consumes?: string[] } | undefined)?.consumes ?? ['application/json'];
+    const error = toGatewayError(err, { consumes, maxBytes: request.routeOptions.bodyLimit, sent: request.headers['content-type'] });
     const logFields = { code: error.code, status: error.status };
     if (error.status >= 500) {
       request.log.error({ ...logFields, err: describeCause(error) }, error.message);
@@ -87,9 +155,20 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     }
     return sendProblem(request, reply, error);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(request, reply, new GatewayError('NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}`)),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = routeMethods.allowed(path);
+    if (allowed.length > 0 && !allowed.includes(request.method)) {
+      return sendProblem(
+        request,
+        reply,
+        new GatewayError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}; use ${allowed.join(', ')}`, {
+          headers: { allow: allowed.join(', ') },
+        }),
+      );
+    }
+    return sendProblem(request, reply, new GatewayError('NOT_FOUND', `No route ${request.method} ${path}`));
+  });
 }
 
 /** The cause for the log: type, message and code only (never a request, a socket, a credential). */

@@ -11,7 +11,7 @@ export const OPENAPI_INFO = {
   description:
     'HTTP REST gateway to IMAP and POP3 mailboxes. Errors are RFC 9457 problem details with a stable `code`. ' +
     'Path parameters are single URL-encoded segments: the mailbox `Work/2024` is sent as `Work%2F2024`.',
-  license: { name: 'MIT' },
+  license: { name: 'MIT', identifier: 'MIT' },
 };
 
 export async function registerSwagger(app: FastifyInstance): Promise<void> {
@@ -19,7 +19,8 @@ export async function registerSwagger(app: FastifyInstance): Promise<void> {
     openapi: {
       openapi: '3.1.0',
       info: OPENAPI_INFO,
-      servers: [],
+      // Relative to where the document is served, so Swagger UI and generated clients call this gateway.
+      servers: [{ url: '/', description: 'This gateway' }],
       tags: [
         { name: 'accounts', description: 'Mailbox accounts on IMAP or POP3 servers' },
         { name: 'mailboxes', description: 'Folders of an account' },
@@ -33,6 +34,8 @@ export async function registerSwagger(app: FastifyInstance): Promise<void> {
       },
       security: [{ bearerAuth: [] }],
     },
+    transformObject: (documentObject) =>
+      withOptionalDefaults((documentObject as { openapiObject: OpenApiDocument }).openapiObject),
     // Shared schemas keep their $id as their component name.
     refResolver: {
       buildLocalReference(json, _baseUri, _fragment, i) {
@@ -44,4 +47,31 @@ export async function registerSwagger(app: FastifyInstance): Promise<void> {
     routePrefix: '/docs',
     uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
   });
+}
+
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, unknown> | undefined>;
+}
+interface OpenApiParameter {
+  in?: string;
+  required?: boolean;
+  schema?: { default?: unknown };
+}
+
+/**
+ * A query parameter the server fills in with its default is not required of the caller. The route
+ * schemas list such parameters as required (that is what gives handlers a definite type once ajv
+ * has applied the default), so the document says what a caller must send instead.
+ */
+export function withOptionalDefaults<T extends OpenApiDocument>(document: T): T {
+  for (const item of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(item ?? {})) {
+      const parameters = (operation as { parameters?: OpenApiParameter[] } | undefined)?.parameters;
+      if (!Array.isArray(parameters)) continue;
+      for (const parameter of parameters) {
+        if (parameter.in !== 'path' && parameter.schema?.default !== undefined) delete parameter.required;
+      }
+    }
+  }
+  return document;
 }

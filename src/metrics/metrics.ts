@@ -54,14 +54,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly redisUp = new Gauge({
-    name: 'mailgw_redis_up',
-    help: '1 while the Redis cache answers, 0 while it is degraded (absent without Redis)',
-    registers: [this.registry],
-  });
+  /** Only with Redis configured: without it there is nothing to be up or down. */
+  readonly redisUp: Gauge | undefined;
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'mailgw_' });
+  constructor(options: { redis: boolean }) {
+    this.redisUp = options.redis
+      ? new Gauge({
+          name: 'mailgw_redis_up',
+          help: '1 while the Redis cache answers, 0 while it is degraded (absent without Redis)',
+          registers: [this.registry],
+        })
+      : undefined;
+    // Unprefixed, under their standard names (process_*, nodejs_*), so stock Node.js dashboards work.
+    collectDefaultMetrics({ register: this.registry });
   }
 
   private readonly scrapeHooks: Array<() => void> = [];

@@ -133,10 +133,14 @@ export function createEgressPolicy(allow: string[], options: EgressPolicyOptions
         for (const target of targets) {
           const reason = forbiddenReason(target.address, target.family);
           if (reason !== null && !isAllowed(target.address, target.family)) {
-            throw new GatewayError('HOST_NOT_ALLOWED', `the egress policy does not allow connections to "${host}"`, {
-              // For the server log only (the problem response shows `detail`): which address and why.
-              cause: new Error(`${target.address} is ${reason}; allow it with EGRESS_ALLOW if intended`),
-            });
+            throw new GatewayError(
+              'HOST_NOT_ALLOWED',
+              // The host only, never its resolved address nor the kind of range: what a name resolves
+              // to on the gateway's network is not the caller's to learn. But how to admit it is.
+              `the egress policy does not allow connections to "${host}"; an operator can admit it with EGRESS_ALLOW (the host name or a CIDR)`,
+              // For the server log only: which address and why.
+              { cause: new Error(`${target.address} is ${reason}; allow it with EGRESS_ALLOW if intended`) },
+            );
           }
         }
       }

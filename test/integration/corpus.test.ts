@@ -1,5 +1,5 @@
 /**
- * The corpus of real-world tricky messages (../shared/corpus/mail-gem) through the gateway, against
+ * The corpus of real-world tricky messages (test/fixtures/mail-gem) through the gateway, against
  * the real Dovecot: every message stored twice, once by IMAP APPEND (mailbox "Appended") and once as
  * a file written straight into the Maildir (INBOX, the way a local delivery agent stores mail).
  *

@@ -1,13 +1,13 @@
 /**
- * The shared corpus of real-world tricky messages (the `mail` gem's fixtures, MIT licensed), which
- * lives next to the project at ../shared/corpus/mail-gem. Paths are computed from this file, never
- * hard-coded.
+ * The corpus of real-world tricky messages (the Ruby `mail` gem's fixtures, MIT licensed: see
+ * test/fixtures/mail-gem/MIT-LICENSE), kept in the repository so that a clone with nothing beside it
+ * passes its tests. Paths are computed from this file, never hard-coded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export function corpusDir(): string {
-  return path.resolve(import.meta.dirname, '../../../shared/corpus/mail-gem');
+  return path.resolve(import.meta.dirname, '../fixtures/mail-gem');
 }
 
 /** Every .eml file of the corpus, recursively, as sorted paths relative to corpusDir() (`multi_charset/japanese.eml`). */

@@ -63,6 +63,7 @@ describe('egress policy, default (nothing allowed)', () => {
     expect(err.code).toBe('HOST_NOT_ALLOWED');
     expect(err.status).toBe(403);
     expect(err.message).toContain(host);
+    expect(err.message).toContain('EGRESS_ALLOW');
     // The response detail names the host only: no range names, no resolved addresses.
     expect(err.message).not.toMatch(/loopback|private|metadata|link-local|reserved|NAT/);
   });

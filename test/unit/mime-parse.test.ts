@@ -442,7 +442,7 @@ describe('dates', () => {
 });
 
 describe('text, html and preview', () => {
-  it('gives text null and a tag-free preview for an HTML-only message', async () => {
+  it('gives an HTML-only message a text converted from its HTML, and a tag-free preview', async () => {
     const m = await parseMessage(
       message(
         'Content-Type: text/html; charset=utf-8',
@@ -452,7 +452,8 @@ describe('text, html and preview', () => {
         '<p>' + 'word '.repeat(100) + '</p></body></html>',
       ),
     );
-    expect(m.text).toBeNull();
+    expect(m.text).toMatch(/^Hello\s&\swelcome\n\nword word/);
+    expect(m.text).not.toMatch(/[<>]|alert|color|hidden|\bT\b/);
     expect(m.html).toContain('<b>welcome</b>');
     expect(m.preview?.startsWith('Hello & welcome word word')).toBe(true);
     expect(m.preview).not.toMatch(/[<>]|alert|color|hidden/);

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AccountParams, problems } from '../schemas/common.js';
+import { AccountParams, UPSTREAM_CODES, problems, success } from '../schemas/common.js';
 import { AccountCreateBody, AccountList, AccountPatchBody, VerifyQuery } from '../schemas/accounts.js';
 
 export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -11,12 +11,16 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'createAccount',
         summary: 'Register an account',
         description:
           'Saves an IMAP or POP3 account. With `verify=true` (the default) the gateway logs in once first; refused credentials give `UPSTREAM_AUTH_FAILED` and nothing is saved. The mail host must pass the egress policy (`HOST_NOT_ALLOWED` otherwise).',
         querystring: VerifyQuery,
         body: AccountCreateBody,
-        response: { 201: Type.Ref('Account'), ...problems(400, 401, 403, 409, 422, 502, 504) },
+        response: {
+          201: success('The account as saved, without secrets', Type.Ref('Account')),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_EXISTS', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES),
+        },
       },
     },
     async (request, reply) => {
@@ -30,8 +34,9 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'listAccounts',
         summary: 'List accounts',
-        response: { 200: AccountList, ...problems(401) },
+        response: { 200: success('Every account, without secrets', AccountList), ...problems('SERVICE_UNAVAILABLE') },
       },
     },
     async () => ({ accounts: await accounts.list() }),
@@ -42,10 +47,14 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'getAccount',
         summary: 'Get an account',
         description: 'The account without secrets, with `capabilities`: what its protocol and server support.',
         params: AccountParams,
-        response: { 200: Type.Ref('Account'), ...problems(400, 401, 404) },
+        response: {
+          200: success('The account, without secrets, with its capabilities', Type.Ref('Account')),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE'),
+        },
       },
     },
     async (request) => accounts.getView(request.params.account),
@@ -56,13 +65,17 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'updateAccount',
         summary: 'Change an account',
         description:
           'Any field but `id`. When a connection field changes, the new settings are verified by a login first (unless `verify=false`), open sessions are dropped and cached data purged.',
         params: AccountParams,
         querystring: VerifyQuery,
         body: AccountPatchBody,
-        response: { 200: Type.Ref('Account'), ...problems(400, 401, 403, 404, 422, 502, 504) },
+        response: {
+          200: success('The account as changed, without secrets', Type.Ref('Account')),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES),
+        },
       },
     },
     async (request) => accounts.update(request.params.account, request.body, request.query.verify),
@@ -73,10 +86,14 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['accounts'],
+        operationId: 'deleteAccount',
         summary: 'Delete an account',
         description: 'Closes its sessions (LOGOUT / QUIT) and purges its cached data.',
         params: AccountParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 401, 404) },
+        response: {
+          204: Type.Null({ description: 'Deleted: sessions closed, cached data purged' }),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE'),
+        },
       },
     },
     async (request, reply) => {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AccountParams, MailboxParams, problems } from '../schemas/common.js';
+import { AccountParams, MailboxParams, UPSTREAM_CODES, problems, success } from '../schemas/common.js';
 import { MailboxCreateBody, MailboxList, MailboxListQuery, MailboxPatchBody } from '../schemas/mailboxes.js';
 
 export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -11,12 +11,16 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['mailboxes'],
+        operationId: 'createMailbox',
         summary: 'Create a mailbox',
         description:
           'Creates (and subscribes) the mailbox; missing parents are created as the server does. Non-ASCII names are plain UTF-8. An existing path is 409 MAILBOX_EXISTS. IMAP only.',
         params: AccountParams,
         body: MailboxCreateBody,
-        response: { 201: Type.Ref('Mailbox'), ...problems(400, 401, 404, 409, 422, 502, 503, 504) },
+        response: {
+          201: success('The mailbox as created', Type.Ref('Mailbox')),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'MAILBOX_EXISTS', 'NOT_SUPPORTED_BY_PROTOCOL', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES),
+        },
       },
     },
     async (request, reply) => {
@@ -34,12 +38,24 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['mailboxes'],
+        operationId: 'updateMailbox',
         summary: 'Rename or (un)subscribe a mailbox',
         description:
           '`{ "path": "new/path" }` renames, `{ "subscribed": false }` unsubscribes. INBOX cannot be renamed (400); a taken new path is 409 MAILBOX_EXISTS. IMAP only.',
         params: MailboxParams,
         body: MailboxPatchBody,
-        response: { 200: Type.Ref('Mailbox'), ...problems(400, 401, 404, 409, 422, 502, 503, 504) },
+        response: {
+          200: success('The mailbox as it is now (at its new path after a rename)', Type.Ref('Mailbox')),
+          ...problems(
+            'VALIDATION_FAILED',
+            'ACCOUNT_NOT_FOUND',
+            'MAILBOX_NOT_FOUND',
+            'MAILBOX_EXISTS',
+            'NOT_SUPPORTED_BY_PROTOCOL',
+            'SERVICE_UNAVAILABLE',
+            ...UPSTREAM_CODES,
+          ),
+        },
       },
     },
     async (request) => {
@@ -53,10 +69,14 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['mailboxes'],
+        operationId: 'deleteMailbox',
         summary: 'Delete a mailbox',
         description: 'Deletes the mailbox and the messages in it. INBOX cannot be deleted (400). IMAP only.',
         params: MailboxParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          204: Type.Null({ description: 'Deleted, with the messages in it' }),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'MAILBOX_NOT_FOUND', 'NOT_SUPPORTED_BY_PROTOCOL', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES),
+        },
       },
     },
     async (request, reply) => {
@@ -71,12 +91,16 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['mailboxes'],
+        operationId: 'listMailboxes',
         summary: 'List mailboxes',
         description:
           'Every mailbox of the account, INBOX first; parents that exist only as a hierarchy level are listed with `\\Noselect`. A POP3 account has exactly one mailbox, INBOX.',
         params: AccountParams,
         querystring: MailboxListQuery,
-        response: { 200: MailboxList, ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          200: success('Every mailbox of the account, INBOX first', MailboxList),
+          ...problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES),
+        },
       },
     },
     async (request) => ({ mailboxes: await mail.listMailboxes(request.params.account, request.query.counts) }),

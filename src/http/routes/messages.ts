@@ -4,7 +4,8 @@ import { GatewayError } from '../../errors.js';
 import { contentDisposition } from '../../mail/mime/content-disposition.js';
 import { normalizeMailboxPath } from '../../mail/imap/backend.js';
 import { rangeSelector } from '../range.js';
-import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
+import { AttachmentParams, MailboxParams, MessageParams, UPSTREAM_CODES, binaryResponse, problems, success } from '../schemas/common.js';
+import type { ErrorCode } from '../../errors.js';
 import {
   AppendQuery,
   ChangesQuery,
@@ -15,6 +16,10 @@ import {
   TransferBody,
 } from '../schemas/messages.js';
 import { pickFilters } from '../../mail/filters.js';
+
+/** What every call on a mailbox can answer; a call on one message adds MESSAGE_NOT_FOUND. */
+const ON_MAILBOX: ErrorCode[] = ['VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'MAILBOX_NOT_FOUND', 'SERVICE_UNAVAILABLE', ...UPSTREAM_CODES];
+const ON_MESSAGE: ErrorCode[] = [...ON_MAILBOX, 'MESSAGE_NOT_FOUND'];
 
 export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }> = async (app, options) => {
   const { mail } = app.services;
@@ -29,6 +34,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'listMessages',
         summary: 'List messages, newest first',
         description:
           'Newest first means arrival order (highest UID first; POP3: highest message number first). `nextCursor` continues below the last message of this page and stays correct while mail arrives or is deleted. `state` is also sent as a strong `ETag`: `If-None-Match` with the current state answers 304 with no body. Filters (IMAP only; combined with AND) narrow the listing and `total` counts the matches; on POP3 a filter answers 422 NOT_SUPPORTED_BY_PROTOCOL.',
@@ -36,9 +42,9 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         querystring: Type.Object({ ...MessageListQuery.properties, ...MessageFilterQuery }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
         response: {
-          200: Type.Ref('MessagePage'),
+          200: success('One page of summaries, newest first, with the cursor of the next page and the mailbox state', Type.Ref('MessagePage')),
           304: Type.Null({ description: 'Unchanged since the state in If-None-Match' }),
-          ...problems(400, 401, 404, 410, 422, 502, 503, 504),
+          ...problems(...ON_MAILBOX, 'STATE_TOO_OLD', 'NOT_SUPPORTED_BY_PROTOCOL'),
         },
       },
     },
@@ -51,7 +57,9 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         ifNoneMatch: parseEntityTag(request.headers['if-none-match']),
       });
       void reply.header('etag', `"${result.state}"`).header('cache-control', 'private, no-cache');
-      if ('notModified' in result) return reply.code(304).send(null);
+      // No body, and so no Content-Length: a 304 describes the representation the client holds (RFC 9110 §15.4.5).
+      // (Fastify sends no Content-Length for a 304 only when there is no payload at all, not even `null`.)
+      if ('notModified' in result) return reply.code(304).send(undefined as unknown as null);
       // A page from the listing cache is already the JSON this route's schema produces.
       if ('json' in result) return reply.type('application/json; charset=utf-8').send(result.json);
       return result;
@@ -63,12 +71,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'getChanges',
         summary: 'Changes since a state (delta sync)',
         description:
           'Ids of messages created and destroyed, and summaries of messages updated, since `since` (a listing\'s `state` or an earlier answer\'s). From CONDSTORE/QRESYNC (RFC 7162). A state from before a UIDVALIDITY change, or one without MODSEQ, is 410 STATE_TOO_OLD: list again. IMAP with QRESYNC only (422 otherwise).',
         params: MailboxParams,
         querystring: ChangesQuery,
-        response: { 200: Type.Ref('Changes'), ...problems(400, 401, 404, 410, 422, 502, 503, 504) },
+        response: {
+          200: success('What changed since the state, and the state to ask from next', Type.Ref('Changes')),
+          ...problems(...ON_MAILBOX, 'STATE_TOO_OLD', 'NOT_SUPPORTED_BY_PROTOCOL'),
+        },
       },
     },
     async (request) => {
@@ -82,12 +94,13 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'getMessage',
         summary: 'Get a message',
         description:
           'The summary plus headers, text and html decoded to UTF-8 from the declared charset, and the attachment list. Reading does not set `\\Seen` unless `markSeen=true`.',
         params: MessageParams,
         querystring: MessageGetQuery,
-        response: { 200: Type.Ref('MessageDetail'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: { 200: success('The message: summary, headers, decoded text and html, attachments', Type.Ref('MessageDetail')), ...problems(...ON_MESSAGE) },
       },
     },
     async (request) => {
@@ -101,15 +114,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'getRawMessage',
         summary: 'Download the raw message',
         description:
-          'Exactly the bytes the server serves for the message (`message/rfc822`), streamed, with `Content-Length`. `Range: bytes=a-b` gives 206 with that slice.',
+          'Exactly the bytes the server serves for the message (`message/rfc822`), streamed, with `Content-Length` and `Content-Disposition: attachment; filename="<id>.eml"`. `Range: bytes=a-b` gives 206 with that slice.',
         params: MessageParams,
         headers: Type.Object({ range: Type.Optional(Type.String({ examples: ['bytes=0-1023'] })) }),
         response: {
           200: binaryResponse('message/rfc822', 'The message, exactly as the server serves it'),
           206: binaryResponse('message/rfc822', 'The requested byte range (Content-Range tells which)'),
-          ...problems(400, 401, 404, 416, 422, 502, 503, 504),
+          ...problems(...ON_MESSAGE, 'RANGE_NOT_SATISFIABLE'),
         },
       },
     },
@@ -121,7 +135,10 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         .header('content-type', 'message/rfc822')
         .header('content-length', String(raw.range.end - raw.range.start))
         .header('accept-ranges', 'bytes')
-        .header('cache-control', 'private, max-age=0');
+        .header('cache-control', 'private, max-age=0')
+        // Saved as a file a mail client opens (`<id>.eml`), by browsers, Swagger UI and `curl -OJ`.
+        .header('content-disposition', contentDisposition('attachment', `${id}.eml`))
+        .header('x-content-type-options', 'nosniff');
       if (partial) {
         void reply.code(206).header('content-range', `bytes ${raw.range.start}-${raw.range.end - 1}/${raw.size}`);
       }
@@ -134,11 +151,15 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'getAttachment',
         summary: 'Download an attachment',
         description:
           "The attachment's decoded bytes, streamed, with its `Content-Type` and a `Content-Disposition` carrying its filename (RFC 6266; `filename*` for non-ASCII names).",
         params: AttachmentParams,
-        response: { 200: binaryResponse('application/octet-stream', "The decoded attachment, sent with the attachment's own Content-Type"), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          200: binaryResponse('application/octet-stream', "The decoded attachment, sent with the attachment's own Content-Type"),
+          ...problems(...ON_MESSAGE, 'ATTACHMENT_NOT_FOUND'),
+        },
       },
     },
     async (request, reply) => {
@@ -158,6 +179,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
       bodyLimit: options.maxUploadBytes,
       schema: {
         tags: ['messages'],
+        operationId: 'appendMessage',
         summary: 'Add a message (APPEND)',
         description:
           'Stores the request body (`Content-Type: message/rfc822`) in the mailbox exactly as sent, with the given flags. Larger than MAX_UPLOAD_BYTES (default 25 MB): 413. Answers the new message\'s id. IMAP only.',
@@ -165,7 +187,10 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         querystring: AppendQuery,
         consumes: ['message/rfc822'],
         body: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: 'The RFC 5322 message' }),
-        response: { 201: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 413, 415, 422, 502, 503, 504) },
+        response: {
+          201: success('Where the message was stored: its id and mailbox', Type.Ref('MessageLocation')),
+          ...problems(...ON_MAILBOX, 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NOT_SUPPORTED_BY_PROTOCOL', 'FLAG_NOT_ALLOWED'),
+        },
       },
       // The body is bytes, not JSON: nothing to validate beyond the size limit.
       validatorCompiler: () => () => true,
@@ -173,9 +198,11 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     async (request, reply) => {
       const { account, mailbox } = request.params;
       const content = request.body;
-      if (!Buffer.isBuffer(content) || content.length === 0) {
-        throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
+      // Another parser (JSON) took the body: the message was sent with the wrong Content-Type.
+      if (!Buffer.isBuffer(content)) {
+        throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `This endpoint takes a body of type message/rfc822, not ${request.headers['content-type'] ?? 'none'}`);
       }
+      if (content.length === 0) throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
       const flags = (request.query.flags ?? []).flatMap((f) => f.split(' ')).filter((f) => f.length > 0);
       const location = await mail.appendMessage(account, normalizeMailboxPath(mailbox), content, flags);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
@@ -187,12 +214,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'updateMessageFlags',
         summary: 'Change flags',
         description:
           'Sets or clears `\\Seen`, `\\Flagged`, `\\Answered`, `\\Draft` and adds or removes keywords; answers the updated summary. A keyword the mailbox does not accept (no `\\*` in its PERMANENTFLAGS) is 422 FLAG_NOT_ALLOWED, never dropped silently. IMAP only.',
         params: MessageParams,
         body: FlagPatchBody,
-        response: { 200: Type.Ref('MessageSummary'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          200: success('The summary with the flags as they are now', Type.Ref('MessageSummary')),
+          ...problems(...ON_MESSAGE, 'FLAG_NOT_ALLOWED', 'NOT_SUPPORTED_BY_PROTOCOL'),
+        },
       },
     },
     async (request) => {
@@ -206,12 +237,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'moveMessage',
         summary: 'Move a message',
         description:
           'Moves the message to `destination` (MOVE where the server has it, else COPY + UID EXPUNGE of that message only) and answers its new id there. A missing source message is 404 MESSAGE_NOT_FOUND (checked first); a missing destination 404 MAILBOX_NOT_FOUND, with nothing moved. IMAP only.',
         params: MessageParams,
         body: TransferBody,
-        response: { 200: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          200: success('The message in its new mailbox: its new id there', Type.Ref('MessageLocation')),
+          ...problems(...ON_MESSAGE, 'NOT_SUPPORTED_BY_PROTOCOL'),
+        },
       },
     },
     async (request) => {
@@ -225,12 +260,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'copyMessage',
         summary: 'Copy a message',
         description:
           'Copies the message to `destination` and answers the copy\'s id. Missing source: 404 MESSAGE_NOT_FOUND (checked first); missing destination: 404 MAILBOX_NOT_FOUND. IMAP only.',
         params: MessageParams,
         body: TransferBody,
-        response: { 201: Type.Ref('MessageLocation'), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: {
+          201: success("The copy: its id and mailbox", Type.Ref('MessageLocation')),
+          ...problems(...ON_MESSAGE, 'NOT_SUPPORTED_BY_PROTOCOL'),
+        },
       },
     },
     async (request, reply) => {
@@ -245,11 +284,12 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     {
       schema: {
         tags: ['messages'],
+        operationId: 'deleteMessage',
         summary: 'Delete a message',
         description:
           'Removes exactly this message. IMAP: `\\Deleted` and UID EXPUNGE of its UID only (a server without UIDPLUS answers 422, as a plain EXPUNGE would remove other messages too). POP3: DELE, committed by QUIT before the answer.',
         params: MessageParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(400, 401, 404, 422, 502, 503, 504) },
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(...ON_MESSAGE, 'NOT_SUPPORTED_BY_PROTOCOL') },
       },
     },
     async (request, reply) => {

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { LastKnownAccountStore } from '../../accounts/last-known-store.js';
+import { problems, success } from '../schemas/common.js';
 
 const Health = Type.Object({ status: Type.String({ examples: ['ok'] }) });
 const Readiness = Type.Object({
@@ -17,11 +18,15 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['service'],
+        operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description:
           'Prometheus text exposition: HTTP latency by route, pool sessions, upstream latency and errors by code, cache hits and misses, Redis degradations. Requires the API key when keys are configured. See docs/operations.md.',
         produces: ['text/plain'],
-        response: { 200: Type.Unsafe({ description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }) },
+        response: {
+          200: Type.Unsafe({ description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }),
+          ...problems(),
+        },
       },
     },
     async (_request, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()),
@@ -32,10 +37,11 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['service'],
+        operationId: 'getHealth',
         summary: 'Liveness',
         description: 'Answers while the process runs.',
         security: [],
-        response: { 200: Health },
+        response: { 200: success('The process is alive', Health) },
       },
     },
     async () => ({ status: 'ok' }),
@@ -46,11 +52,15 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['service'],
+        operationId: 'getReadiness',
         summary: 'Readiness',
         description:
           '200 `ok` while store and cache answer; 200 `degraded` while Redis is unreachable (reads go uncached, accounts this process has read are served from memory, writes answer 503); 503 while a file account store cannot be used.',
         security: [],
-        response: { 200: Readiness, 503: Readiness },
+        response: {
+          200: success('Ready (`ok`), or serving degraded (`degraded`)', Readiness),
+          503: success('Not ready: the account store cannot be used', Readiness),
+        },
       },
     },
     async (_request, reply) => {

@@ -4,6 +4,8 @@
  * writes the OpenAPI document.
  */
 import { Type, type Static, type TSchema } from 'typebox';
+import { ERRORS, ERROR_CODES, STATUS_TITLES, type ErrorCode } from '../../errors.js';
+import { problemType, type ProblemDocument } from '../problem.js';
 
 /** A string enum rendered as `enum` in OpenAPI (clearer than anyOf of consts). */
 export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
@@ -65,40 +67,68 @@ export type AttachmentParamsT = Static<typeof AttachmentParams>;
 export const Problem = Type.Object(
   {
     type: Type.String({ description: 'URI naming the problem type', examples: ['urn:mailgw:problem:message-not-found'] }),
-    title: Type.String({ examples: ['Not Found'] }),
-    status: Type.Integer({ examples: [404] }),
-    detail: Type.String({ examples: ['No such message in this mailbox'] }),
-    code: Type.String({ description: 'Stable machine-readable error code (API.md)', examples: ['MESSAGE_NOT_FOUND'] }),
-    requestId: Type.String({ examples: ['req-1'] }),
+    title: Type.String({ description: 'The HTTP status phrase', examples: ['Not Found'] }),
+    status: Type.Integer({ description: 'The HTTP status code', examples: [404] }),
+    detail: Type.String({ description: 'What went wrong and how to fix it', examples: ['No such message in this mailbox'] }),
+    code: StringEnum(ERROR_CODES, {
+      description: 'Stable machine-readable error code; docs/errors.md says what each means and what to do',
+      examples: ['MESSAGE_NOT_FOUND'],
+    }),
+    requestId: Type.String({ description: 'Also sent as `X-Request-Id`; names the request in the logs', examples: ['req-1'] }),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details (`application/problem+json`)' },
 );
 
-const PROBLEM_DESCRIPTIONS: Record<number, string> = {
-  400: 'VALIDATION_FAILED: bad body, query or path',
-  401: 'UNAUTHORIZED: missing or wrong API key',
-  403: 'HOST_NOT_ALLOWED: the egress policy forbids the mail host',
-  404: 'ACCOUNT_NOT_FOUND, MAILBOX_NOT_FOUND, MESSAGE_NOT_FOUND or ATTACHMENT_NOT_FOUND',
-  409: 'ACCOUNT_EXISTS or MAILBOX_EXISTS',
-  410: 'STATE_TOO_OLD: the cursor or state predates a UIDVALIDITY change',
-  413: 'PAYLOAD_TOO_LARGE',
-  416: 'RANGE_NOT_SATISFIABLE: the range starts past the end (Content-Range: bytes */size)',
-  422: 'NOT_SUPPORTED_BY_PROTOCOL or UPSTREAM_AUTH_FAILED',
-  502: 'UPSTREAM_ERROR: the mail server failed or answered with an error the gateway cannot map',
-  503: 'POOL_EXHAUSTED: no session free in time (with Retry-After)',
-  504: 'UPSTREAM_TIMEOUT: the mail server did not answer in time',
-};
+/**
+ * Every route under /v1 can answer these, whatever it does: a missing or wrong key, and a bug.
+ * (Service routes that take no key list their own.)
+ */
+const ALWAYS: readonly ErrorCode[] = ['UNAUTHORIZED', 'INTERNAL_ERROR'];
 
-/** The problem responses a route can give, by status, for its schema's `response` map. */
-export function problems(...statuses: number[]): Record<number, TSchema> {
+/** What any call that reaches the mail server can meet on the way. */
+export const UPSTREAM_CODES = ['HOST_NOT_ALLOWED', 'UPSTREAM_AUTH_FAILED', 'UPSTREAM_ERROR', 'POOL_EXHAUSTED', 'UPSTREAM_TIMEOUT'] as const;
+
+/**
+ * The problem responses a route can give, for its schema's `response` map: one response per status,
+ * described by the codes it carries, with one example problem document per code (so a generated
+ * client and Swagger UI show what each status really means on this route).
+ */
+export function problems(...codes: ErrorCode[]): Record<number, TSchema> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of new Set([...codes, ...ALWAYS])) {
+    const { status } = ERRORS[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
   const out: Record<number, TSchema> = {};
-  for (const status of statuses) {
+  for (const [status, group] of [...byStatus].sort(([a], [b]) => a - b)) {
     out[status] = Type.Unsafe({
-      description: PROBLEM_DESCRIPTIONS[status] ?? 'Problem details',
-      content: { 'application/problem+json': { schema: Type.Ref('Problem') } },
+      description: group.map((code) => `\`${code}\`: ${ERRORS[code].meaning}`).join(' '),
+      content: {
+        'application/problem+json': {
+          schema: Type.Ref('Problem'),
+          examples: Object.fromEntries(group.map((code) => [code, { summary: ERRORS[code].meaning, value: exampleProblem(code) }])),
+        },
+      },
     });
   }
   return out;
+}
+
+function exampleProblem(code: ErrorCode): ProblemDocument {
+  const { status, example } = ERRORS[code];
+  return {
+    type: problemType(code),
+    title: STATUS_TITLES[status] ?? 'Error',
+    status,
+    detail: example,
+    code,
+    requestId: '0f3b2c1e-5d4a-4b8e-9c7f-2a1d6e8b9c0d',
+  };
+}
+
+/** A JSON success response with its own description (the OpenAPI shows it instead of "Default Response"). */
+export function success<T extends TSchema>(description: string, schema: T): T {
+  return { ...schema, description };
 }
 
 /** A streamed, non-JSON response body of the given media type. */

@@ -20,9 +20,10 @@ const TREE_OPTIONS = {
 /** For parseMessage(). */
 export const PARSE_OPTIONS: MailParserOptions = {
   ...TREE_OPTIONS,
-  // `text` is the sender's own text/plain; an HTML-only message gets `text: null` and its preview
-  // from the tags-stripped HTML, instead of a costly html-to-text conversion of every HTML body.
-  skipHtmlToText: true,
+  // An HTML-only message gets a `text` converted from its HTML (html-to-text, bounded by mailparser's
+  // size and nesting limits), as does an HTML part outside multipart/alternative beside a text part.
+  // The HTML of a multipart/alternative is never converted: its text/plain sibling is the text.
+  skipHtmlToText: false,
   // skipTextToHtml stays false: a plain-text part outside multipart/alternative (a list footer)
   // must still appear in `html`, which mailparser does by converting it.
 };
