@@ -256,7 +256,8 @@ function accountExists(id: string): GatewayError {
 
 /**
  * The verifying login of create and PATCH. A refusal there is about the credentials in the request,
- * not stored ones: say so, and what to check.
+ * not stored ones: say so, what to check, and that nothing was written. A more specific detail (the
+ * server offers no OAuth2 login) is kept as it is.
  */
 async function verifyNewSettings(backend: MailBackend, account: MailAccount, consequence: string): Promise<Capability[]> {
   try {
@@ -264,10 +265,9 @@ async function verifyNewSettings(backend: MailBackend, account: MailAccount, con
   } catch (err) {
     if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
     const secret = 'accessToken' in account.credentials ? 'access token' : 'password';
-    throw new GatewayError(
-      'UPSTREAM_AUTH_FAILED',
-      `The mail server refused the login with these credentials: check the username and ${secret}; ${consequence}`,
-      { cause: err },
-    );
+    const detail = err.message.includes('stored credentials')
+      ? `The mail server refused the login with these credentials: check the username and ${secret}`
+      : err.message;
+    throw new GatewayError('UPSTREAM_AUTH_FAILED', `${detail}; ${consequence}`, { cause: err });
   }
 }

@@ -230,7 +230,10 @@ describe('POST /v1/accounts', () => {
     const user = await dovecot.createUser('wrongpw');
     const id = uniqueId('wrongpw');
     const res = await post(imapAccountBody(dovecot, user, { id, password: 'not-the-password' }));
-    expectProblem(res, 422, 'UPSTREAM_AUTH_FAILED');
+    const problem = expectProblem(res, 422, 'UPSTREAM_AUTH_FAILED');
+    // About the credentials just sent, not "stored" ones, and what to check.
+    expect(problem.detail).not.toMatch(/stored/);
+    expect(problem.detail).toMatch(/these credentials.*username and password.*nothing was saved/);
     expectProblem(await gw.app.inject({ url: `/v1/accounts/${id}` }), 404, 'ACCOUNT_NOT_FOUND');
     expect(await listIds()).not.toContain(id);
   });
@@ -371,7 +374,7 @@ describe('PATCH /v1/accounts/{account}', () => {
     const id = await createImapAccount(gw.app, dovecot, user);
     const before = (await gw.app.inject({ url: `/v1/accounts/${id}` })).json() as AccountView;
     const res = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { password: 'definitely-wrong' } });
-    expectProblem(res, 422, 'UPSTREAM_AUTH_FAILED');
+    expect(expectProblem(res, 422, 'UPSTREAM_AUTH_FAILED').detail).toMatch(/^The mail server refused the login with these credentials.*the account was not changed$/);
     expect((await gw.app.inject({ url: `/v1/accounts/${id}` })).json()).toEqual(before);
     // A fresh login (no pooled session) still uses the stored, old password.
     await gw.app.services.imap.dropAccount(id);

@@ -72,6 +72,9 @@ describe('listing', () => {
     const again = await list('?limit=5', { 'if-none-match': etag });
     expect(again.statusCode).toBe(304);
     expect(again.body).toBe('');
+    // A 304 has no body, and so no Content-Length (RFC 9110 §15.4.5; it once said 4, for "null").
+    expect(again.headers['content-length']).toBeUndefined();
+    expect(again.headers.etag).toBe(etag);
 
     // Another client flags a message: with CONDSTORE the state changes.
     await dovecot.doveadm(['flags', 'add', '-u', user.username, '\\Flagged', 'mailbox', 'INBOX', 'uid', '1']);
@@ -163,6 +166,9 @@ describe('messages', () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('message/rfc822');
     expect(Number(res.headers['content-length'])).toBe(source.length);
+    // Saved as `<id>.eml` by browsers, Swagger UI and curl -OJ; never sniffed into something else.
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="${withAttachment.id}.eml"`);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.rawPayload.equals(source)).toBe(true);
 
     const part = await gw.app.inject({ url: url(withAttachment.id, '/raw'), headers: { range: 'bytes=100-199' } });
