@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../errors.js';
 import { contentDisposition } from '../../mail/mime/content-disposition.js';
-import { normalizeMailboxPath } from '../../mail/imap/backend.js';
 import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
 import {
@@ -44,7 +43,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox } = request.params;
-      const result = await mail.listMessages(account, normalizeMailboxPath(mailbox), {
+      const result = await mail.listMessages(account, mailbox, {
         limit: request.query.limit,
         cursor: request.query.cursor,
         filters: pickFilters(request.query),
@@ -73,7 +72,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox } = request.params;
-      return mail.changesSince(account, normalizeMailboxPath(mailbox), request.query.since, request.query.limit);
+      return mail.changesSince(account, mailbox, request.query.since, request.query.limit);
     },
   );
 
@@ -92,7 +91,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.getMessage(account, normalizeMailboxPath(mailbox), id, request.query.markSeen);
+      return mail.getMessage(account, mailbox, id, request.query.markSeen);
     },
   );
 
@@ -115,7 +114,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      const raw = await mail.openRaw(account, normalizeMailboxPath(mailbox), id, rangeSelector(request.headers.range));
+      const raw = await mail.openRaw(account, mailbox, id, rangeSelector(request.headers.range));
       const partial = raw.range.start !== 0 || raw.range.end !== raw.size;
       void reply
         .header('content-type', 'message/rfc822')
@@ -143,7 +142,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id, attachmentId } = request.params;
-      const attachment = await mail.openAttachment(account, normalizeMailboxPath(mailbox), id, attachmentId);
+      const attachment = await mail.openAttachment(account, mailbox, id, attachmentId);
       return reply
         .header('content-type', attachment.contentType)
         .header('content-disposition', contentDisposition('attachment', attachment.filename))
@@ -177,7 +176,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
       }
       const flags = (request.query.flags ?? []).flatMap((f) => f.split(' ')).filter((f) => f.length > 0);
-      const location = await mail.appendMessage(account, normalizeMailboxPath(mailbox), content, flags);
+      const location = await mail.appendMessage(account, mailbox, content, flags);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
     },
   );
@@ -197,7 +196,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.updateFlags(account, normalizeMailboxPath(mailbox), id, request.body);
+      return mail.updateFlags(account, mailbox, id, request.body);
     },
   );
 
@@ -216,7 +215,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.moveMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+      return mail.moveMessage(account, mailbox, id, request.body.destination);
     },
   );
 
@@ -235,7 +234,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      const location = await mail.copyMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+      const location = await mail.copyMessage(account, mailbox, id, request.body.destination);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
     },
   );
@@ -254,7 +253,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      await mail.deleteMessage(account, normalizeMailboxPath(mailbox), id);
+      await mail.deleteMessage(account, mailbox, id);
       return reply.code(204).send(null);
     },
   );

@@ -102,8 +102,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'list_mailboxes', null, (client) => listMailboxes(client, options.counts));
   }
 
-  async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
-    const path = normalizeMailboxPath(mailbox);
+  async listMessages(accountId: string, path: string, query: ListQuery): Promise<ListResult> {
     const listingCache = this.options.listingCache;
     if (listingCache === undefined) {
       return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
@@ -285,8 +284,7 @@ export class ImapBackend implements MailBackend {
     }, { retry: false });
   }
 
-  async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
-    const path = normalizeMailboxPath(mailbox);
+  async appendMessage(accountId: string, path: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
     // APPEND needs no selected mailbox; a session that has the destination selected is preferred
     // only because it is likely idle and warm.
     const added = await this.run(accountId, 'append', null, (client) => appendMessage(client, path, content, flags), { retry: false });
@@ -297,8 +295,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'create_mailbox', null, (client) => createMailbox(client, path), { retry: false });
   }
 
-  async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
-    const from = normalizeMailboxPath(path);
+  async updateMailbox(accountId: string, from: string, changes: MailboxChanges): Promise<MailboxInfo> {
     const renamed = changes.path !== undefined && changes.path !== from;
     const info = await this.run(
       accountId,
@@ -316,20 +313,18 @@ export class ImapBackend implements MailBackend {
   }
 
   async deleteMailbox(accountId: string, path: string): Promise<void> {
-    const target = normalizeMailboxPath(path);
-    await this.run(accountId, 'delete_mailbox', null, (client) => deleteMailbox(client, target), { retry: false });
-    this.pools.get(accountId)?.forgetMailbox(target);
+    await this.run(accountId, 'delete_mailbox', null, (client) => deleteMailbox(client, path), { retry: false });
+    this.pools.get(accountId)?.forgetMailbox(path);
   }
 
   private async transfer(
     accountId: string,
     mailbox: string,
     ref: MessageRef,
-    destination: string,
+    target: string,
     mode: 'move' | 'copy',
   ): Promise<MessageLocation> {
     const { uid } = this.imapRef(ref);
-    const target = normalizeMailboxPath(destination);
     const moved = await this.run(
       accountId,
       mode === 'move' ? 'move_message' : 'copy_message',
@@ -434,7 +429,7 @@ export class ImapBackend implements MailBackend {
     work: (client: ImapFlow) => Promise<T>,
     options: { retry?: boolean } = {},
   ): Promise<{ lease: Lease; value: T }> {
-    const path = selection === null ? null : normalizeMailboxPath(selection.path);
+    const path = selection?.path ?? null;
     for (let attempt = 1; ; attempt++) {
       let lease: Lease;
       try {
@@ -499,11 +494,6 @@ export class ImapBackend implements MailBackend {
     if (ref.kind !== 'imap' || BigInt(current) !== ref.uidValidity) throw messageNotFound();
     return current;
   }
-}
-
-/** INBOX is case-insensitive (RFC 9051 §5.1); every other name is taken as given. */
-export function normalizeMailboxPath(path: string): string {
-  return path.toUpperCase() === 'INBOX' ? 'INBOX' : path;
 }
 
 /**
