@@ -17,7 +17,6 @@ import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
-import type { MailboxChangesResult } from './imap/changes.js';
 import { normalizeMailboxPath as normalize } from './mailbox-path.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
@@ -26,6 +25,7 @@ import type {
   ListQuery,
   ListResult,
   MailboxChanges,
+  MailboxChangesResult,
   MailboxInfo,
   MessageDetail,
   MessageLocation,

@@ -114,6 +114,19 @@ export interface FlagChanges {
   removeFlags?: string[];
 }
 
+/**
+ * What changed in a mailbox since a state the gateway handed out (API.md, Changes): ids of created
+ * and destroyed messages, summaries of updated ones, and the state to ask from next time.
+ */
+export interface MailboxChangesResult {
+  created: string[];
+  updated: MessageSummary[];
+  destroyed: string[];
+  state: string;
+  /** More changes than `limit` happened: asking again with `state` continues. */
+  hasMore: boolean;
+}
+
 export interface MailboxChanges {
   /** New full path (rename). */
   path?: string;

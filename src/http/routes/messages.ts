@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../errors.js';
-import { contentDisposition } from '../../mail/mime/content-disposition.js';
+import { contentDisposition } from '../content-disposition.js';
 import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, binaryResponse, problems } from '../schemas/common.js';
 import {

@@ -15,6 +15,7 @@ import type {
   ListQuery,
   ListResult,
   MailboxChanges,
+  MailboxChangesResult,
   MailboxInfo,
   EncodedPage,
   MessageLocation,
@@ -25,7 +26,7 @@ import { expungeMessage } from './expunge.js';
 import { flagsToAddAndRemove, storeFlags } from './flags.js';
 import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
 import { transferMessage } from './transfer.js';
-import { changesSince, type MailboxChangesResult } from './changes.js';
+import { changesSince } from './changes.js';
 import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';

@@ -14,17 +14,9 @@ import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { encodeImapState, type ImapState } from '../cursor.js';
 import { encodeImapMessageId } from '../message-id.js';
-import type { MessageSummary } from '../types.js';
+import type { MailboxChangesResult, MessageSummary } from '../types.js';
 import { mailboxState, selectedMailbox } from './listing.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
-
-export interface MailboxChangesResult {
-  created: string[];
-  updated: MessageSummary[];
-  destroyed: string[];
-  state: string;
-  hasMore: boolean;
-}
 
 export async function changesSince(client: ImapFlow, since: ImapState, limit: number): Promise<MailboxChangesResult> {
   const mailbox = selectedMailbox(client);
