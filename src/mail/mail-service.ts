@@ -18,6 +18,7 @@ import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
 import { normalizeMailboxPath as normalize } from './mailbox-path.js';
+import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
 import type {
@@ -75,32 +76,32 @@ export class MailService {
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
     const backend = await this.backendFor(accountId);
     if (query.filters !== undefined && !backend.capabilitiesOf(accountId).includes('search')) {
-      throw notSupported('Filtering a listing (search)');
+      throw unavailable('Filtering a listing (search)');
     }
     return backend.listMessages(accountId, normalize(mailbox), query);
   }
 
   async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
     const backend = await this.backendFor(accountId);
-    if (!backend.changesSince) throw notSupported('Delta sync (/changes)');
+    if (!backend.changesSince) throw unavailable('Delta sync (/changes)');
     return backend.changesSince(accountId, normalize(mailbox), since, limit);
   }
 
   async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges): Promise<MessageSummary> {
     const backend = await this.backendFor(accountId);
-    if (!backend.updateFlags) throw notSupported('Flags');
+    if (!backend.updateFlags) throw unavailable('Flags');
     return backend.updateFlags(accountId, normalize(mailbox), decodeMessageId(id), changes);
   }
 
   async moveMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.moveMessage) throw notSupported('Moving messages');
+    if (!backend.moveMessage) throw unavailable('Moving messages');
     return backend.moveMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
   }
 
   async copyMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.copyMessage) throw notSupported('Copying messages');
+    if (!backend.copyMessage) throw unavailable('Copying messages');
     return backend.copyMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
   }
 
@@ -111,19 +112,19 @@ export class MailService {
 
   async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.appendMessage) throw notSupported('Adding messages (APPEND)');
+    if (!backend.appendMessage) throw unavailable('Adding messages (APPEND)');
     return backend.appendMessage(accountId, normalize(mailbox), content, flags);
   }
 
   async createMailbox(accountId: string, path: string): Promise<MailboxInfo> {
     const backend = await this.backendFor(accountId);
-    if (!backend.createMailbox) throw notSupported('Mailbox management');
+    if (!backend.createMailbox) throw unavailable('Mailbox management');
     return backend.createMailbox(accountId, normalize(path));
   }
 
   async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
     const backend = await this.backendFor(accountId);
-    if (!backend.updateMailbox) throw notSupported('Mailbox management');
+    if (!backend.updateMailbox) throw unavailable('Mailbox management');
     // The new name of a rename stays as given: renaming to any spelling of INBOX is refused as
     // MAILBOX_EXISTS by the backend, which a normalised name equal to `path` would turn into a no-op.
     return backend.updateMailbox(accountId, normalize(path), changes);
@@ -131,7 +132,7 @@ export class MailService {
 
   async deleteMailbox(accountId: string, path: string): Promise<void> {
     const backend = await this.backendFor(accountId);
-    if (!backend.deleteMailbox) throw notSupported('Mailbox management');
+    if (!backend.deleteMailbox) throw unavailable('Mailbox management');
     await backend.deleteMailbox(accountId, normalize(path));
   }
 
@@ -205,7 +206,7 @@ export class MailService {
     await this.noticeConnectionChange(account);
     const backend = this.options.backends[account.protocol];
     if (backend === undefined) {
-      throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${account.protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+      throw protocolNotServed(account.protocol);
     }
     return backend;
   }
@@ -216,6 +217,7 @@ function connectionFingerprint(record: AccountRecord): string {
   return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, record.sealedSecret, record.tlsVerify]);
 }
 
-function notSupported(what: string): GatewayError {
-  return new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${what} is not available on this account's protocol`);
+/** A feature the account's backend does not implement at all (an optional MailBackend method). */
+function unavailable(what: string): GatewayError {
+  return notSupported(`${what} is not available on this account's protocol`);
 }

@@ -8,6 +8,7 @@ import { keys } from '../../cache/keys.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount, MailAccountResolver } from '../account.js';
 import type { MailBackend, PartStream, RangeSelector, RawMessage } from '../backend.js';
+import { messageNotFound } from '../mail-errors.js';
 import { encodeImapMessageId, type MessageRef } from '../message-id.js';
 import type {
   Capability,
@@ -26,7 +27,7 @@ import { expungeMessage } from './expunge.js';
 import { flagsToAddAndRemove, storeFlags } from './flags.js';
 import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
 import { transferMessage } from './transfer.js';
-import { changesSince } from './changes.js';
+import { changesSince, lacksQresync } from './changes.js';
 import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
@@ -249,7 +250,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'changes', { path: mailbox, sync: true }, (client) => {
       // Whether the server can answer at all comes before whether the token is one we issued.
       if (!client.enabled.has('QRESYNC')) {
-        throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', 'This server lacks QRESYNC (RFC 7162), so deletions since a state cannot be told');
+        throw lacksQresync();
       }
       return changesSince(client, decodeImapState(since), limit);
     });
@@ -572,6 +573,4 @@ async function openMailbox(client: ImapFlow, path: string): Promise<void> {
   }
 }
 
-function messageNotFound(): GatewayError {
-  return new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
-}
+
