@@ -1,5 +1,8 @@
 /**
- * The IMAP backend: MailBackend over per-account pools of imapflow sessions.
+ * The IMAP backend: MailBackend over per-account pools of imapflow sessions. A facade: it leases a
+ * session (pool.ts), selects and synchronises the mailbox (mailbox-sync.ts), bounds the work in time
+ * and maps errors; the work itself lives in one module per operation, and listings' shared state
+ * checks in state-check.ts.
  */
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
@@ -32,8 +35,10 @@ import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
 import { listPage, mailboxState, selectedMailbox } from './listing.js';
-import { cacheable, statusState, type ListingCache } from './listing-cache.js';
+import { cacheable, type ListingCache } from './listing-cache.js';
+import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
+import { SharedStateChecks } from './state-check.js';
 import { AccountPool, type Lease, type LeaseKind, type PoolStats } from './pool.js';
 import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
@@ -72,8 +77,8 @@ export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
   private readonly serverCapabilities = new Map<string, Capability[]>();
   private readonly unwatch = new Map<string, () => void>();
-  /** Listing state checks by account and mailbox: the one on its way, the next one (see currentState). */
-  private readonly stateChecks = new Map<string, { sent?: Promise<string | null>; next?: Promise<string | null> }>();
+  /** Listing state checks by account and mailbox, one in flight per mailbox (see currentState). */
+  private readonly stateChecks = new SharedStateChecks<string | null>();
 
   constructor(private readonly options: ImapBackendOptions) {}
 
@@ -133,50 +138,17 @@ export class ImapBackend implements MailBackend {
   }
 
   /**
-   * The mailbox's state as the server reports it now, or null when it cannot be told cheaply (no
-   * CONDSTORE): a NOOP on a session that has it selected, else a STATUS (which spares a SELECT).
-   *
-   * Requests for the same mailbox share one check (single flight), but only a check whose command
-   * was not yet sent when they arrived: its answer then reflects every change the server had made
-   * before each of them arrived, so a change is still visible on the very next call. A request that
-   * arrives after the command went out waits for the next check, which is sent when the one on its
-   * way has been answered: one check per mailbox at a time, each answering every request that
-   * arrived during the one before.
+   * The mailbox's state as the server reports it now (listingState), from a check sent after this
+   * call, shared with every other listing of the mailbox that arrived before it was sent
+   * (state-check.ts, decision 0008).
    */
   private currentState(accountId: string, path: string): Promise<string | null> {
-    const flightKey = `${accountId}\u0000${path}`;
-    let flight = this.stateChecks.get(flightKey);
-    if (flight === undefined) {
-      flight = {};
-      this.stateChecks.set(flightKey, flight);
-    }
-    if (flight.next !== undefined) return flight.next;
-    const current = flight;
-    const previous = current.sent ?? Promise.resolve(null);
-    const check: Promise<string | null> = previous
-      .catch(() => null)
-      .then(() =>
-        this.run(accountId, 'check_listing', { path, sync: false, select: false }, async (client) => {
-          // From here on the command is on its way: later arrivals need the next check.
-          if (current.next === check) current.next = undefined;
-          current.sent = check;
-          if (client.mailbox && client.mailbox.path === path) {
-            await syncSelected(client, path);
-            const mailbox = selectedMailbox(client);
-            return cacheable(mailbox) ? mailboxState(mailbox) : null;
-          }
-          return statusState(client, path);
-        }),
-      )
-      .finally(() => {
-        if (current.next === check) current.next = undefined;
-        if (current.sent === check) current.sent = undefined;
-        if (current.next === undefined && current.sent === undefined && this.stateChecks.get(flightKey) === current) {
-          this.stateChecks.delete(flightKey);
-        }
-      });
-    current.next = check;
-    return check;
+    return this.stateChecks.check(`${accountId}\u0000${path}`, (sending) =>
+      this.run(accountId, 'check_listing', { path, sync: false, select: false }, (client) => {
+        sending();
+        return listingState(client, path);
+      }),
+    );
   }
 
   async getSummary(
@@ -447,7 +419,7 @@ export class ImapBackend implements MailBackend {
         const value = await withDeadline(
           (async () => {
             if (selection !== null && path !== null && selection.select !== false) {
-              await select(client, path, selection.sync, selection.syncedSince);
+              await selectMailbox(client, path, selection.sync, selection.syncedSince);
             }
             return work(client);
           })(),
@@ -497,80 +469,3 @@ export class ImapBackend implements MailBackend {
     return current;
   }
 }
-
-/**
- * When each session's view of its selected mailbox was last brought up to date: the moment the
- * NOOP or SELECT that did it was sent (performance.now()).
- */
-const syncedAt = new WeakMap<ImapFlow, number>();
-
-/**
- * Selects `path` unless it already is; `sync` also brings the session's view of it up to date,
- * unless a NOOP or SELECT sent at or after `syncedSince` already did (the listing after its own
- * state check, on the session that made it).
- */
-async function select(client: ImapFlow, path: string, sync: boolean, syncedSince?: number): Promise<void> {
-  if (client.mailbox && client.mailbox.path === path) {
-    const fresh = syncedSince !== undefined && (syncedAt.get(client) ?? Number.NEGATIVE_INFINITY) >= syncedSince;
-    if (sync && !fresh) await syncSelected(client, path);
-    return;
-  }
-  await openMailbox(client, path);
-}
-
-/**
- * Brings a selected mailbox's state up to date. NOOP (RFC 9051 §6.1.2) makes the server look at the
- * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
- * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
- * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
- * cannot have moved and one round trip is enough. A UIDVALIDITY other than the session's means the
- * mailbox was rebuilt under it: it is selected afresh.
- */
-async function syncSelected(client: ImapFlow, path: string): Promise<void> {
-  let arrived = false;
-  const onExists = (): void => {
-    arrived = true;
-  };
-  client.on('exists', onExists);
-  const sentAt = performance.now();
-  try {
-    await client.noop();
-  } finally {
-    client.off('exists', onExists);
-  }
-  if (!arrived) {
-    syncedAt.set(client, sentAt);
-    return;
-  }
-  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
-  // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
-  // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
-  const status = await client.status(path, {
-    uidValidity: true,
-    uidNext: true,
-    ...(condstore ? { highestModseq: true } : {}),
-  });
-  const mailbox = client.mailbox;
-  if (!status || !mailbox || mailbox.path !== path) return;
-  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
-  else syncedAt.set(client, sentAt);
-}
-
-/** SELECT, with a missing or unselectable mailbox reported as such. */
-async function openMailbox(client: ImapFlow, path: string): Promise<void> {
-  const sentAt = performance.now();
-  try {
-    await client.mailboxOpen(path);
-    syncedAt.set(client, sentAt);
-  } catch (err) {
-    // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
-    // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.
-    const e = err as { responseStatus?: string; serverResponseCode?: string; mailboxMissing?: boolean };
-    if (e.responseStatus === 'NO' && (e.serverResponseCode === undefined || e.serverResponseCode === 'NONEXISTENT')) {
-      e.mailboxMissing = true;
-    }
-    throw err;
-  }
-}
-
-
