@@ -2,7 +2,7 @@
  * The one place that knows every error the gateway can answer.
  *
  * Code below the routes throws `GatewayError` with a stable `code`; the HTTP layer's error handler
- * (src/http/plugins/problem.ts) is the only mapper to RFC 9457 problem+json.
+ * (src/http/problem.ts) is the only mapper to RFC 9457 problem+json.
  */
 
 /** Stable machine-readable codes with their HTTP status (API.md, "Errors"). */

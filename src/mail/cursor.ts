@@ -64,7 +64,7 @@ function badToken(what: string): GatewayError {
   return new GatewayError('VALIDATION_FAILED', `query/${what} is not a ${what === 'since' ? 'state' : what} this gateway issued`);
 }
 
-// --- POP3 (issue 4) ---------------------------------------------------------------------------------
+// --- POP3 -------------------------------------------------------------------------------------------
 
 /**
  * A POP3 page cursor. POP3 message numbers live one session only (RFC 1939 §5), so the anchor is the

@@ -2,7 +2,6 @@
  * The shapes the mail layer hands up to the routes: protocol-neutral, already in the API's terms
  * (API.md, Mailboxes and Messages). Route schemas in src/http/schemas mirror these.
  */
-import type { Readable } from 'node:stream';
 import type { MessageFilters } from './filters.js';
 import type { ParsedAttachment } from './mime/parse-message.js';
 
@@ -76,12 +75,6 @@ export interface ListQuery {
 export interface ByteRange {
   start: number;
   end: number;
-}
-
-export interface ContentStream {
-  /** Total size of the whole entity (raw message or decoded attachment) when known. */
-  size: number | null;
-  stream: Readable;
 }
 
 export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'append' | 'changes' | 'events';

@@ -1,7 +1,7 @@
 /**
  * Deleting one message: `\Deleted` and `UID EXPUNGE <uid>` (UIDPLUS, RFC 4315 §2.1), which removes
  * that message only. A plain EXPUNGE would also remove every other message some client had flagged
- * `\Deleted`, so without UIDPLUS the gateway refuses (decision 0004).
+ * `\Deleted`, so without UIDPLUS the gateway refuses (decision 0006).
  */
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';

@@ -3,7 +3,7 @@
  *
  * MOVE (RFC 6851) where the server has it; else COPY, then `\Deleted` and UID EXPUNGE of that UID
  * only (UIDPLUS, RFC 4315). Without either, a move would have to EXPUNGE every `\Deleted` message of
- * the mailbox, so it is refused (decision 0004). The new UID comes from COPYUID (RFC 4315 §3); a
+ * the mailbox, so it is refused (decision 0006). The new UID comes from COPYUID (RFC 4315 §3); a
  * server without UIDPLUS is searched for the Message-ID in the destination instead.
  */
 import type { ImapFlow } from 'imapflow';

@@ -53,7 +53,7 @@ export interface Pop3BackendOptions {
   drainLimitBytes?: number;
   /** A download whose reader leaves the session paused this long is aborted. Default: no bound. */
   readerStallTimeoutMs?: number;
-  /** Cross-replica maildrop lease (issue 5 brings one over Redis). Default: process-local only. */
+  /** Cross-replica maildrop lease (src/coordination/maildrop-lease.ts, over Redis). Default: process-local only. */
   maildropLease?: MaildropLease;
   /** Extra TLS trust anchors (tests: the test server's self-signed certificate). */
   tlsCa?: string | Buffer | Array<string | Buffer>;

@@ -22,7 +22,7 @@ import { classifySocketError } from '../upstream-errors.js';
 import { printable, type Pop3Reply } from './responses.js';
 
 /** Seconds a caller is told to wait after `[IN-USE]`: a POP3 session of another client is usually short. */
-export const IN_USE_RETRY_AFTER_SECONDS = 5;
+const IN_USE_RETRY_AFTER_SECONDS = 5;
 
 /** An `-ERR` answer, kept with what the server said so callers can tell answers apart. */
 export class Pop3ReplyError extends GatewayError {
