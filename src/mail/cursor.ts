@@ -28,7 +28,9 @@ export function encodeImapCursor(cursor: ImapCursor): string {
 }
 
 export function decodeImapCursor(token: string): ImapCursor {
-  const parsed = decodeToken(token, 'cursor') as { v?: unknown; uv?: unknown; b?: unknown };
+  const parsed = decodeToken(token, 'cursor') as { v?: unknown; uv?: unknown; b?: unknown } | null;
+  // `null` is valid JSON too: without this check it would crash below as a 500.
+  if (parsed === null || typeof parsed !== 'object') throw badToken('cursor');
   if (parsed.v !== 1 || typeof parsed.uv !== 'string' || !/^\d+$/.test(parsed.uv)) throw badToken('cursor');
   if (typeof parsed.b !== 'number' || !Number.isInteger(parsed.b) || parsed.b < 1) throw badToken('cursor');
   return { uidValidity: parsed.uv, beforeUid: parsed.b };
