@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
+import { thrown } from '../support/assertions.js';
 import {
   decodeImapCursor,
   decodeImapState,
@@ -9,16 +9,6 @@ import {
   encodePop3Cursor,
   encodePop3State,
 } from '../../src/mail/cursor.js';
-
-function rejection(fn: () => unknown): GatewayError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const b64 = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
@@ -46,7 +36,7 @@ describe('IMAP cursors', () => {
       b64(null),
     ];
     for (const token of tampered) {
-      const err = rejection(() => decodeImapCursor(token));
+      const err = thrown(() => decodeImapCursor(token));
       expect({ token, code: err.code, status: err.status }).toEqual({ token, code: 'VALIDATION_FAILED', status: 400 });
       expect(err.message).toBe('query/cursor is not a cursor this gateway issued');
     }
@@ -54,8 +44,8 @@ describe('IMAP cursors', () => {
 
   it('a POP3 cursor is not an IMAP cursor, nor the other way round', () => {
     const pop3 = encodePop3Cursor({ anchorUidl: 'abc', anchorNumber: 3, following: [] });
-    expect(rejection(() => decodeImapCursor(pop3)).code).toBe('VALIDATION_FAILED');
-    expect(rejection(() => decodePop3Cursor(encodeImapCursor({ uidValidity: '1', beforeUid: 5 }))).code).toBe('VALIDATION_FAILED');
+    expect(thrown(() => decodeImapCursor(pop3)).code).toBe('VALIDATION_FAILED');
+    expect(thrown(() => decodePop3Cursor(encodeImapCursor({ uidValidity: '1', beforeUid: 5 }))).code).toBe('VALIDATION_FAILED');
   });
 });
 
@@ -79,7 +69,7 @@ describe('IMAP states', () => {
   it('rejects what the gateway did not issue as VALIDATION_FAILED on `since`', () => {
     const good = encodeImapState({ uidValidity: '1', uidNext: 2, exists: 1, highestModseq: '5' });
     for (const token of ['garbage', b64('i1.1.2.1'), b64('i2.1.2.1.5'), b64('i1.1.x.1.5'), b64('i1.1.2.1.5.6'), b64('i1.1.2.1.abc'), good + 'AA']) {
-      const err = rejection(() => decodeImapState(token));
+      const err = thrown(() => decodeImapState(token));
       expect(err.code, token).toBe('VALIDATION_FAILED');
       expect(err.message).toBe('query/since is not a state this gateway issued');
     }
@@ -101,7 +91,7 @@ describe('POP3 cursors and states', () => {
       { v: 1, p: 'pop3', a: 'ok', n: 1, f: ['bad uidl'] },
       { v: 1, p: 'imap', a: 'ok', n: 1, f: [] },
     ];
-    for (const body of bad) expect(rejection(() => decodePop3Cursor(b64(body))).code, JSON.stringify(body)).toBe('VALIDATION_FAILED');
+    for (const body of bad) expect(thrown(() => decodePop3Cursor(b64(body))).code, JSON.stringify(body)).toBe('VALIDATION_FAILED');
   });
 
   it('states are equal for the same UIDL list and differ when a message arrives, goes or moves', () => {

@@ -1,21 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
+import { thrown } from '../support/assertions.js';
 import {
   decodeImapMessageId,
   decodeMessageId,
   encodeImapMessageId,
   encodePop3MessageId,
 } from '../../src/mail/message-id.js';
-
-function rejection(fn: () => unknown): GatewayError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** What API.md promises of every id: URL-safe, 1 to 128 characters. */
 const API_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -66,7 +56,7 @@ describe('message ids', () => {
       raw([0x02, ...Buffer.from('x'.repeat(71))]), // a UIDL longer than 70
     ];
     for (const id of impossible) {
-      const err = rejection(() => decodeMessageId(id));
+      const err = thrown(() => decodeMessageId(id));
       expect({ id, code: err.code, status: err.status }).toEqual({ id, code: 'MESSAGE_NOT_FOUND', status: 404 });
       expect(err.message).toBe(`No message with id ${id}`);
     }
@@ -80,13 +70,13 @@ describe('message ids', () => {
     const sibling = twoBytes.slice(0, -1) + String.fromCharCode(twoBytes.charCodeAt(2) + 1);
     expect(Buffer.from(sibling, 'base64url')).toEqual(Buffer.from(twoBytes, 'base64url'));
     expect(decodeMessageId(twoBytes)).toEqual({ kind: 'pop3', uidl: 'A' });
-    expect(rejection(() => decodeMessageId(sibling)).code).toBe('MESSAGE_NOT_FOUND');
+    expect(thrown(() => decodeMessageId(sibling)).code).toBe('MESSAGE_NOT_FOUND');
     expect(decodeMessageId(id).kind).toBe('imap');
     expect(decodeMessageId(pop3).kind).toBe('pop3');
   });
 
   it('a POP3 id is not an IMAP id where only IMAP ids make sense', () => {
     const pop3 = encodePop3MessageId('UID1');
-    expect(rejection(() => decodeImapMessageId(pop3)).code).toBe('MESSAGE_NOT_FOUND');
+    expect(thrown(() => decodeImapMessageId(pop3)).code).toBe('MESSAGE_NOT_FOUND');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
+import type { GatewayError } from '../../src/errors.js';
+import { thrown } from '../support/assertions.js';
 import { rangeSelector } from '../../src/http/range.js';
 
 /** The byte range a `Range` header picks from a representation of `size` bytes (end exclusive). */
@@ -12,13 +13,7 @@ function pick(header: string | undefined, size: number): { start: number; end: n
 function unsatisfiable(header: string, size: number): GatewayError {
   const select = rangeSelector(header);
   expect(select, header).toBeDefined();
-  try {
-    select!(size);
-  } catch (err) {
-    expect(err).toBeInstanceOf(GatewayError);
-    return err as GatewayError;
-  }
-  throw new Error(`expected ${header} to be unsatisfiable for ${size} bytes`);
+  return thrown(() => select!(size));
 }
 
 describe('Range: bytes=… (RFC 9110 §14)', () => {
