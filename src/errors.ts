@@ -2,7 +2,7 @@
  * The one place that knows every error the gateway can answer.
  *
  * Code below the routes throws `GatewayError` with a stable `code`; the HTTP layer's error handler
- * (src/http/plugins/problem.ts) is the only mapper to RFC 9457 problem+json.
+ * (src/http/problem.ts) is the only mapper to RFC 9457 problem+json.
  */
 
 /** One entry of the error catalogue: what the code means to a caller and what the caller should do. */

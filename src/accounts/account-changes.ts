@@ -6,7 +6,7 @@
  * Redis pub/sub delivers at most once and only to connected processes: a message missed during a
  * disconnection is covered by ACCOUNT_RECORD_FRESH_MS, after which every process reads the record
  * again anyway. So a change is seen everywhere at once in the normal case, and within that bound
- * always (docs/decisions/0008-account-records-across-processes.md).
+ * always (docs/decisions/0008-cached-listings-and-account-records-across-processes.md).
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';

@@ -10,6 +10,7 @@ import { keys } from '../cache/keys.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { MailAccount } from '../mail/account.js';
 import type { MailBackend } from '../mail/backend.js';
+import { protocolNotServed } from '../mail/mail-errors.js';
 import type { Capability } from '../mail/types.js';
 import type { EgressPolicy } from '../net/egress.js';
 import type { AccountChange, AccountChanges } from './account-changes.js';
@@ -214,7 +215,7 @@ export class AccountService {
   private backend(protocol: Protocol): MailBackend {
     const backend = this.options.backends[protocol];
     if (backend === undefined) {
-      throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+      throw protocolNotServed(protocol);
     }
     return backend;
   }

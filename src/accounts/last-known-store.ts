@@ -15,7 +15,7 @@
  * concurrent reads of one account share one store read: a busy account costs one Redis round trip
  * per `freshForMs`, not one per request. Changes made through this process are seen at once; a
  * change or deletion made through another process is seen here within `freshForMs`
- * (docs/decisions/0008-account-records-read-once-per-second.md).
+ * (docs/decisions/0008-cached-listings-and-account-records-across-processes.md).
  */
 import type { Logger } from 'pino';
 import { AccountStoreUnreachable } from './redis-store.js';

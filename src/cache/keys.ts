@@ -2,7 +2,7 @@
  * Every Redis key the gateway reads or writes is built here, under one versioned prefix, so that a
  * change of layout is one bump of `KEY_VERSION` and an operator can see at a glance what is stored.
  *
- * Account records never expire; everything else does (see src/cache/README.md), which is what lets
+ * Account records never expire; everything else does (docs/operations.md, Redis sizing), which is what lets
  * Redis run with `maxmemory-policy volatile-lru` and evict only cache.
  */
 export const KEY_VERSION = 'v1';
@@ -39,6 +39,14 @@ export const keys = {
   /** Session slots of one account's mail server, across gateway processes (sorted set, TTL'd). */
   sessionSlots: (accountId: string, protocol: 'imap' | 'pop3'): string =>
     `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}`,
+
+  /**
+   * The flag a process raises while it waits for one of those slots (holders then free an idle
+   * session). It carries the slot set's hash tag: the Lua scripts touch both keys, and in Redis
+   * Cluster a script's keys must share one slot.
+   */
+  sessionSlotsWanted: (accountId: string, protocol: 'imap' | 'pop3'): string =>
+    `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}:wanted`,
 
   /** Pattern matching every cached key of one account, for purges. */
   accountCachePattern: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:*`,

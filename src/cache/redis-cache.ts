@@ -10,8 +10,6 @@ import { Cluster } from 'ioredis';
 
 export class RedisCache implements Cache {
   private degraded = false;
-  /** How many operations fell back because Redis was unreachable (exported as a metric). */
-  degradations = 0;
 
   constructor(
     private readonly redis: RedisClient,
@@ -72,7 +70,7 @@ export class RedisCache implements Cache {
       }
       return result;
     } catch (err) {
-      this.degradations += 1;
+      // Counted by the caller's metric (mailgw_redis_degradations_total).
       this.onDegraded();
       if (!this.degraded) {
         this.degraded = true;

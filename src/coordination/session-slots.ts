@@ -73,8 +73,8 @@ return redis.call('EXISTS', KEYS[2])`;
 const RENEW_INTERVAL_MS = 1000;
 
 export class RedisSessionSlots implements SessionSlots {
-  /** Slot members this process holds, by slot-set key. */
-  private readonly held = new Map<string, Set<string>>();
+  /** Slot members this process holds, by slot-set key, with the key of that set's "wanted" flag. */
+  private readonly held = new Map<string, { wantedKey: string; members: Set<string> }>();
   /** Who to tell, by slot-set key, when another process waits for a slot. */
   private readonly watchers = new Map<string, Set<() => void>>();
   private readonly timer: NodeJS.Timeout;
@@ -91,18 +91,20 @@ export class RedisSessionSlots implements SessionSlots {
 
   async acquire(accountId: string, protocol: 'imap' | 'pop3', max: number): Promise<Slot | null> {
     const key = keys.sessionSlots(accountId, protocol);
+    const wantedKey = keys.sessionSlotsWanted(accountId, protocol);
     const member = randomUUID();
     let granted: unknown;
     try {
-      granted = await this.redis.eval(ACQUIRE_SCRIPT, 2, key, `${key}:wanted`, member, String(this.ttlMs), String(max), String(RENEW_INTERVAL_MS * 3));
+      granted = await this.redis.eval(ACQUIRE_SCRIPT, 2, key, wantedKey, member, String(this.ttlMs), String(max), String(RENEW_INTERVAL_MS * 3));
       this.noteHealthy();
     } catch (err) {
       this.noteOutage(err);
       return FREE_SLOT;
     }
     if (Number(granted) !== 1) return null;
-    let members = this.held.get(key);
-    if (members === undefined) this.held.set(key, (members = new Set()));
+    let holding = this.held.get(key);
+    if (holding === undefined) this.held.set(key, (holding = { wantedKey, members: new Set() }));
+    const members = holding.members;
     members.add(member);
     return {
       release: () => {
@@ -126,16 +128,16 @@ export class RedisSessionSlots implements SessionSlots {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    const pending = [...this.held].map(([key, members]) => this.redis.zrem(key, ...members).catch(() => 0));
+    const pending = [...this.held].map(([key, { members }]) => this.redis.zrem(key, ...members).catch(() => 0));
     this.held.clear();
     await Promise.all(pending);
   }
 
   private async renew(): Promise<void> {
-    for (const [key, members] of this.held) {
+    for (const [key, { wantedKey, members }] of this.held) {
       if (members.size === 0) continue;
       try {
-        const wanted = await this.redis.eval(RENEW_SCRIPT, 2, key, `${key}:wanted`, String(this.ttlMs), ...members);
+        const wanted = await this.redis.eval(RENEW_SCRIPT, 2, key, wantedKey, String(this.ttlMs), ...members);
         this.noteHealthy();
         if (Number(wanted) === 1) for (const onWanted of this.watchers.get(key) ?? []) onWanted();
       } catch (err) {

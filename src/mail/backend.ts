@@ -5,7 +5,6 @@
 import type { Readable } from 'node:stream';
 import type { MailAccount } from './account.js';
 import type { MessageRef } from './message-id.js';
-import type { MailboxChangesResult } from './imap/changes.js';
 import type {
   ByteRange,
   Capability,
@@ -13,6 +12,7 @@ import type {
   ListQuery,
   ListResult,
   MailboxChanges,
+  MailboxChangesResult,
   MailboxInfo,
   MessageLocation,
   MessageSummary,

@@ -28,7 +28,9 @@ export function encodeImapCursor(cursor: ImapCursor): string {
 }
 
 export function decodeImapCursor(token: string): ImapCursor {
-  const parsed = decodeToken(token, 'cursor') as { v?: unknown; uv?: unknown; b?: unknown };
+  const parsed = decodeToken(token, 'cursor') as { v?: unknown; uv?: unknown; b?: unknown } | null;
+  // `null` is valid JSON too: without this check it would crash below as a 500.
+  if (parsed === null || typeof parsed !== 'object') throw badToken('cursor');
   if (parsed.v !== 1 || typeof parsed.uv !== 'string' || !/^\d+$/.test(parsed.uv)) throw badToken('cursor');
   if (typeof parsed.b !== 'number' || !Number.isInteger(parsed.b) || parsed.b < 1) throw badToken('cursor');
   return { uidValidity: parsed.uv, beforeUid: parsed.b };
@@ -64,7 +66,7 @@ function badToken(what: string): GatewayError {
   return new GatewayError('VALIDATION_FAILED', `query/${what} is not a ${what === 'since' ? 'state' : what} this gateway issued`);
 }
 
-// --- POP3 (issue 4) ---------------------------------------------------------------------------------
+// --- POP3 -------------------------------------------------------------------------------------------
 
 /**
  * A POP3 page cursor. POP3 message numbers live one session only (RFC 1939 §5), so the anchor is the

@@ -22,7 +22,7 @@ export interface MessageFilters {
   smaller?: number;
 }
 
-export const FILTER_NAMES = [
+const FILTER_NAMES = [
   'from',
   'to',
   'subject',

@@ -5,6 +5,10 @@
  * A message's parsed form (headers, text, html, attachment list) never changes for a given
  * UIDVALIDITY and UID (or POP3 UIDL), so it is cached without revalidation; flags are always read
  * from the server.
+ *
+ * Every mailbox path a request names (the mailbox, a move or copy destination) is normalised here,
+ * once, before any backend, cache key or id sees it (mailbox-path.ts): `inbox` and `INBOX` are one
+ * mailbox to every layer below.
  */
 import type { Readable } from 'node:stream';
 import type { AccountService } from '../accounts/account-service.js';
@@ -13,7 +17,8 @@ import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
-import type { MailboxChangesResult } from './imap/changes.js';
+import { normalizeMailboxPath as normalize } from './mailbox-path.js';
+import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
 import type {
@@ -21,6 +26,7 @@ import type {
   ListQuery,
   ListResult,
   MailboxChanges,
+  MailboxChangesResult,
   MailboxInfo,
   MessageDetail,
   MessageLocation,
@@ -70,66 +76,69 @@ export class MailService {
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
     const backend = await this.backendFor(accountId);
     if (query.filters !== undefined && !backend.capabilitiesOf(accountId).includes('search')) {
-      throw notSupported('Filtering a listing (search)');
+      throw unavailable('Filtering a listing (search)');
     }
-    return backend.listMessages(accountId, mailbox, query);
+    return backend.listMessages(accountId, normalize(mailbox), query);
   }
 
   async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
     const backend = await this.backendFor(accountId);
-    if (!backend.changesSince) throw notSupported('Delta sync (/changes)');
-    return backend.changesSince(accountId, mailbox, since, limit);
+    if (!backend.changesSince) throw unavailable('Delta sync (/changes)');
+    return backend.changesSince(accountId, normalize(mailbox), since, limit);
   }
 
   async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges): Promise<MessageSummary> {
     const backend = await this.backendFor(accountId);
-    if (!backend.updateFlags) throw notSupported('Flags');
-    return backend.updateFlags(accountId, mailbox, decodeMessageId(id), changes);
+    if (!backend.updateFlags) throw unavailable('Flags');
+    return backend.updateFlags(accountId, normalize(mailbox), decodeMessageId(id), changes);
   }
 
   async moveMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.moveMessage) throw notSupported('Moving messages');
-    return backend.moveMessage(accountId, mailbox, decodeMessageId(id), destination);
+    if (!backend.moveMessage) throw unavailable('Moving messages');
+    return backend.moveMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
   }
 
   async copyMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.copyMessage) throw notSupported('Copying messages');
-    return backend.copyMessage(accountId, mailbox, decodeMessageId(id), destination);
+    if (!backend.copyMessage) throw unavailable('Copying messages');
+    return backend.copyMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
   }
 
   async deleteMessage(accountId: string, mailbox: string, id: string): Promise<void> {
     const backend = await this.backendFor(accountId);
-    await backend.deleteMessage(accountId, mailbox, decodeMessageId(id));
+    await backend.deleteMessage(accountId, normalize(mailbox), decodeMessageId(id));
   }
 
   async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
-    if (!backend.appendMessage) throw notSupported('Adding messages (APPEND)');
-    return backend.appendMessage(accountId, mailbox, content, flags);
+    if (!backend.appendMessage) throw unavailable('Adding messages (APPEND)');
+    return backend.appendMessage(accountId, normalize(mailbox), content, flags);
   }
 
   async createMailbox(accountId: string, path: string): Promise<MailboxInfo> {
     const backend = await this.backendFor(accountId);
-    if (!backend.createMailbox) throw notSupported('Mailbox management');
-    return backend.createMailbox(accountId, path);
+    if (!backend.createMailbox) throw unavailable('Mailbox management');
+    return backend.createMailbox(accountId, normalize(path));
   }
 
   async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
     const backend = await this.backendFor(accountId);
-    if (!backend.updateMailbox) throw notSupported('Mailbox management');
-    return backend.updateMailbox(accountId, path, changes);
+    if (!backend.updateMailbox) throw unavailable('Mailbox management');
+    // The new name of a rename stays as given: renaming to any spelling of INBOX is refused as
+    // MAILBOX_EXISTS by the backend, which a normalised name equal to `path` would turn into a no-op.
+    return backend.updateMailbox(accountId, normalize(path), changes);
   }
 
   async deleteMailbox(accountId: string, path: string): Promise<void> {
     const backend = await this.backendFor(accountId);
-    if (!backend.deleteMailbox) throw notSupported('Mailbox management');
-    await backend.deleteMailbox(accountId, path);
+    if (!backend.deleteMailbox) throw unavailable('Mailbox management');
+    await backend.deleteMailbox(accountId, normalize(path));
   }
 
-  async getMessage(accountId: string, mailbox: string, id: string, markSeen: boolean): Promise<MessageDetail> {
+  async getMessage(accountId: string, mailboxPath: string, id: string, markSeen: boolean): Promise<MessageDetail> {
     const backend = await this.backendFor(accountId);
+    const mailbox = normalize(mailboxPath);
     const ref = decodeMessageId(id);
     const summary = await backend.getSummary(accountId, mailbox, ref, { markSeen });
     const parsed = await this.parsed(backend, accountId, mailbox, ref);
@@ -148,11 +157,12 @@ export class MailService {
 
   async openRaw(accountId: string, mailbox: string, id: string, rangeFor?: RangeSelector): Promise<RawMessage> {
     const backend = await this.backendFor(accountId);
-    return backend.openRaw(accountId, mailbox, decodeMessageId(id), rangeFor);
+    return backend.openRaw(accountId, normalize(mailbox), decodeMessageId(id), rangeFor);
   }
 
-  async openAttachment(accountId: string, mailbox: string, id: string, attachmentId: string): Promise<AttachmentContent> {
+  async openAttachment(accountId: string, mailboxPath: string, id: string, attachmentId: string): Promise<AttachmentContent> {
     const backend = await this.backendFor(accountId);
+    const mailbox = normalize(mailboxPath);
     const ref = decodeMessageId(id);
     const parsed = await this.parsed(backend, accountId, mailbox, ref);
     const attachment = parsed.attachments.find((a) => a.id === attachmentId);
@@ -196,7 +206,7 @@ export class MailService {
     await this.noticeConnectionChange(account);
     const backend = this.options.backends[account.protocol];
     if (backend === undefined) {
-      throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${account.protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+      throw protocolNotServed(account.protocol);
     }
     return backend;
   }
@@ -207,6 +217,7 @@ function connectionFingerprint(record: AccountRecord): string {
   return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, record.sealedSecret, record.tlsVerify]);
 }
 
-function notSupported(what: string): GatewayError {
-  return new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${what} is not available on this account's protocol`);
+/** A feature the account's backend does not implement at all (an optional MailBackend method). */
+function unavailable(what: string): GatewayError {
+  return notSupported(`${what} is not available on this account's protocol`);
 }

@@ -9,7 +9,8 @@
  *
  * Layout: one version byte, then the payload, base64url without padding.
  */
-import { GatewayError } from '../errors.js';
+import type { GatewayError } from '../errors.js';
+import { messageNotFound } from './mail-errors.js';
 
 const IMAP_TAG = 0x01;
 const POP3_TAG = 0x02;
@@ -43,7 +44,7 @@ export function encodePop3MessageId(uidl: string): string {
 
 /** Decodes an id, or throws `MESSAGE_NOT_FOUND` for anything this gateway could not have issued. */
 export function decodeMessageId(id: string): MessageRef {
-  const notFound = (): GatewayError => new GatewayError('MESSAGE_NOT_FOUND', `No message with id ${id}`);
+  const notFound = (): GatewayError => messageNotFound(`No message with id ${id}`);
   if (!/^[A-Za-z0-9_-]{2,128}$/.test(id)) throw notFound();
   const buf = Buffer.from(id, 'base64url');
   // Round-trip check: reject non-canonical spellings so one message has exactly one id.
@@ -65,6 +66,6 @@ export function decodeMessageId(id: string): MessageRef {
 
 export function decodeImapMessageId(id: string): ImapMessageRef {
   const ref = decodeMessageId(id);
-  if (ref.kind !== 'imap') throw new GatewayError('MESSAGE_NOT_FOUND', `No message with id ${id}`);
+  if (ref.kind !== 'imap') throw messageNotFound(`No message with id ${id}`);
   return ref;
 }

@@ -2,7 +2,6 @@
  * The shapes the mail layer hands up to the routes: protocol-neutral, already in the API's terms
  * (API.md, Mailboxes and Messages). Route schemas in src/http/schemas mirror these.
  */
-import type { Readable } from 'node:stream';
 import type { MessageFilters } from './filters.js';
 import type { ParsedAttachment } from './mime/parse-message.js';
 
@@ -78,12 +77,6 @@ export interface ByteRange {
   end: number;
 }
 
-export interface ContentStream {
-  /** Total size of the whole entity (raw message or decoded attachment) when known. */
-  size: number | null;
-  stream: Readable;
-}
-
 export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'append' | 'changes' | 'events';
 
 /**
@@ -112,6 +105,19 @@ export interface FlagChanges {
   draft?: boolean;
   addFlags?: string[];
   removeFlags?: string[];
+}
+
+/**
+ * What changed in a mailbox since a state the gateway handed out (API.md, Changes): ids of created
+ * and destroyed messages, summaries of updated ones, and the state to ask from next time.
+ */
+export interface MailboxChangesResult {
+  created: string[];
+  updated: MessageSummary[];
+  destroyed: string[];
+  state: string;
+  /** More changes than `limit` happened: asking again with `state` continues. */
+  hasMore: boolean;
 }
 
 export interface MailboxChanges {

@@ -1,4 +1,4 @@
-/** Shared test helpers for outcomes: the GatewayError a promise rejects with, the bytes of a stream. */
+/** Shared test helpers for outcomes: the GatewayError a call throws or a promise rejects with, the bytes of a stream. */
 import { expect } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
 
@@ -11,6 +11,17 @@ export async function rejection(promise: Promise<unknown>): Promise<GatewayError
     return err as GatewayError;
   }
   throw new Error('expected a rejection');
+}
+
+/** Calls `fn`, expects it to throw a GatewayError and returns that error (the synchronous `rejection`). */
+export function thrown(fn: () => unknown): GatewayError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(GatewayError);
+    return err as GatewayError;
+  }
+  throw new Error('expected a throw');
 }
 
 /** Reads `stream` to its end and returns all its chunks (strings converted) as one Buffer. */

@@ -1,6 +1,6 @@
 import { validateHeaderValue } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { contentDisposition } from '../../src/mail/mime/content-disposition.js';
+import { contentDisposition } from '../../src/http/content-disposition.js';
 
 /** Reads filename* back the way a browser does (RFC 8187: charset'lang'pct-encoded). */
 function extendedName(header: string): string | undefined {

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../errors.js';
-import { contentDisposition } from '../../mail/mime/content-disposition.js';
-import { normalizeMailboxPath } from '../../mail/imap/backend.js';
+import { contentDisposition } from '../content-disposition.js';
 import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, UPSTREAM_CODES, binaryResponse, problems, success } from '../schemas/common.js';
 import type { ErrorCode } from '../../errors.js';
@@ -50,7 +49,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox } = request.params;
-      const result = await mail.listMessages(account, normalizeMailboxPath(mailbox), {
+      const result = await mail.listMessages(account, mailbox, {
         limit: request.query.limit,
         cursor: request.query.cursor,
         filters: pickFilters(request.query),
@@ -85,7 +84,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox } = request.params;
-      return mail.changesSince(account, normalizeMailboxPath(mailbox), request.query.since, request.query.limit);
+      return mail.changesSince(account, mailbox, request.query.since, request.query.limit);
     },
   );
 
@@ -105,7 +104,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.getMessage(account, normalizeMailboxPath(mailbox), id, request.query.markSeen);
+      return mail.getMessage(account, mailbox, id, request.query.markSeen);
     },
   );
 
@@ -129,7 +128,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      const raw = await mail.openRaw(account, normalizeMailboxPath(mailbox), id, rangeSelector(request.headers.range));
+      const raw = await mail.openRaw(account, mailbox, id, rangeSelector(request.headers.range));
       const partial = raw.range.start !== 0 || raw.range.end !== raw.size;
       void reply
         .header('content-type', 'message/rfc822')
@@ -164,7 +163,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id, attachmentId } = request.params;
-      const attachment = await mail.openAttachment(account, normalizeMailboxPath(mailbox), id, attachmentId);
+      const attachment = await mail.openAttachment(account, mailbox, id, attachmentId);
       return reply
         .header('content-type', attachment.contentType)
         .header('content-disposition', contentDisposition('attachment', attachment.filename))
@@ -204,7 +203,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
       }
       if (content.length === 0) throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
       const flags = (request.query.flags ?? []).flatMap((f) => f.split(' ')).filter((f) => f.length > 0);
-      const location = await mail.appendMessage(account, normalizeMailboxPath(mailbox), content, flags);
+      const location = await mail.appendMessage(account, mailbox, content, flags);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
     },
   );
@@ -228,7 +227,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.updateFlags(account, normalizeMailboxPath(mailbox), id, request.body);
+      return mail.updateFlags(account, mailbox, id, request.body);
     },
   );
 
@@ -251,7 +250,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.moveMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+      return mail.moveMessage(account, mailbox, id, request.body.destination);
     },
   );
 
@@ -274,7 +273,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      const location = await mail.copyMessage(account, normalizeMailboxPath(mailbox), id, request.body.destination);
+      const location = await mail.copyMessage(account, mailbox, id, request.body.destination);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
     },
   );
@@ -294,7 +293,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      await mail.deleteMessage(account, normalizeMailboxPath(mailbox), id);
+      await mail.deleteMessage(account, mailbox, id);
       return reply.code(204).send(null);
     },
   );

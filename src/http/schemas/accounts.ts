@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox';
+import { Type } from 'typebox';
 import { ACCOUNT_ID_PATTERN, Nullable, StringEnum } from './common.js';
 
 const Protocol = StringEnum(['imap', 'pop3'] as const, { description: 'How the gateway reaches the mailbox' });
@@ -51,7 +51,6 @@ export const AccountCreateBody = Type.Object(
     ],
   },
 );
-export type AccountCreateBodyT = Static<typeof AccountCreateBody>;
 
 export const AccountPatchBody = Type.Object(
   {
@@ -72,7 +71,6 @@ export const AccountPatchBody = Type.Object(
     examples: [{ password: 'n3w-s3cret' }],
   },
 );
-export type AccountPatchBodyT = Static<typeof AccountPatchBody>;
 
 export const VerifyQuery = Type.Object(
   {

@@ -59,10 +59,6 @@ export const AttachmentParams = Type.Object({
   id: MessageId,
   attachmentId: AttachmentId,
 });
-export type AccountParamsT = Static<typeof AccountParams>;
-export type MailboxParamsT = Static<typeof MailboxParams>;
-export type MessageParamsT = Static<typeof MessageParams>;
-export type AttachmentParamsT = Static<typeof AttachmentParams>;
 
 export const Problem = Type.Object(
   {

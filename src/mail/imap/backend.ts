@@ -1,5 +1,8 @@
 /**
- * The IMAP backend: MailBackend over per-account pools of imapflow sessions.
+ * The IMAP backend: MailBackend over per-account pools of imapflow sessions. A facade: it leases a
+ * session (pool.ts), selects and synchronises the mailbox (mailbox-sync.ts), bounds the work in time
+ * and maps errors; the work itself lives in one module per operation, and listings' shared state
+ * checks in state-check.ts.
  */
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
@@ -8,6 +11,7 @@ import { keys } from '../../cache/keys.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount, MailAccountResolver } from '../account.js';
 import type { MailBackend, PartStream, RangeSelector, RawMessage } from '../backend.js';
+import { messageNotFound } from '../mail-errors.js';
 import { encodeImapMessageId, type MessageRef } from '../message-id.js';
 import type {
   Capability,
@@ -15,6 +19,7 @@ import type {
   ListQuery,
   ListResult,
   MailboxChanges,
+  MailboxChangesResult,
   MailboxInfo,
   EncodedPage,
   MessageLocation,
@@ -25,13 +30,15 @@ import { expungeMessage } from './expunge.js';
 import { flagsToAddAndRemove, storeFlags } from './flags.js';
 import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
 import { transferMessage } from './transfer.js';
-import { changesSince, type MailboxChangesResult } from './changes.js';
+import { changesSince, lacksQresync } from './changes.js';
 import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
 import { listPage, mailboxState, selectedMailbox } from './listing.js';
-import { cacheable, statusState, type ListingCache } from './listing-cache.js';
+import { cacheable, type ListingCache } from './listing-cache.js';
+import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
+import { SharedStateChecks } from './state-check.js';
 import { AccountPool, type Lease, type LeaseKind, type PoolStats } from './pool.js';
 import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
@@ -70,8 +77,8 @@ export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
   private readonly serverCapabilities = new Map<string, Capability[]>();
   private readonly unwatch = new Map<string, () => void>();
-  /** Listing state checks by account and mailbox: the one on its way, the next one (see currentState). */
-  private readonly stateChecks = new Map<string, { sent?: Promise<string | null>; next?: Promise<string | null> }>();
+  /** Listing state checks by account and mailbox, one in flight per mailbox (see currentState). */
+  private readonly stateChecks = new SharedStateChecks<string | null>();
 
   constructor(private readonly options: ImapBackendOptions) {}
 
@@ -102,8 +109,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'list_mailboxes', null, (client) => listMailboxes(client, options.counts));
   }
 
-  async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
-    const path = normalizeMailboxPath(mailbox);
+  async listMessages(accountId: string, path: string, query: ListQuery): Promise<ListResult> {
     const listingCache = this.options.listingCache;
     if (listingCache === undefined) {
       return this.run(accountId, 'list_messages', { path, sync: true }, (client) => listPage(client, query));
@@ -132,50 +138,17 @@ export class ImapBackend implements MailBackend {
   }
 
   /**
-   * The mailbox's state as the server reports it now, or null when it cannot be told cheaply (no
-   * CONDSTORE): a NOOP on a session that has it selected, else a STATUS (which spares a SELECT).
-   *
-   * Requests for the same mailbox share one check (single flight), but only a check whose command
-   * was not yet sent when they arrived: its answer then reflects every change the server had made
-   * before each of them arrived, so a change is still visible on the very next call. A request that
-   * arrives after the command went out waits for the next check, which is sent when the one on its
-   * way has been answered: one check per mailbox at a time, each answering every request that
-   * arrived during the one before.
+   * The mailbox's state as the server reports it now (listingState), from a check sent after this
+   * call, shared with every other listing of the mailbox that arrived before it was sent
+   * (state-check.ts, decision 0008).
    */
   private currentState(accountId: string, path: string): Promise<string | null> {
-    const flightKey = `${accountId}\u0000${path}`;
-    let flight = this.stateChecks.get(flightKey);
-    if (flight === undefined) {
-      flight = {};
-      this.stateChecks.set(flightKey, flight);
-    }
-    if (flight.next !== undefined) return flight.next;
-    const current = flight;
-    const previous = current.sent ?? Promise.resolve(null);
-    const check: Promise<string | null> = previous
-      .catch(() => null)
-      .then(() =>
-        this.run(accountId, 'check_listing', { path, sync: false, select: false }, async (client) => {
-          // From here on the command is on its way: later arrivals need the next check.
-          if (current.next === check) current.next = undefined;
-          current.sent = check;
-          if (client.mailbox && client.mailbox.path === path) {
-            await syncSelected(client, path);
-            const mailbox = selectedMailbox(client);
-            return cacheable(mailbox) ? mailboxState(mailbox) : null;
-          }
-          return statusState(client, path);
-        }),
-      )
-      .finally(() => {
-        if (current.next === check) current.next = undefined;
-        if (current.sent === check) current.sent = undefined;
-        if (current.next === undefined && current.sent === undefined && this.stateChecks.get(flightKey) === current) {
-          this.stateChecks.delete(flightKey);
-        }
-      });
-    current.next = check;
-    return check;
+    return this.stateChecks.check(`${accountId}\u0000${path}`, (sending) =>
+      this.run(accountId, 'check_listing', { path, sync: false, select: false }, (client) => {
+        sending();
+        return listingState(client, path);
+      }),
+    );
   }
 
   async getSummary(
@@ -249,7 +222,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'changes', { path: mailbox, sync: true }, (client) => {
       // Whether the server can answer at all comes before whether the token is one we issued.
       if (!client.enabled.has('QRESYNC')) {
-        throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', 'This server lacks QRESYNC (RFC 7162), so deletions since a state cannot be told');
+        throw lacksQresync();
       }
       return changesSince(client, decodeImapState(since), limit);
     });
@@ -285,8 +258,7 @@ export class ImapBackend implements MailBackend {
     }, { retry: false });
   }
 
-  async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
-    const path = normalizeMailboxPath(mailbox);
+  async appendMessage(accountId: string, path: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
     // APPEND needs no selected mailbox; a session that has the destination selected is preferred
     // only because it is likely idle and warm.
     const added = await this.run(accountId, 'append', null, (client) => appendMessage(client, path, content, flags), { retry: false });
@@ -297,8 +269,7 @@ export class ImapBackend implements MailBackend {
     return this.run(accountId, 'create_mailbox', null, (client) => createMailbox(client, path), { retry: false });
   }
 
-  async updateMailbox(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo> {
-    const from = normalizeMailboxPath(path);
+  async updateMailbox(accountId: string, from: string, changes: MailboxChanges): Promise<MailboxInfo> {
     const renamed = changes.path !== undefined && changes.path !== from;
     const info = await this.run(
       accountId,
@@ -316,20 +287,18 @@ export class ImapBackend implements MailBackend {
   }
 
   async deleteMailbox(accountId: string, path: string): Promise<void> {
-    const target = normalizeMailboxPath(path);
-    await this.run(accountId, 'delete_mailbox', null, (client) => deleteMailbox(client, target), { retry: false });
-    this.pools.get(accountId)?.forgetMailbox(target);
+    await this.run(accountId, 'delete_mailbox', null, (client) => deleteMailbox(client, path), { retry: false });
+    this.pools.get(accountId)?.forgetMailbox(path);
   }
 
   private async transfer(
     accountId: string,
     mailbox: string,
     ref: MessageRef,
-    destination: string,
+    target: string,
     mode: 'move' | 'copy',
   ): Promise<MessageLocation> {
     const { uid } = this.imapRef(ref);
-    const target = normalizeMailboxPath(destination);
     const moved = await this.run(
       accountId,
       mode === 'move' ? 'move_message' : 'copy_message',
@@ -434,7 +403,7 @@ export class ImapBackend implements MailBackend {
     work: (client: ImapFlow) => Promise<T>,
     options: { retry?: boolean } = {},
   ): Promise<{ lease: Lease; value: T }> {
-    const path = selection === null ? null : normalizeMailboxPath(selection.path);
+    const path = selection?.path ?? null;
     for (let attempt = 1; ; attempt++) {
       let lease: Lease;
       try {
@@ -450,7 +419,7 @@ export class ImapBackend implements MailBackend {
         const value = await withDeadline(
           (async () => {
             if (selection !== null && path !== null && selection.select !== false) {
-              await select(client, path, selection.sync, selection.syncedSince);
+              await selectMailbox(client, path, selection.sync, selection.syncedSince);
             }
             return work(client);
           })(),
@@ -499,88 +468,4 @@ export class ImapBackend implements MailBackend {
     if (ref.kind !== 'imap' || BigInt(current) !== ref.uidValidity) throw messageNotFound();
     return current;
   }
-}
-
-/** INBOX is case-insensitive (RFC 9051 §5.1); every other name is taken as given. */
-export function normalizeMailboxPath(path: string): string {
-  return path.toUpperCase() === 'INBOX' ? 'INBOX' : path;
-}
-
-/**
- * When each session's view of its selected mailbox was last brought up to date: the moment the
- * NOOP or SELECT that did it was sent (performance.now()).
- */
-const syncedAt = new WeakMap<ImapFlow, number>();
-
-/**
- * Selects `path` unless it already is; `sync` also brings the session's view of it up to date,
- * unless a NOOP or SELECT sent at or after `syncedSince` already did (the listing after its own
- * state check, on the session that made it).
- */
-async function select(client: ImapFlow, path: string, sync: boolean, syncedSince?: number): Promise<void> {
-  if (client.mailbox && client.mailbox.path === path) {
-    const fresh = syncedSince !== undefined && (syncedAt.get(client) ?? Number.NEGATIVE_INFINITY) >= syncedSince;
-    if (sync && !fresh) await syncSelected(client, path);
-    return;
-  }
-  await openMailbox(client, path);
-}
-
-/**
- * Brings a selected mailbox's state up to date. NOOP (RFC 9051 §6.1.2) makes the server look at the
- * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
- * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
- * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
- * cannot have moved and one round trip is enough. A UIDVALIDITY other than the session's means the
- * mailbox was rebuilt under it: it is selected afresh.
- */
-async function syncSelected(client: ImapFlow, path: string): Promise<void> {
-  let arrived = false;
-  const onExists = (): void => {
-    arrived = true;
-  };
-  client.on('exists', onExists);
-  const sentAt = performance.now();
-  try {
-    await client.noop();
-  } finally {
-    client.off('exists', onExists);
-  }
-  if (!arrived) {
-    syncedAt.set(client, sentAt);
-    return;
-  }
-  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
-  // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
-  // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
-  const status = await client.status(path, {
-    uidValidity: true,
-    uidNext: true,
-    ...(condstore ? { highestModseq: true } : {}),
-  });
-  const mailbox = client.mailbox;
-  if (!status || !mailbox || mailbox.path !== path) return;
-  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
-  else syncedAt.set(client, sentAt);
-}
-
-/** SELECT, with a missing or unselectable mailbox reported as such. */
-async function openMailbox(client: ImapFlow, path: string): Promise<void> {
-  const sentAt = performance.now();
-  try {
-    await client.mailboxOpen(path);
-    syncedAt.set(client, sentAt);
-  } catch (err) {
-    // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
-    // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.
-    const e = err as { responseStatus?: string; serverResponseCode?: string; mailboxMissing?: boolean };
-    if (e.responseStatus === 'NO' && (e.serverResponseCode === undefined || e.serverResponseCode === 'NONEXISTENT')) {
-      e.mailboxMissing = true;
-    }
-    throw err;
-  }
-}
-
-function messageNotFound(): GatewayError {
-  return new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
 }

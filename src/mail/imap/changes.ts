@@ -13,17 +13,15 @@
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { encodeImapState, type ImapState } from '../cursor.js';
+import { notSupported } from '../mail-errors.js';
 import { encodeImapMessageId } from '../message-id.js';
-import type { MessageSummary } from '../types.js';
+import type { MailboxChangesResult, MessageSummary } from '../types.js';
 import { mailboxState, selectedMailbox } from './listing.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 
-export interface MailboxChangesResult {
-  created: string[];
-  updated: MessageSummary[];
-  destroyed: string[];
-  state: string;
-  hasMore: boolean;
+/** Without QRESYNC's VANISHED (RFC 7162 §3.2.6) a server cannot tell which messages went away. */
+export function lacksQresync(): GatewayError {
+  return notSupported('This server lacks QRESYNC (RFC 7162), so deletions since a state cannot be told');
 }
 
 export async function changesSince(client: ImapFlow, since: ImapState, limit: number): Promise<MailboxChangesResult> {
@@ -36,7 +34,7 @@ export async function changesSince(client: ImapFlow, since: ImapState, limit: nu
     throw new GatewayError('STATE_TOO_OLD', 'This state carries no MODSEQ to compare with; list the mailbox again');
   }
   if (!client.enabled.has('QRESYNC')) {
-    throw new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', 'This server lacks QRESYNC (RFC 7162), so deletions since a state cannot be told');
+    throw lacksQresync();
   }
   const current = mailboxState(mailbox);
   const sinceModseq = BigInt(since.highestModseq);

@@ -3,6 +3,7 @@
  * caller can act on, never the server's raw answer verbatim beyond its human text, never credentials.
  */
 import { GatewayError, isGatewayError } from '../../errors.js';
+import { classifySocketError } from '../upstream-errors.js';
 
 interface ImapFlowErrorLike {
   code?: string;
@@ -16,8 +17,10 @@ interface ImapFlowErrorLike {
   _err?: { code?: string; message?: string };
 }
 
-const TIMEOUT_CODES = new Set(['CONNECT_TIMEOUT', 'GREETING_TIMEOUT', 'UPGRADE_TIMEOUT', 'ETIMEOUT', 'ETIMEDOUT']);
-const TLS_CODE = /^(ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/;
+/** imapflow's own timers (connect, greeting, STARTTLS upgrade); the OS's ETIMEDOUT is classified below. */
+const IMAPFLOW_TIMEOUT_CODES = new Set(['CONNECT_TIMEOUT', 'GREETING_TIMEOUT', 'UPGRADE_TIMEOUT']);
+/** imapflow's words for a connection that is gone (the socket ones are classified below). */
+const IMAPFLOW_LOST_CODES = new Set(['NoConnection', 'EConnectionClosed']);
 
 export function mapImapError(err: unknown, context: { mailbox?: string } = {}): GatewayError {
   if (isGatewayError(err)) return err;
@@ -34,22 +37,12 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
       cause,
     );
   }
-  if (TIMEOUT_CODES.has(code)) {
+  if (IMAPFLOW_TIMEOUT_CODES.has(code)) {
     return new GatewayError('UPSTREAM_TIMEOUT', 'The mail server did not answer in time', cause);
   }
-  if (e.tlsFailed || TLS_CODE.test(code)) {
-    return new GatewayError(
-      'UPSTREAM_ERROR',
-      `TLS with the mail server failed (${code || 'handshake error'}); for a self-signed certificate set tlsVerify to false`,
-      cause,
-    );
-  }
-  if (code === 'ECONNREFUSED') {
-    return new GatewayError('UPSTREAM_ERROR', 'The mail server refused the connection', cause);
-  }
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new GatewayError('UPSTREAM_ERROR', 'The mail server host name could not be resolved', cause);
-  }
+  // imapflow keeps the socket's error in `_err` when it wraps one.
+  const socket = classifySocketError(err, { code, tls: e.tlsFailed });
+  if (socket !== null) return socket;
   if (e.mailboxMissing || e.serverResponseCode === 'NONEXISTENT') {
     return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${context.mailbox ?? ''}`.trim(), cause);
   }
@@ -57,7 +50,7 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
     const text = e.responseText ? `: ${e.responseText}` : '';
     return new GatewayError('UPSTREAM_ERROR', `The mail server answered ${e.responseStatus}${text}`, cause);
   }
-  if (code === 'NoConnection' || code === 'EConnectionClosed' || code === 'ECONNRESET' || code === 'EPIPE') {
+  if (IMAPFLOW_LOST_CODES.has(code)) {
     return new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost', cause);
   }
   return new GatewayError('UPSTREAM_ERROR', 'The mail server answered in a way the gateway could not use', cause);

@@ -1,10 +1,11 @@
 /**
  * Deleting one message: `\Deleted` and `UID EXPUNGE <uid>` (UIDPLUS, RFC 4315 §2.1), which removes
  * that message only. A plain EXPUNGE would also remove every other message some client had flagged
- * `\Deleted`, so without UIDPLUS the gateway refuses (decision 0004).
+ * `\Deleted`, so without UIDPLUS the gateway refuses (decision 0006).
  */
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
+import { messageNotFound, notSupported } from '../mail-errors.js';
 import { syncView, withMessageLock } from './message-lock.js';
 
 export async function expungeMessage(client: ImapFlow, uid: number): Promise<void> {
@@ -13,10 +14,9 @@ export async function expungeMessage(client: ImapFlow, uid: number): Promise<voi
   await withMessageLock(client, uid, async () => {
     await syncView(client);
     const existing = await client.fetchOne(String(uid), { uid: true }, { uid: true });
-    if (!existing || existing.uid !== uid) throw new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
+    if (!existing || existing.uid !== uid) throw messageNotFound();
     if (!client.capabilities.has('UIDPLUS')) {
-      throw new GatewayError(
-        'NOT_SUPPORTED_BY_PROTOCOL',
+      throw notSupported(
         'This server lacks UIDPLUS: deleting one message would expunge every message flagged \\Deleted; move it to Trash instead',
       );
     }

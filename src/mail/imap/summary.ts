@@ -38,7 +38,7 @@ export function toSummary(msg: FetchMessageObject, uidValidity: bigint): Message
 }
 
 /** `\Recent` is never reported: it is gone in IMAP4rev2 (RFC 9051 §7.5.2 note) and per-session anyway. */
-export function visibleFlags(flags: Set<string> | undefined): string[] {
+function visibleFlags(flags: Set<string> | undefined): string[] {
   return [...(flags ?? [])].filter((f) => f.toLowerCase() !== '\\recent').sort();
 }
 
@@ -66,7 +66,7 @@ function isoDate(value: Date | string | undefined): string | null {
  * The view also counts as embedded a part whose Content-ID the HTML references (`cid:`) outside
  * multipart/related; BODYSTRUCTURE cannot tell that, so such a message is flagged here and not there.
  */
-export function structureHasAttachments(node: MessageStructureObject, insideRelated = false): boolean {
+function structureHasAttachments(node: MessageStructureObject, insideRelated = false): boolean {
   const type = (node.type ?? '').toLowerCase();
   if (type.startsWith('multipart/')) {
     const related = insideRelated || type === 'multipart/related';

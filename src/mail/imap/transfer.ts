@@ -3,11 +3,12 @@
  *
  * MOVE (RFC 6851) where the server has it; else COPY, then `\Deleted` and UID EXPUNGE of that UID
  * only (UIDPLUS, RFC 4315). Without either, a move would have to EXPUNGE every `\Deleted` message of
- * the mailbox, so it is refused (decision 0004). The new UID comes from COPYUID (RFC 4315 §3); a
+ * the mailbox, so it is refused (decision 0006). The new UID comes from COPYUID (RFC 4315 §3); a
  * server without UIDPLUS is searched for the Message-ID in the destination instead.
  */
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
+import { messageNotFound, notSupported } from '../mail-errors.js';
 import { selectedMailbox } from './listing.js';
 import { syncView, withMessageLock } from './message-lock.js';
 
@@ -34,10 +35,7 @@ async function transferLocked(client: ImapFlow, uid: number, destination: string
   const existing = await client.fetchOne(String(uid), { uid: true, headers: ['message-id'] }, { uid: true });
   if (!existing || existing.uid !== uid) throw messageNotFound();
   if (mode === 'move' && !client.capabilities.has('MOVE') && !client.capabilities.has('UIDPLUS')) {
-    throw new GatewayError(
-      'NOT_SUPPORTED_BY_PROTOCOL',
-      'This server has neither MOVE nor UIDPLUS, so one message cannot be moved without expunging others',
-    );
+    throw notSupported('This server has neither MOVE nor UIDPLUS, so one message cannot be moved without expunging others');
   }
   const uidPlus = client.capabilities.has('UIDPLUS');
   // Without UIDPLUS the new message is found by Message-ID afterwards; only UIDs from here on can be it
@@ -113,6 +111,3 @@ function messageIdOf(headers: Buffer | undefined): string | null {
   return match?.[1] ?? null;
 }
 
-function messageNotFound(): GatewayError {
-  return new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
-}

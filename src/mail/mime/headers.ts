@@ -30,7 +30,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
  * often the charset of the body (so a raw Big5 Subject reads right when the body says big5), else
  * windows-1252, which maps every byte to something visible.
  */
-export function decodeHeaderBytes(binary: string, fallbackCharset?: string): string {
+function decodeHeaderBytes(binary: string, fallbackCharset?: string): string {
   // eslint-disable-next-line no-control-regex
   if (!/[^\x00-\x7f]/.test(binary)) return binary;
   const bytes = Buffer.from(binary, 'latin1');
@@ -54,12 +54,12 @@ export function decodeHeaderBytes(binary: string, fallbackCharset?: string): str
  * space character after the break becomes a plain space, since many senders fold with a TAB that
  * stands for a space. Stray CR / LF left over (malformed input) are dropped.
  */
-export function unfold(value: string): string {
+function unfold(value: string): string {
   return value.replace(/(?:\r\n|\n|\r)[ \t]/g, ' ').replace(/[\r\n]/g, '');
 }
 
 /** Decodes RFC 2047 encoded words; a word in an unknown charset is left as it is. */
-export function decodeWords(value: string): string {
+function decodeWords(value: string): string {
   try {
     return libmime.decodeWords(value);
   } catch {

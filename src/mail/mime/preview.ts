@@ -3,7 +3,7 @@
  * markup removed. An approximation by design; it is never rendered as HTML.
  */
 
-export const PREVIEW_LENGTH = 200;
+const PREVIEW_LENGTH = 200;
 
 const NAMED_ENTITIES: Record<string, string> = {
   nbsp: ' ',
@@ -41,7 +41,7 @@ function decodeEntities(text: string): string {
 }
 
 /** HTML to rough text: invisible elements and comments dropped, tags become spaces, entities decoded. */
-export function htmlToPreviewText(html: string): string {
+function htmlToPreviewText(html: string): string {
   const withoutInvisible = html
     .replace(/<!--[\s\S]*?(?:-->|$)/g, ' ')
     .replace(/<(head|style|script|title|template)\b[^>]*>[\s\S]*?(?:<\/\1\s*>|$)/gi, ' ');

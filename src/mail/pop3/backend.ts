@@ -17,6 +17,7 @@ import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount, MailAccountResolver } from '../account.js';
 import type { MailBackend, PartStream, RangeSelector, RawMessage } from '../backend.js';
 import { decodePop3Cursor } from '../cursor.js';
+import { messageNotFound, notSupported } from '../mail-errors.js';
 import type { MessageRef } from '../message-id.js';
 import { extractAttachment } from '../mime/extract-attachment.js';
 import type { Capability, ListQuery, ListResult, MailboxInfo, MessageSummary } from '../types.js';
@@ -52,7 +53,7 @@ export interface Pop3BackendOptions {
   drainLimitBytes?: number;
   /** A download whose reader leaves the session paused this long is aborted. Default: no bound. */
   readerStallTimeoutMs?: number;
-  /** Cross-replica maildrop lease (issue 5 brings one over Redis). Default: process-local only. */
+  /** Cross-replica maildrop lease (src/coordination/maildrop-lease.ts, over Redis). Default: process-local only. */
   maildropLease?: MaildropLease;
   /** Extra TLS trust anchors (tests: the test server's self-signed certificate). */
   tlsCa?: string | Buffer | Array<string | Buffer>;
@@ -111,7 +112,7 @@ export class Pop3Backend implements MailBackend {
   async listMessages(accountId: string, mailbox: string, query: ListQuery): Promise<ListResult> {
     checkMailbox(mailbox);
     // The routes answer this first; kept here so no caller can get a silently unfiltered listing.
-    if (query.filters !== undefined) throw notSupported('Listing filters');
+    if (query.filters !== undefined) throw notOnPop3('Listing filters');
     // A bad cursor is the caller's mistake: say so before any session is opened.
     const cursor = query.cursor === undefined ? null : decodePop3Cursor(query.cursor);
     return this.run(accountId, async (lease) => {
@@ -130,7 +131,7 @@ export class Pop3Backend implements MailBackend {
     options: { markSeen: boolean },
   ): Promise<MessageSummary> {
     checkMailbox(mailbox);
-    if (options.markSeen) throw notSupported('markSeen (POP3 has no flags)');
+    if (options.markSeen) throw notOnPop3('markSeen (POP3 has no flags)');
     const uidl = pop3Uidl(ref);
     return this.run(accountId, async (lease) => {
       const entry = await this.find(lease, uidl);
@@ -345,12 +346,9 @@ function pop3Uidl(ref: MessageRef): string {
   return ref.uidl;
 }
 
-function messageNotFound(): GatewayError {
-  return new GatewayError('MESSAGE_NOT_FOUND', 'No such message in this mailbox');
-}
-
-function notSupported(what: string): GatewayError {
-  return new GatewayError('NOT_SUPPORTED_BY_PROTOCOL', `${what} is not supported on a POP3 account`);
+/** What POP3 (RFC 1939) has no command for. */
+function notOnPop3(what: string): GatewayError {
+  return notSupported(`${what} is not supported on a POP3 account`);
 }
 
 /**
@@ -363,7 +361,7 @@ function mapMessageError(err: unknown): unknown {
     err.responseCode === null &&
     (err.command === 'RETR' || err.command === 'DELE' || err.command === 'TOP')
   ) {
-    return new GatewayError('MESSAGE_NOT_FOUND', 'The mail server no longer has this message', { cause: err });
+    return messageNotFound('The mail server no longer has this message', { cause: err });
   }
   return err;
 }

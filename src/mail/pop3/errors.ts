@@ -17,11 +17,12 @@
  * Details never carry what the gateway sent (PASS and AUTH lines hold secrets), only the command's
  * verb and the server's text, made printable.
  */
-import { GatewayError, isGatewayError, type ErrorCode } from '../../errors.js';
+import { GatewayError, type ErrorCode } from '../../errors.js';
+import { classifySocketError } from '../upstream-errors.js';
 import { printable, type Pop3Reply } from './responses.js';
 
 /** Seconds a caller is told to wait after `[IN-USE]`: a POP3 session of another client is usually short. */
-export const IN_USE_RETRY_AFTER_SECONDS = 5;
+const IN_USE_RETRY_AFTER_SECONDS = 5;
 
 /** An `-ERR` answer, kept with what the server said so callers can tell answers apart. */
 export class Pop3ReplyError extends GatewayError {
@@ -95,21 +96,7 @@ export function droppedError(): GatewayError {
   return new GatewayError('UPSTREAM_ERROR', 'The POP3 session was dropped');
 }
 
-const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|HOSTNAME_MISMATCH)/;
-
-/** A socket 'error' (from connect, TLS or the wire) → our code. */
+/** A socket 'error' (from connect, TLS or the wire) → our code; anything unrecognised is a lost connection. */
 export function socketError(err: unknown, step: string): GatewayError {
-  if (isGatewayError(err)) return err;
-  const code = (err as { code?: string } | null)?.code ?? '';
-  const cause = { cause: err };
-  if (TLS_CODE.test(code) || /certificate|SSL routines|handshake/i.test(String((err as Error | null)?.message))) {
-    return new GatewayError(
-      'UPSTREAM_ERROR',
-      `TLS with the mail server failed (${code || 'handshake error'}); for a self-signed certificate set tlsVerify to false`,
-      cause,
-    );
-  }
-  if (code === 'ECONNREFUSED') return new GatewayError('UPSTREAM_ERROR', 'The mail server refused the connection', cause);
-  if (code === 'ETIMEDOUT') return new GatewayError('UPSTREAM_TIMEOUT', 'The mail server did not answer in time (connect)', cause);
-  return connectionLostError(step, err);
+  return classifySocketError(err, { step }) ?? connectionLostError(step, err);
 }

@@ -3,9 +3,9 @@
  *
  * POP3 allows one session per maildrop (RFC 1939 §8), and Dovecot does not even lock by default
  * (`pop3_lock_session = no`), so the gateway serialises its own sessions. Within one process the
- * session manager (sessions.ts) does it with a queue. Across replicas a shared lease is needed: a
- * Redis key per maildrop with a TTL, renewed while held (that implementation comes with issue 5 and
- * plugs in here). The manager takes the lease before it logs in and gives it back after QUIT or after
+ * session manager (sessions.ts) does it with a queue. Across replicas a shared lease is needed: with Redis,
+ * src/coordination/maildrop-lease.ts holds a session slot capped at one per maildrop, renewed while
+ * held, and plugs in here. The manager takes the lease before it logs in and gives it back after QUIT or after
  * dropping the connection, so while one replica holds a session no other replica opens one.
  */
 import { GatewayError } from '../../errors.js';

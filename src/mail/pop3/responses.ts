@@ -82,13 +82,6 @@ export function parseStat(reply: Pop3Reply): { count: number; size: number } {
   return { count: Number(m[1]), size: Number(m[2]) };
 }
 
-/** The single-message forms `+OK n size` (LIST n) and `+OK n uid` (UIDL n). */
-export function parseScanLine(reply: Pop3Reply): ScanListing {
-  const m = /^(\d+)\s+(\S+)/.exec(reply.text);
-  if (!m) throw new SyntaxError('malformed scan line');
-  return { number: Number(m[1]), value: m[2] ?? '' };
-}
-
 function lines(body: Buffer): string[] {
   return body
     .toString('latin1')

@@ -1,0 +1,98 @@
+/**
+ * Bringing a session's selected mailbox up to date: SELECT when another mailbox is selected, NOOP
+ * (and STATUS when mail arrived) when it is, and the state a listing is checked against.
+ *
+ * A session remembers when its view was last synchronised, so a listing that follows its own state
+ * check on the same session does not send a second NOOP (decision 0008).
+ */
+import type { ImapFlow } from 'imapflow';
+import { mailboxState, selectedMailbox } from './listing.js';
+import { cacheable, statusState } from './listing-cache.js';
+
+/**
+ * When each session's view of its selected mailbox was last brought up to date: the moment the
+ * NOOP or SELECT that did it was sent (performance.now()).
+ */
+const syncedAt = new WeakMap<ImapFlow, number>();
+
+/**
+ * Selects `path` unless it already is; `sync` also brings the session's view of it up to date,
+ * unless a NOOP or SELECT sent at or after `syncedSince` already did (the listing after its own
+ * state check, on the session that made it).
+ */
+export async function selectMailbox(client: ImapFlow, path: string, sync: boolean, syncedSince?: number): Promise<void> {
+  if (client.mailbox && client.mailbox.path === path) {
+    const fresh = syncedSince !== undefined && (syncedAt.get(client) ?? Number.NEGATIVE_INFINITY) >= syncedSince;
+    if (sync && !fresh) await syncSelected(client, path);
+    return;
+  }
+  await openMailbox(client, path);
+}
+
+/**
+ * The mailbox's state as the server reports it now, or null when it cannot be told cheaply (no
+ * CONDSTORE): a NOOP on a session that has it selected, else a STATUS (which spares a SELECT).
+ */
+export async function listingState(client: ImapFlow, path: string): Promise<string | null> {
+  if (client.mailbox && client.mailbox.path === path) {
+    await syncSelected(client, path);
+    const mailbox = selectedMailbox(client);
+    return cacheable(mailbox) ? mailboxState(mailbox) : null;
+  }
+  return statusState(client, path);
+}
+
+/**
+ * Brings a selected mailbox's state up to date. NOOP (RFC 9051 §6.1.2) makes the server look at the
+ * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
+ * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
+ * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
+ * cannot have moved and one round trip is enough. A UIDVALIDITY other than the session's means the
+ * mailbox was rebuilt under it: it is selected afresh.
+ */
+async function syncSelected(client: ImapFlow, path: string): Promise<void> {
+  let arrived = false;
+  const onExists = (): void => {
+    arrived = true;
+  };
+  client.on('exists', onExists);
+  const sentAt = performance.now();
+  try {
+    await client.noop();
+  } finally {
+    client.off('exists', onExists);
+  }
+  if (!arrived) {
+    syncedAt.set(client, sentAt);
+    return;
+  }
+  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
+  // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
+  // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
+  const status = await client.status(path, {
+    uidValidity: true,
+    uidNext: true,
+    ...(condstore ? { highestModseq: true } : {}),
+  });
+  const mailbox = client.mailbox;
+  if (!status || !mailbox || mailbox.path !== path) return;
+  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
+  else syncedAt.set(client, sentAt);
+}
+
+/** SELECT, with a missing or unselectable mailbox reported as such. */
+async function openMailbox(client: ImapFlow, path: string): Promise<void> {
+  const sentAt = performance.now();
+  try {
+    await client.mailboxOpen(path);
+    syncedAt.set(client, sentAt);
+  } catch (err) {
+    // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
+    // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.
+    const e = err as { responseStatus?: string; serverResponseCode?: string; mailboxMissing?: boolean };
+    if (e.responseStatus === 'NO' && (e.serverResponseCode === undefined || e.serverResponseCode === 'NONEXISTENT')) {
+      e.mailboxMissing = true;
+    }
+    throw err;
+  }
+}
