@@ -11,7 +11,7 @@ import { GatewayError, isGatewayError } from '../errors.js';
 import type { MailAccount } from '../mail/account.js';
 import type { MailBackend } from '../mail/backend.js';
 import { protocolNotServed } from '../mail/mail-errors.js';
-import type { Capability } from '../mail/types.js';
+import { CAPABILITIES, type Capability } from '../mail/types.js';
 import type { EgressPolicy } from '../net/egress.js';
 import type { AccountChange, AccountChanges } from './account-changes.js';
 import type { Sealer } from './sealing.js';
@@ -220,12 +220,14 @@ export class AccountService {
     return backend;
   }
 
-  /** From the live sessions, else from the last verifying login, else what the protocol always offers. */
+  /**
+   * From the live sessions, else from the last verifying login, else what the protocol always offers.
+   * A record saved by another gateway version may name capabilities this one does not serve: dropped.
+   */
   private capabilitiesOf(record: AccountRecord): Capability[] {
     const backend = this.options.backends[record.protocol];
-    return (
-      backend?.capabilities(record.id) ?? (record.capabilities as Capability[] | undefined) ?? backend?.capabilitiesOf(record.id) ?? []
-    );
+    const known = (caps: readonly string[]): Capability[] => caps.filter((c): c is Capability => (CAPABILITIES as readonly string[]).includes(c));
+    return backend?.capabilities(record.id) ?? (record.capabilities ? known(record.capabilities) : undefined) ?? backend?.capabilitiesOf(record.id) ?? [];
   }
 
   private view(record: AccountRecord): AccountView {

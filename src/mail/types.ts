@@ -77,7 +77,12 @@ export interface ByteRange {
   end: number;
 }
 
-export type Capability = 'folders' | 'flags' | 'search' | 'move' | 'copy' | 'append' | 'changes' | 'events';
+/**
+ * What an account can do through the gateway (API.md: `folders, flags, search, move, copy, append,
+ * changes, events, send`). Only what works is listed: `events` and `send` join when they are built.
+ */
+export const CAPABILITIES = ['folders', 'flags', 'search', 'move', 'copy', 'append', 'changes'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
 
 /**
  * A page already in its JSON form, as the listing cache keeps it: sent as these bytes, so a cache

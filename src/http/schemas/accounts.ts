@@ -1,11 +1,12 @@
 import { Type } from 'typebox';
 import { ACCOUNT_ID_PATTERN, Nullable, StringEnum } from './common.js';
+import { CAPABILITIES } from '../../mail/types.js';
 
 const Protocol = StringEnum(['imap', 'pop3'] as const, { description: 'How the gateway reaches the mailbox' });
 const Security = StringEnum(['tls', 'starttls', 'none'] as const, {
   description: '`tls`: implicit TLS; `starttls`: upgrade required before login; `none`: clear text',
 });
-const Capability = StringEnum(['folders', 'flags', 'search', 'move', 'copy', 'append', 'changes', 'events'] as const);
+const Capability = StringEnum(CAPABILITIES);
 
 const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[^\\s/]+$', examples: ['imap.example.com'] });
 const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [993] });
@@ -97,7 +98,7 @@ export const Account = Type.Object(
     updatedAt: Type.String({ format: 'date-time' }),
     capabilities: Type.Array(Capability, {
       description: "What this account's protocol and server support through the gateway",
-      examples: [['append', 'changes', 'copy', 'events', 'flags', 'folders', 'move', 'search']],
+      examples: [['append', 'changes', 'copy', 'flags', 'folders', 'move', 'search']],
     }),
   },
   { $id: 'Account', description: 'An account, never with its secret' },

@@ -451,7 +451,6 @@ export class ImapBackend implements MailBackend {
     if (has('MOVE') || has('UIDPLUS')) caps.push('move');
     // Deletions since a state can only be told with QRESYNC's VANISHED (RFC 7162 §3.2.6).
     if (has('QRESYNC')) caps.push('changes');
-    if (has('IDLE')) caps.push('events');
     caps.sort();
     this.serverCapabilities.set(accountId, caps);
     return caps;
