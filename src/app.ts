@@ -26,7 +26,6 @@ import { Metrics } from './metrics/metrics.js';
 import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coordination/session-slots.js';
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
-import { registerAuth } from './http/auth.js';
 import { registerCors } from './http/cors.js';
 import { registerProblemHandlers } from './http/problem.js';
 import { OneLinePerRequest } from './http/request-log.js';
@@ -37,6 +36,13 @@ import { accountRoutes } from './http/routes/accounts.js';
 import { mailboxRoutes } from './http/routes/mailboxes.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { serviceRoutes } from './http/routes/service.js';
+import { tokenRoutes } from './http/routes/tokens.js';
+import { Token } from './http/schemas/tokens.js';
+import { registerAccess, requireDeclaredAccess } from './tenants/access.js';
+import { registerRateLimits } from './tenants/rate-limits.js';
+import { TokenService } from './tenants/token-service.js';
+import { FileTokenStore, RedisTokenStore } from './tenants/token-stores.js';
+import type { TokenStore } from './tenants/tokens.js';
 import { Address, Problem } from './http/schemas/common.js';
 import { compilePageEncoder } from './http/schemas/page-encoder.js';
 import { Account } from './http/schemas/accounts.js';
@@ -50,6 +56,7 @@ export interface AppServices {
   cache: Cache;
   imap: ImapBackend;
   metrics: Metrics;
+  tokens: TokenService;
 }
 
 declare module 'fastify' {
@@ -94,14 +101,17 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   registerProblemHandlers(app);
   await registerSwagger(app);
   await registerCors(app, config.corsOrigins);
-  registerAuth(app, config.apiKeys);
-  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes]) {
+  requireDeclaredAccess(app);
+  const limit = await registerRateLimits(app, config.rateLimits, services.redis);
+  registerAccess(app, { apiKeys: config.apiKeys, tokens: services.services.tokens, limit });
+  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes, Token]) {
     app.addSchema(schema);
   }
   await app.register(serviceRoutes);
   await app.register(
     async (v1) => {
-      await v1.register(accountRoutes);
+      await v1.register(accountRoutes, { limits: config.rateLimits });
+      await v1.register(tokenRoutes);
       await v1.register(mailboxRoutes);
       await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
     },
@@ -114,7 +124,7 @@ async function createServices(
   config: Config,
   log: FastifyInstance['log'],
   metrics: Metrics,
-): Promise<{ services: AppServices; close: () => Promise<void> }> {
+): Promise<{ services: AppServices; redis: RedisClient | undefined; close: () => Promise<void> }> {
   let redis: RedisClient | undefined;
   if (config.redisUrl !== undefined || config.redisClusterNodes.length > 0) {
     redis = createRedisClient({ url: config.redisUrl, clusterNodes: config.redisClusterNodes });
@@ -131,6 +141,8 @@ async function createServices(
         onFallback: () => metrics.redisDegradations.inc(),
       })
     : await FileAccountStore.open(config.dataDir);
+  const tokenStore: TokenStore = redis ? new RedisTokenStore(redis) : await FileTokenStore.open(config.dataDir);
+  const tokens = new TokenService(tokenStore);
   const cache: Cache = redis
     ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
     : new MemoryCache(config.memoryCacheBytes);
@@ -213,7 +225,8 @@ async function createServices(
   });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap, metrics },
+    services: { accounts, mail, accountStore, cache, imap, metrics, tokens },
+    redis,
     close: async () => {
       await accountChanges?.close();
       await imap.close();
@@ -221,6 +234,7 @@ async function createServices(
       await slots.close();
       await cache.close();
       await accountStore.close();
+      await tokenStore.close();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
     },
   };

@@ -48,6 +48,8 @@ export interface Config {
   trustProxy: boolean;
   /** Origins whose browser pages may call the API (CORS); empty: CORS off, the gateway is for backends. */
   corsOrigins: string[];
+  /** Requests per minute (0: unlimited) per admin key or token, per client address without one, and account creations per caller. */
+  rateLimits: { perMinute: number; anonymousPerMinute: number; accountCreationPerMinute: number };
 }
 
 export class ConfigError extends Error {
@@ -178,6 +180,11 @@ export function loadConfig(env: Env = process.env): Config {
     listingCache: bool('CACHE_LISTINGS', true),
     accountRecordFreshMs: int('ACCOUNT_RECORD_FRESH_MS', 1000, 0, 60_000),
     corsOrigins,
+    rateLimits: {
+      perMinute: int('RATE_LIMIT_PER_MINUTE', 6000, 0, 10_000_000),
+      anonymousPerMinute: int('RATE_LIMIT_ANONYMOUS_PER_MINUTE', 60, 0, 10_000_000),
+      accountCreationPerMinute: int('RATE_LIMIT_ACCOUNT_CREATION_PER_MINUTE', 30, 0, 10_000_000),
+    },
   };
 
   if (problems.length > 0) throw new ConfigError(problems);

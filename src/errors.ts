@@ -30,9 +30,15 @@ export const ERRORS = {
   },
   UNAUTHORIZED: {
     status: 401,
-    meaning: 'The `Authorization` header is missing or carries no valid key.',
-    action: 'Send `Authorization: Bearer <key>` with one of the keys in `API_KEYS`.',
+    meaning: 'The `Authorization` header is missing, or carries no valid admin key or access token (unknown, deleted or expired).',
+    action: 'Send `Authorization: Bearer <key>` with one of the keys in `API_KEYS`, or a current access token.',
     example: 'Missing or wrong API key (Authorization: Bearer <key>)',
+  },
+  FORBIDDEN: {
+    status: 403,
+    meaning: 'The access token is valid but lacks the scope this route needs, or the route takes an admin key.',
+    action: 'Use a token with the scope `detail` names (an admin creates one with `POST /v1/tokens`), or an admin key.',
+    example: 'This token lacks the write scope this route needs',
   },
   HOST_NOT_ALLOWED: {
     status: 403,
@@ -52,6 +58,12 @@ export const ERRORS = {
     meaning: 'No account has this id.',
     action: 'List accounts with `GET /v1/accounts`, or create this one with `POST /v1/accounts`.',
     example: 'No account alice',
+  },
+  TOKEN_NOT_FOUND: {
+    status: 404,
+    meaning: 'No access token has this id.',
+    action: 'List tokens with `GET /v1/tokens`; a deleted token is gone for good.',
+    example: 'No token tok_7Hq2mXc9LbVn0aPe',
   },
   MAILBOX_NOT_FOUND: {
     status: 404,
@@ -130,6 +142,12 @@ export const ERRORS = {
     meaning: 'The mail server refused the login with these credentials.',
     action: 'Correct the username or password (or token) with `PATCH /v1/accounts/{account}`; retrying unchanged fails again.',
     example: 'The mail server refused the stored credentials',
+  },
+  RATE_LIMITED: {
+    status: 429,
+    meaning: 'This key, token or client address sent more requests this minute than the limit allows.',
+    action: 'Wait `Retry-After` seconds; `RateLimit-Remaining` and `RateLimit-Reset` on every response tell how close you are.',
+    example: 'Rate limit of 600 requests per minute exceeded for this token; retry in 12 s',
   },
   INTERNAL_ERROR: {
     status: 500,

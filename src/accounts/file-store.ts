@@ -10,11 +10,10 @@
  * - One process per data directory: a second gateway on the same file would not see the first one's
  *   writes. Replicas share accounts through the Redis store instead.
  */
-import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GatewayError } from '../errors.js';
-import { errnoCode, syncDir } from '../util/fs.js';
+import { errnoCode, writeFileAtomic } from '../util/fs.js';
 import {
   accountRecordProblem,
   compareById,
@@ -167,24 +166,4 @@ function parseAccountsFile(file: string, text: string): Map<string, AccountRecor
     records.set(record.id, record);
   });
   return records;
-}
-
-/** Temp file in the same directory (rename is atomic only within one filesystem), fsync, rename. */
-async function writeFileAtomic(dir: string, file: string, data: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`);
-  try {
-    const handle = await fs.open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(data, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await syncDir(dir);
 }

@@ -111,24 +111,28 @@ export class RedisAccountStore implements AccountStore {
     return record;
   }
 
-  /** Runs one Redis operation with a time bound; any failure becomes SERVICE_UNAVAILABLE. */
-  private async call<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`account store ${kind} timed out after ${this.operationTimeoutMs} ms`)),
-        this.operationTimeoutMs,
-      );
-      timer.unref();
-    });
-    try {
-      return await Promise.race([op(), timeout]);
-    } catch (err) {
-      if (isGatewayError(err)) throw err;
-      throw new AccountStoreUnreachable(`the account store is unavailable (${kind} failed)`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-    }
+  private call<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> {
+    return boundedStoreCall('account store', kind, this.operationTimeoutMs, op);
+  }
+}
+
+/**
+ * Runs one Redis operation of a store (accounts, tokens) with a time bound; any failure but a
+ * GatewayError becomes SERVICE_UNAVAILABLE, so an outage is a prompt 503, never a hang or a wrong answer.
+ */
+export async function boundedStoreCall<T>(store: string, kind: 'read' | 'write', timeoutMs: number, op: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${store} ${kind} timed out after ${timeoutMs} ms`)), timeoutMs);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([op(), timeout]);
+  } catch (err) {
+    if (isGatewayError(err)) throw err;
+    throw new AccountStoreUnreachable(`the ${store} is unavailable (${kind} failed)`, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
 }
 

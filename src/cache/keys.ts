@@ -17,6 +17,12 @@ export const keys = {
   /** Hash of every account record, field = account id (no TTL). */
   accounts: (): string => `${KEY_PREFIX}accounts`,
 
+  /** Hash of every access token, field = SHA-256 of the token, value = its record (no TTL). */
+  tokens: (): string => `${KEY_PREFIX}tokens`,
+
+  /** Prefix of the rate-limit counters (one key per caller and window, TTL'd by the limiter). */
+  rateLimitPrefix: (): string => `${KEY_PREFIX}ratelimit:`,
+
   /** Pub/sub channel: an account was changed or deleted through some process. */
   accountChanges: (): string => `${KEY_PREFIX}accounts:changed`,
 

@@ -25,11 +25,16 @@ export async function registerSwagger(app: FastifyInstance): Promise<void> {
         { name: 'accounts', description: 'Mailbox accounts on IMAP or POP3 servers' },
         { name: 'mailboxes', description: 'Folders of an account' },
         { name: 'messages', description: 'Listing, reading and downloading messages' },
+        { name: 'tokens', description: 'Access tokens for tenants: accounts × scopes (admin keys only)' },
         { name: 'service', description: 'Health and readiness' },
       ],
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key from API_KEYS' },
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An admin key from API_KEYS, or an access token (`mgw_…`) from POST /v1/tokens. Each operation names the scope it needs.',
+          },
         },
       },
       security: [{ bearerAuth: [] }],

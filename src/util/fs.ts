@@ -1,5 +1,7 @@
 /** Small file-system helpers shared by the stores that write files atomically. */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 
 /** fsync a directory so a rename or link in it survives a crash; some platforms refuse, that is fine. */
 export async function syncDir(dir: string): Promise<void> {
@@ -19,4 +21,23 @@ export function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string'
     ? err.code
     : undefined;
+}
+/** Temp file in the same directory (rename is atomic only within one filesystem), fsync, rename. */
+export async function writeFileAtomic(dir: string, file: string, data: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`);
+  try {
+    const handle = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await handle.writeFile(data, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dir);
 }

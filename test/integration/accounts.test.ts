@@ -14,6 +14,7 @@ import { defaultPort } from '../../src/accounts/account-service.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, imapAccountBody, startGateway, type TestGateway } from '../support/gateway.js';
 import { startFakeServer } from '../support/fake-servers.js';
+import { expectProblem } from '../support/assertions.js';
 
 const { dovecot } = testServers();
 
@@ -33,18 +34,6 @@ interface AccountView {
   createdAt: string;
   updatedAt: string;
   capabilities: string[];
-}
-
-function expectProblem(res: LightMyRequestResponse, status: number, code: string): { detail: string } {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const body = res.json() as Record<string, unknown>;
-  expect(body).toMatchObject({ status, code });
-  expect(typeof body.type).toBe('string');
-  expect(typeof body.title).toBe('string');
-  expect(typeof body.detail).toBe('string');
-  expect(body.requestId).toBe(res.headers['x-request-id']);
-  return body as { detail: string };
 }
 
 function expectNoSecretFields(view: Record<string, unknown>): void {

@@ -30,3 +30,20 @@ export async function readAll(stream: NodeJS.ReadableStream | AsyncIterable<unkn
   for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
   return Buffer.concat(chunks);
 }
+
+/** Expects a problem+json answer with this status and code (and every member of RFC 9457 the gateway sends); returns it. */
+export function expectProblem(
+  res: { statusCode: number; body: string; headers: Record<string, unknown>; json: () => unknown },
+  status: number,
+  code: string,
+): { detail: string; code: string; status: number } {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = res.json() as Record<string, unknown>;
+  expect(body).toMatchObject({ status, code });
+  expect(typeof body.type).toBe('string');
+  expect(typeof body.title).toBe('string');
+  expect(typeof body.detail).toBe('string');
+  expect(body.requestId).toBe(res.headers['x-request-id']);
+  return body as { detail: string; code: string; status: number };
+}

@@ -6,6 +6,8 @@ import type { FastifyError } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
 import { toGatewayError } from '../../src/http/problem.js';
+import Fastify from 'fastify';
+import { requireDeclaredAccess } from '../../src/tenants/access.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 
 const ACCOUNT = { protocol: 'imap', host: '127.0.0.1', port: 1, security: 'none', username: 'u', password: 'p' };
@@ -173,5 +175,17 @@ describe('errors from Fastify and plugins are mapped by meaning', () => {
     expect(
       toGatewayError(fastifyError(415, 'Unsupported Media Type', 'FST_ERR_CTP_INVALID_MEDIA_TYPE'), { consumes: ['message/rfc822'], sent: 'text/csv' }).message,
     ).toBe('This endpoint takes a body of type message/rfc822, not text/csv');
+  });
+});
+
+describe('every route declares who may call it', () => {
+  it('refuses to start with a /v1 route that declares no access', async () => {
+    const app = Fastify();
+    requireDeclaredAccess(app);
+    app.get('/health', async () => 'ok');
+    expect(() => app.get('/v1/accounts/:account/forgotten', async () => 'oops')).toThrow(/GET \/v1\/accounts\/:account\/forgotten declares no access/);
+    app.get('/v1/accounts/:account/declared', { config: { access: 'read' } }, async () => 'ok');
+    await app.ready();
+    await app.close();
   });
 });

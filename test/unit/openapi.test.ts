@@ -75,6 +75,23 @@ describe('OpenAPI document', () => {
     expect(offenders).toEqual([]);
   });
 
+  it('names the access each operation needs: one scope, admin, or none for the probes', async () => {
+    for (const { name, op } of operationsOf(await document())) {
+      const security = (op as { security?: Record<string, string[]>[] }).security;
+      if (name === 'GET /health' || name === 'GET /ready') {
+        expect(security, name).toEqual([]);
+        continue;
+      }
+      expect(security?.length, name).toBe(1);
+      const scopes = security?.[0]?.bearerAuth ?? [];
+      expect(['read', 'write', 'send', 'events', 'admin'], name).toContain(scopes[0]);
+      expect((op as { description?: string }).description, name).toContain('**Access:**');
+      if (name.startsWith('GET /v1/accounts/{account}')) expect(scopes, name).toEqual(['read']);
+      if (/^(POST|PATCH|DELETE) \/v1\/accounts\/\{account\}\/mailboxes/.test(name)) expect(scopes, name).toEqual(['write']);
+      if (name.includes('/v1/tokens') || name === 'POST /v1/accounts' || name === 'GET /metrics') expect(scopes, name).toEqual(['admin']);
+    }
+  });
+
   it('names a server and the licence identifier', async () => {
     const doc = await document();
     expect(doc.servers?.length).toBeGreaterThan(0);

@@ -1,14 +1,17 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AccountParams, UPSTREAM_CODES, problems, success } from '../schemas/common.js';
+import { canSeeAccount } from '../../tenants/principal.js';
+import { accountCreationLimit, type RateLimitSettings } from '../../tenants/rate-limits.js';
 import { AccountCreateBody, AccountList, AccountPatchBody, VerifyQuery } from '../schemas/accounts.js';
 
-export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
+export const accountRoutes: FastifyPluginAsyncTypebox<{ limits: RateLimitSettings }> = async (app, options) => {
   const { accounts } = app.services;
 
   app.post(
     '/accounts',
     {
+      config: { access: 'admin', ...accountCreationLimit(options.limits) },
       schema: {
         tags: ['accounts'],
         operationId: 'createAccount',
@@ -32,19 +35,23 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/accounts',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['accounts'],
         operationId: 'listAccounts',
         summary: 'List accounts',
+        description: 'Every account, or with an access token the accounts it reaches.',
         response: { 200: success('Every account, without secrets', AccountList), ...problems('SERVICE_UNAVAILABLE') },
       },
     },
-    async () => ({ accounts: await accounts.list() }),
+    // A token lists only the accounts it may see: the others do not exist for it.
+    async (request) => ({ accounts: (await accounts.list()).filter((a) => canSeeAccount(request.principal, a.id)) }),
   );
 
   app.get(
     '/accounts/:account',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['accounts'],
         operationId: 'getAccount',
@@ -63,6 +70,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.patch(
     '/accounts/:account',
     {
+      config: { access: 'admin' },
       schema: {
         tags: ['accounts'],
         operationId: 'updateAccount',
@@ -84,6 +92,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/accounts/:account',
     {
+      config: { access: 'admin' },
       schema: {
         tags: ['accounts'],
         operationId: 'deleteAccount',

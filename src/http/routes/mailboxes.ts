@@ -9,6 +9,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/accounts/:account/mailboxes',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['mailboxes'],
         operationId: 'createMailbox',
@@ -36,6 +37,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.patch(
     '/accounts/:account/mailboxes/:mailbox',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['mailboxes'],
         operationId: 'updateMailbox',
@@ -67,6 +69,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/accounts/:account/mailboxes/:mailbox',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['mailboxes'],
         operationId: 'deleteMailbox',
@@ -89,6 +92,7 @@ export const mailboxRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/accounts/:account/mailboxes',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['mailboxes'],
         operationId: 'listMailboxes',

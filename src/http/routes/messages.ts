@@ -31,6 +31,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.get(
     '/accounts/:account/mailboxes/:mailbox/messages',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['messages'],
         operationId: 'listMessages',
@@ -68,6 +69,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.get(
     '/accounts/:account/mailboxes/:mailbox/changes',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['messages'],
         operationId: 'getChanges',
@@ -91,6 +93,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.get(
     '/accounts/:account/mailboxes/:mailbox/messages/:id',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['messages'],
         operationId: 'getMessage',
@@ -111,6 +114,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.get(
     '/accounts/:account/mailboxes/:mailbox/messages/:id/raw',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['messages'],
         operationId: 'getRawMessage',
@@ -148,6 +152,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.get(
     '/accounts/:account/mailboxes/:mailbox/messages/:id/attachments/:attachmentId',
     {
+      config: { access: 'read' },
       schema: {
         tags: ['messages'],
         operationId: 'getAttachment',
@@ -175,6 +180,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.post(
     '/accounts/:account/mailboxes/:mailbox/messages',
     {
+      config: { access: 'write' },
       bodyLimit: options.maxUploadBytes,
       schema: {
         tags: ['messages'],
@@ -211,6 +217,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.patch(
     '/accounts/:account/mailboxes/:mailbox/messages/:id',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['messages'],
         operationId: 'updateMessageFlags',
@@ -234,6 +241,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.post(
     '/accounts/:account/mailboxes/:mailbox/messages/:id/move',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['messages'],
         operationId: 'moveMessage',
@@ -257,6 +265,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.post(
     '/accounts/:account/mailboxes/:mailbox/messages/:id/copy',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['messages'],
         operationId: 'copyMessage',
@@ -281,6 +290,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
   app.delete(
     '/accounts/:account/mailboxes/:mailbox/messages/:id',
     {
+      config: { access: 'write' },
       schema: {
         tags: ['messages'],
         operationId: 'deleteMessage',

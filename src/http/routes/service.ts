@@ -16,6 +16,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/metrics',
     {
+      config: { access: 'admin' },
       schema: {
         tags: ['service'],
         operationId: 'getMetrics',
@@ -35,6 +36,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/health',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['service'],
         operationId: 'getHealth',
@@ -50,6 +52,7 @@ export const serviceRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/ready',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['service'],
         operationId: 'getReadiness',

@@ -76,10 +76,10 @@ export const Problem = Type.Object(
 );
 
 /**
- * Every route under /v1 can answer these, whatever it does: a missing or wrong key, and a bug.
- * (Service routes that take no key list their own.)
+ * Every route under /v1 can answer these, whatever it does: a missing or wrong key, a token without
+ * the route's scope, a caller over its rate limit, and a bug. (Routes that take no key list their own.)
  */
-const ALWAYS: readonly ErrorCode[] = ['UNAUTHORIZED', 'INTERNAL_ERROR'];
+const ALWAYS: readonly ErrorCode[] = ['UNAUTHORIZED', 'FORBIDDEN', 'RATE_LIMITED', 'INTERNAL_ERROR'];
 
 /** What any call that reaches the mail server can meet on the way. */
 export const UPSTREAM_CODES = ['HOST_NOT_ALLOWED', 'UPSTREAM_AUTH_FAILED', 'UPSTREAM_ERROR', 'POOL_EXHAUSTED', 'UPSTREAM_TIMEOUT'] as const;

@@ -1,0 +1,99 @@
+/**
+ * Request limits per caller (API.md, "Access tokens and limits"), on @fastify/rate-limit: its Redis
+ * store counts across gateway processes (one key per caller and minute, `keys.rateLimitPrefix()`),
+ * its in-memory store serves the embedded mode.
+ *
+ * - Every request with an admin key or a token counts against that key's or token's
+ *   `RATE_LIMIT_PER_MINUTE`; every other request against its client address's
+ *   `RATE_LIMIT_ANONYMOUS_PER_MINUTE` (so guessing keys is slow too).
+ * - Account creation, which dials out to a mail server, has its own lower limit on top
+ *   (`RATE_LIMIT_ACCOUNT_CREATION_PER_MINUTE`), declared on the route (`accountCreationLimit`).
+ * - `0` turns a limit off. A Redis outage lets requests through rather than failing them.
+ */
+import { createHash } from 'node:crypto';
+import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Cluster, Redis } from 'ioredis';
+import { keys } from '../cache/keys.js';
+import { GatewayError } from '../errors.js';
+import type { Principal } from './principal.js';
+
+export interface RateLimitSettings {
+  perMinute: number;
+  anonymousPerMinute: number;
+  accountCreationPerMinute: number;
+}
+
+const WINDOW_MS = 60_000;
+
+/** The counter a request counts against. */
+export function callerKey(principal: Principal, address: string): string {
+  switch (principal.kind) {
+    case 'token':
+      return `token:${principal.token.id}`;
+    case 'admin':
+      return `key:${principal.keyDigest}`;
+    default:
+      return `addr:${address}`;
+  }
+}
+
+function limitOf(principal: Principal, settings: RateLimitSettings): number {
+  return principal.kind === 'anonymous' ? settings.anonymousPerMinute : settings.perMinute;
+}
+
+export type CallerLimit = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+
+/**
+ * Registers the limiter and returns the per-caller check, which access.ts runs once the caller is
+ * known: it sets `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds), and throws
+ * RATE_LIMITED with `Retry-After` when the caller is over.
+ */
+export async function registerRateLimits(app: FastifyInstance, settings: RateLimitSettings, redis?: Redis | Cluster): Promise<CallerLimit> {
+  const options: RateLimitPluginOptions = {
+    global: false,
+    timeWindow: WINDOW_MS,
+    keyGenerator: (request) => callerKey(request.principal, request.ip),
+    max: (request) => limitOf(request.principal, settings),
+    allowList: (request) => limitOf(request.principal, settings) === 0,
+    skipOnError: true,
+    enableDraftSpec: true,
+    nameSpace: keys.rateLimitPrefix(),
+    errorResponseBuilder: (_request, context) => rateLimited(context.max, Math.ceil(context.ttl / 1000), 'this caller'),
+    ...(redis ? { redis: redis as Redis } : {}),
+  };
+  await app.register(rateLimit, options);
+  const check = app.createRateLimit();
+  return async (request, reply) => {
+    const result = await check(request);
+    if (result.isAllowed) return;
+    const resetSeconds = Math.max(0, result.ttlInSeconds);
+    void reply
+      .header('ratelimit-limit', String(result.max))
+      .header('ratelimit-remaining', String(result.remaining))
+      .header('ratelimit-reset', String(resetSeconds));
+    if (result.isExceeded) {
+      throw rateLimited(result.max, Math.max(1, resetSeconds), request.principal.kind === 'token' ? 'this token' : request.principal.kind === 'admin' ? 'this key' : 'this client address');
+    }
+  };
+}
+
+/** The route option that adds the account-creation limit (none when it is 0). */
+export function accountCreationLimit(
+  settings: RateLimitSettings,
+): { rateLimit: { max: number; timeWindow: number; allowList: undefined } } | { rateLimit: false } {
+  if (settings.accountCreationPerMinute === 0) return { rateLimit: false };
+  // allowList reset: the per-caller limit being off (0) must not switch this one off too.
+  return { rateLimit: { max: settings.accountCreationPerMinute, timeWindow: WINDOW_MS, allowList: undefined } };
+}
+
+function rateLimited(max: number, retryAfterSeconds: number, who: string): GatewayError {
+  return new GatewayError('RATE_LIMITED', `Rate limit of ${max} requests per minute exceeded for ${who}; retry in ${retryAfterSeconds} s`, {
+    retryAfterSeconds,
+  });
+}
+
+/** A short, stable, non-reversible name for an admin key, for counters and logs. */
+export function keyDigest(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
