@@ -26,7 +26,16 @@ export async function startGateway(
   options: { captureLogs?: boolean } = {},
 ): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-test-'));
-  const config = loadConfig({ DATA_DIR: dataDir, EGRESS_ALLOW: '127.0.0.1/32', UPSTREAM_TIMEOUT_MS: '10000', ...env });
+  // Rate limits off unless a test sets them: a test file makes more requests a minute than a client would
+  // (test/integration/tokens.test.ts tests the limits themselves).
+  const config = loadConfig({
+    DATA_DIR: dataDir,
+    EGRESS_ALLOW: '127.0.0.1/32',
+    UPSTREAM_TIMEOUT_MS: '10000',
+    RATE_LIMIT_PER_MINUTE: '0',
+    RATE_LIMIT_ACCOUNT_CREATION_PER_MINUTE: '0',
+    ...env,
+  });
   const logs: string[] = [];
   const logger = options.captureLogs
     ? pino(
