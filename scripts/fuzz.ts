@@ -29,12 +29,12 @@ try {
   const fixtures = await fuzzFixtures(gw.app, { ...dovecot, ...dovecotOps(dovecot) }, { username: 'fuzz', password: 'fuzz-pw' });
   const report = await runFuzz({ app: gw.app, fixtures, seed, casesPerOperation: cases, timeBudgetMs: seconds * 1000 }, root);
   const statuses = Object.entries(report.byStatus).map(([status, n]) => `${status}: ${n}`).join(', ');
-  console.log(
+  process.stdout.write(
     `fuzz: seed ${report.seed}, ${report.requests} requests over ${report.operations} operations in ${(report.elapsedMs / 1000).toFixed(1)} s; ` +
-      `answers ${statuses}; RSS growth ${report.rssGrowthMb} MB; ${report.findings.length} finding(s)`,
+      `answers ${statuses}; RSS growth ${report.rssGrowthMb} MB; ${report.findings.length} finding(s)\n`,
   );
   for (const finding of report.findings) {
-    console.log(`  ${finding.problem}: ${finding.request.method} ${finding.request.url}${finding.request.body ? ` body ${JSON.stringify(finding.request.body)}` : ''}`);
+    process.stdout.write(`  ${finding.problem}: ${finding.request.method} ${finding.request.url}${finding.request.body ? ` body ${JSON.stringify(finding.request.body)}` : ''}\n`);
   }
   failed = report.findings.length > 0;
 } finally {

@@ -197,7 +197,7 @@ export async function runFuzz(options: FuzzOptions, root: string): Promise<FuzzR
         const valid = options.fixtures.valid[parameter.name];
         const raw = valid && chance(0.6) ? pick(valid) : valueFor(parameter.schema, parameter.name);
         // Mostly encoded as a client would; sometimes raw, as an attacker would.
-        const encoded = chance(0.85) ? encodeURIComponent(raw) : raw.replace(/[\s\u0000-\u001f/?#]/g, (c) => encodeURIComponent(c));
+        const encoded = chance(0.85) ? encodeURIComponent(raw) : raw.replace(/[\s/?#]|[^\P{Cc}]/gu, (c) => encodeURIComponent(c));
         url = url.replace(`{${parameter.name}}`, encoded);
       }
       const query: string[] = [];
@@ -213,7 +213,7 @@ export async function runFuzz(options: FuzzOptions, root: string): Promise<FuzzR
       for (const parameter of op.parameters.filter((p) => p.in === 'header')) {
         if (chance(0.5)) headers[parameter.name] = pick(['bytes=0-10', 'bytes=-5', 'bytes=10-5', 'bytes=0-', 'bytes=a-b', '"x"', '*', 'W/"x"', 'bytes=0-1,2-3', '"' + 'a'.repeat(600) + '"']);
       }
-      if (chance(0.05)) headers['x-request-id'] = pick(NASTY).replace(/[\r\n\u0000]/g, '');
+      if (chance(0.05)) headers['x-request-id'] = pick(NASTY).replace(/\p{Cc}/gu, '');
       let body: string | Buffer | undefined;
       if (op.body !== undefined && chance(0.9)) {
         if (op.body.mediaType === 'message/rfc822') {
