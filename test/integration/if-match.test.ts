@@ -184,6 +184,17 @@ describe('If-Match on IMAP with CONDSTORE (Dovecot)', () => {
     expect(await serverFlags(msg.uid)).not.toContain('$Malformed');
   });
 
+  it('lets one of two writes with the same state win: the other is 412 and leaves no trace', async () => {
+    const { msg, etag } = await pick();
+    const [first, second] = await Promise.all([
+      patch(msg, etag, { addFlags: ['$RaceA'] }),
+      patch(msg, etag, { addFlags: ['$RaceB'] }),
+    ]);
+    expect([first.statusCode, second.statusCode].sort()).toEqual([200, 412]);
+    const flags = await serverFlags(msg.uid);
+    expect(flags.includes('$RaceA') !== flags.includes('$RaceB')).toBe(true);
+  });
+
   it('answers 404, not 412, for a message that is gone, whatever the header says', async () => {
     const { msg, etag } = await pick();
     expect((await remove(msg, etag)).statusCode).toBe(204);
