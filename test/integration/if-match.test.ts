@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type DovecotServer } from '../support/dovecot.js';
-import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { startDovecotWithoutCondstore, type DovecotServer } from '../support/dovecot.js';
+import { createImapAccount, createPop3Account, startGateway, type TestGateway } from '../support/gateway.js';
 import { directImapClient } from '../support/imap-client.js';
 import { startLatencyProxy } from '../support/latency-proxy.js';
 import { textMessage } from '../support/messages.js';
@@ -246,15 +246,11 @@ describe('If-Match on IMAP with CONDSTORE (Dovecot)', () => {
 });
 
 describe('If-Match on IMAP without CONDSTORE', () => {
-  const CAPABILITIES = 'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS MOVE ESEARCH SPECIAL-USE NAMESPACE UNSELECT';
   let plain: DovecotServer;
   let plainAccount: string;
 
   beforeAll(async () => {
-    plain = await startDovecot({
-      users: [{ username: 'plain', password: 'plain-pw' }],
-      extraConfig: `\nprotocol imap {\n  imap_capability = ${CAPABILITIES}\n}\n`,
-    });
+    plain = await startDovecotWithoutCondstore([{ username: 'plain', password: 'plain-pw' }]);
     await plain.seedMaildir('plain', Array.from({ length: 12 }, (_, i) => textMessage({ subject: `N${i}` })));
     plainAccount = await createImapAccount(gw.app, plain, plain.users[0]!);
     const res = await gw.app.inject({ method: 'POST', url: `/v1/accounts/${plainAccount}/mailboxes`, payload: { path: 'Archive' } });
@@ -298,13 +294,7 @@ describe('If-Match on POP3 (DELETE)', () => {
   beforeAll(async () => {
     popUser = await dovecot.createUser('ifmatchpop');
     await dovecot.seedMaildir(popUser.username, Array.from({ length: 4 }, (_, i) => textMessage({ subject: `P${i}` })));
-    const res = await gw.app.inject({
-      method: 'POST',
-      url: '/v1/accounts',
-      payload: { protocol: 'pop3', host: dovecot.host, port: dovecot.pop3Port, security: 'none', username: popUser.username, password: popUser.password },
-    });
-    expect(res.statusCode, res.body).toBe(201);
-    pop = res.json().id;
+    pop = await createPop3Account(gw.app, dovecot, popUser);
   });
 
   it('deletes with the maildrop state and refuses once mail arrived, deleting nothing', async () => {
