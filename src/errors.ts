@@ -107,6 +107,14 @@ export const ERRORS = {
     action: 'List the mailbox again from the first page and continue from its `state`.',
     example: 'The mailbox was rebuilt (UIDVALIDITY changed) since this cursor was issued; list again from the start',
   },
+  PRECONDITION_FAILED: {
+    status: 412,
+    meaning:
+      'The `If-Match` of a write (`PATCH`, `move` or `DELETE` of a message) names no current state: the mailbox changed since the listing that gave it (mail arrived or was removed, flags changed, or it was rebuilt), or the tag is weak or another mailbox\'s. Nothing was written.',
+    action: 'List the mailbox again, decide again from what it shows, and retry with the new `state` (or without `If-Match` to write regardless).',
+    example:
+      'The mailbox changed since this state: 1 message arrived. Nothing was written; list the mailbox again, decide again, and retry with its new state',
+  },
   PAYLOAD_TOO_LARGE: {
     status: 413,
     meaning: 'The request body is larger than the route accepts (`MAX_UPLOAD_BYTES` for messages, 1 MiB for JSON).',

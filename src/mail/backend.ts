@@ -8,6 +8,7 @@ import type { MessageRef } from './message-id.js';
 import type {
   ByteRange,
   Capability,
+  ExpectedStates,
   FlagChanges,
   ListQuery,
   ListResult,
@@ -54,14 +55,18 @@ export interface MailBackend {
   openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage>;
   /** Streams one MIME part decoded (transfer encoding undone), by IMAP part number. */
   openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream>;
-  /** Removes one message for good (IMAP: `\Deleted` + UID EXPUNGE; POP3: DELE committed by QUIT). */
-  deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void>;
+  /**
+   * Removes one message for good (IMAP: `\Deleted` + UID EXPUNGE; POP3: DELE committed by QUIT).
+   * With `expected` (a write's If-Match), only while one of those listing states is current; else
+   * PRECONDITION_FAILED and nothing is written (decision 0010). So for the two writes below.
+   */
+  deleteMessage(accountId: string, mailbox: string, ref: MessageRef, expected?: ExpectedStates): Promise<void>;
 
   // What only some protocols have; absent means NOT_SUPPORTED_BY_PROTOCOL (decided in MailService).
   /** Created, updated and destroyed messages since a listing's or an earlier answer's `state`. */
   changesSince?(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult>;
-  updateFlags?(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary>;
-  moveMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;
+  updateFlags?(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges, expected?: ExpectedStates): Promise<MessageSummary>;
+  moveMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string, expected?: ExpectedStates): Promise<MessageLocation>;
   copyMessage?(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation>;
   appendMessage?(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation>;
   createMailbox?(accountId: string, path: string): Promise<MailboxInfo>;

@@ -112,3 +112,8 @@ export function encodePop3State(uidls: readonly string[]): string {
   const digest = createHash('sha256').update(uidls.join('\n')).digest('base64url').slice(0, 27);
   return `p1${uidls.length.toString(36)}.${digest}`;
 }
+
+/** Whether `state` has the layout encodePop3State writes (a maildrop state, not an IMAP one). */
+export function isPop3State(state: string): boolean {
+  return /^p1[0-9a-z]+\.[A-Za-z0-9_-]{27}$/.test(state);
+}

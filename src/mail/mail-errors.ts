@@ -1,6 +1,7 @@
 /**
- * The two refusals every layer of the mail code gives — "no such message" and "not on this
- * protocol" — built in one place, so that their code and wording agree wherever they arise.
+ * The refusals every layer of the mail code gives — "no such message" and "not on this
+ * protocol" — built in one place, so that their code and wording agree wherever they arise; and the 412 of a
+ * write whose If-Match state is no longer current.
  */
 import { GatewayError } from '../errors.js';
 
@@ -26,4 +27,23 @@ export function notSupported(detail: string): GatewayError {
 /** An account of a protocol this gateway was started without a backend for. */
 export function protocolNotServed(protocol: string): GatewayError {
   return notSupported(`${protocol.toUpperCase()} accounts are not supported by this gateway yet`);
+}
+
+/**
+ * PRECONDITION_FAILED (412): the write's If-Match names no current state (decision 0010). Every 412
+ * says that nothing was written and how to go on.
+ */
+export function preconditionFailed(
+  reason: string,
+  instead = 'list the mailbox again, decide again, and retry with its new state',
+): GatewayError {
+  return new GatewayError('PRECONDITION_FAILED', `${reason}. Nothing was written; ${instead}`);
+}
+
+/** The 412 of an If-Match that carried only weak tags: they never match (RFC 9110 §13.1.1). */
+export function onlyWeakTags(): GatewayError {
+  return preconditionFailed(
+    'If-Match carried only weak tags (W/"…"), which never match a write (strong comparison, RFC 9110 §13.1.1)',
+    'send the listing\'s state as "<state>"',
+  );
 }

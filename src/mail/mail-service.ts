@@ -22,6 +22,7 @@ import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
 import type {
+  ExpectedStates,
   FlagChanges,
   ListQuery,
   ListResult,
@@ -31,6 +32,7 @@ import type {
   MessageDetail,
   MessageLocation,
   MessageSummary,
+  StateCondition,
 } from './types.js';
 
 export interface MailServiceOptions {
@@ -87,16 +89,17 @@ export class MailService {
     return backend.changesSince(accountId, normalize(mailbox), since, limit);
   }
 
-  async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges): Promise<MessageSummary> {
+  /** `condition`: the write's If-Match, if any (decision 0010), as for the two writes below. */
+  async updateFlags(accountId: string, mailbox: string, id: string, changes: FlagChanges, condition?: StateCondition): Promise<MessageSummary> {
     const backend = await this.backendFor(accountId);
     if (!backend.updateFlags) throw unavailable('Flags');
-    return backend.updateFlags(accountId, normalize(mailbox), decodeMessageId(id), changes);
+    return backend.updateFlags(accountId, normalize(mailbox), decodeMessageId(id), changes, expectedStates(condition));
   }
 
-  async moveMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
+  async moveMessage(accountId: string, mailbox: string, id: string, destination: string, condition?: StateCondition): Promise<MessageLocation> {
     const backend = await this.backendFor(accountId);
     if (!backend.moveMessage) throw unavailable('Moving messages');
-    return backend.moveMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
+    return backend.moveMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination), expectedStates(condition));
   }
 
   async copyMessage(accountId: string, mailbox: string, id: string, destination: string): Promise<MessageLocation> {
@@ -105,9 +108,9 @@ export class MailService {
     return backend.copyMessage(accountId, normalize(mailbox), decodeMessageId(id), normalize(destination));
   }
 
-  async deleteMessage(accountId: string, mailbox: string, id: string): Promise<void> {
+  async deleteMessage(accountId: string, mailbox: string, id: string, condition?: StateCondition): Promise<void> {
     const backend = await this.backendFor(accountId);
-    await backend.deleteMessage(accountId, normalize(mailbox), decodeMessageId(id));
+    await backend.deleteMessage(accountId, normalize(mailbox), decodeMessageId(id), expectedStates(condition));
   }
 
   async appendMessage(accountId: string, mailbox: string, content: Buffer, flags: string[]): Promise<MessageLocation> {
@@ -215,6 +218,16 @@ export class MailService {
 /** The fields a session's login depends on: when one changes, sessions of the old ones must go. */
 function connectionFingerprint(record: AccountRecord): string {
   return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, record.sealedSecret, record.tlsVerify]);
+}
+
+/**
+ * What a backend must check. `*` matches any current representation (RFC 9110 §13.1.1), and a write
+ * to a message that does not exist is 404 before any precondition (§13.2.1): so `*` asks for no
+ * more than the write itself checks.
+ */
+function expectedStates(condition: StateCondition | undefined): ExpectedStates | undefined {
+  if (condition === undefined || condition.kind === 'any') return undefined;
+  return { states: condition.states };
 }
 
 /** A feature the account's backend does not implement at all (an optional MailBackend method). */

@@ -103,6 +103,19 @@ export interface MessageLocation {
 }
 
 /** A flag change on one message (API.md, PATCH .../messages/{id}). */
+/**
+ * A write's `If-Match` (RFC 9110 §13.1.1), free of HTTP: `any` for `*` (any existing message), else
+ * the strong entity tags sent, one of which must be the mailbox's current listing state. Weak tags
+ * never match under the strong comparison If-Match uses, so they are left out (`states` is empty
+ * when only weak tags were sent).
+ */
+export type StateCondition = { kind: 'any' } | { kind: 'states'; states: readonly string[] };
+
+/** The part of StateCondition a backend checks: `*` needs no check beyond the message existing. */
+export interface ExpectedStates {
+  states: readonly string[];
+}
+
 export interface FlagChanges {
   seen?: boolean;
   flagged?: boolean;

@@ -1,20 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDovecot, type DovecotServer } from '../support/dovecot.js';
+import { startDovecotWithoutCondstore, type DovecotServer } from '../support/dovecot.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { textMessage } from '../support/messages.js';
-
-// A server that offers neither CONDSTORE nor QRESYNC (as Courier, or Dovecot configured so).
-const CAPABILITIES = 'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS MOVE ESEARCH SPECIAL-USE NAMESPACE UNSELECT';
 
 let dovecot: DovecotServer;
 let gw: TestGateway;
 let account: string;
 
 beforeAll(async () => {
-  dovecot = await startDovecot({
-    users: [{ username: 'plain', password: 'plain-pw' }],
-    extraConfig: `\nprotocol imap {\n  imap_capability = ${CAPABILITIES}\n}\n`,
-  });
+  // A server that offers neither CONDSTORE nor QRESYNC (as Courier, or Dovecot configured so).
+  dovecot = await startDovecotWithoutCondstore([{ username: 'plain', password: 'plain-pw' }]);
   await dovecot.seedMaildir('plain', Array.from({ length: 6 }, (_, i) => textMessage({ subject: `N${i}` })));
   gw = await startGateway();
   account = await createImapAccount(gw.app, dovecot, dovecot.users[0]!);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers } from '../support/servers.js';
-import { createImapAccount, startGateway } from '../support/gateway.js';
+import { createImapAccount, createPop3Account, startGateway } from '../support/gateway.js';
 import { messageWithAttachment, textMessage } from '../support/messages.js';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 
@@ -172,13 +172,7 @@ describe('POP3 across gateway processes', () => {
     try {
       const user = await dovecot.createUser('pop3cap');
       await dovecot.seedMaildir(user.username, Array.from({ length: 5 }, (_, i) => textMessage({ subject: `Q${i}` })));
-      const created = await a.app.inject({
-        method: 'POST',
-        url: '/v1/accounts',
-        payload: { protocol: 'pop3', host: dovecot.host, port: dovecot.pop3Port, security: 'none', username: user.username, password: user.password },
-      });
-      expect(created.statusCode, created.body).toBe(201);
-      const url = `/v1/accounts/${created.json().id}/mailboxes/INBOX/messages`;
+      const url = `/v1/accounts/${await createPop3Account(a.app, dovecot, user)}/mailboxes/INBOX/messages`;
 
       let maxSeen = 0;
       let sampling = true;

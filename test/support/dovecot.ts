@@ -72,6 +72,15 @@ export interface StartDovecotOptions {
   extraConfig?: string;
 }
 
+/** What a server without CONDSTORE or QRESYNC offers (as Courier does, or Dovecot configured so). */
+export const NO_CONDSTORE_CAPABILITIES =
+  'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ UIDPLUS MOVE ESEARCH SPECIAL-USE NAMESPACE UNSELECT';
+
+/** A Dovecot of the test's own that offers neither CONDSTORE nor QRESYNC. */
+export function startDovecotWithoutCondstore(users: DovecotUser[]): Promise<DovecotServer> {
+  return startDovecot({ users, extraConfig: `\nprotocol imap {\n  imap_capability = ${NO_CONDSTORE_CAPABILITIES}\n}\n` });
+}
+
 const READY_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5_000;
 const SEED_BATCH_SIZE = 1_000;

@@ -93,3 +93,11 @@ export async function createImapAccount(
   if (res.statusCode !== 201) throw new Error(`account create failed: ${res.statusCode} ${res.body}`);
   return (res.json() as { id: string }).id;
 }
+
+/** Registers a POP3 account (plain port) for `user` and answers its id. */
+export async function createPop3Account(app: FastifyInstance, dovecot: ProvidedDovecot, user: DovecotUser): Promise<string> {
+  const payload = { protocol: 'pop3', host: dovecot.host, port: dovecot.pop3Port, security: 'none', username: user.username, password: user.password };
+  const res = await app.inject({ method: 'POST', url: '/v1/accounts', payload });
+  if (res.statusCode !== 201) throw new Error(`account create failed: ${res.statusCode} ${res.body}`);
+  return (res.json() as { id: string }).id;
+}

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { GatewayError } from '../../errors.js';
 import { contentDisposition } from '../content-disposition.js';
+import { parseIfMatch } from '../if-match.js';
 import { rangeSelector } from '../range.js';
 import { AttachmentParams, MailboxParams, MessageParams, UPSTREAM_CODES, binaryResponse, problems, success } from '../schemas/common.js';
 import type { ErrorCode } from '../../errors.js';
@@ -9,6 +10,7 @@ import {
   AppendQuery,
   ChangesQuery,
   FlagPatchBody,
+  IfMatchHeaders,
   MessageFilterQuery,
   MessageGetQuery,
   MessageListQuery,
@@ -225,16 +227,17 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         description:
           'Sets or clears `\\Seen`, `\\Flagged`, `\\Answered`, `\\Draft` and adds or removes keywords; answers the updated summary. A keyword the mailbox does not accept (no `\\*` in its PERMANENTFLAGS) is 422 FLAG_NOT_ALLOWED, never dropped silently. IMAP only.',
         params: MessageParams,
+        headers: IfMatchHeaders,
         body: FlagPatchBody,
         response: {
           200: success('The summary with the flags as they are now', Type.Ref('MessageSummary')),
-          ...problems(...ON_MESSAGE, 'FLAG_NOT_ALLOWED', 'NOT_SUPPORTED_BY_PROTOCOL'),
+          ...problems(...ON_MESSAGE, 'PRECONDITION_FAILED', 'FLAG_NOT_ALLOWED', 'NOT_SUPPORTED_BY_PROTOCOL'),
         },
       },
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.updateFlags(account, mailbox, id, request.body);
+      return mail.updateFlags(account, mailbox, id, request.body, parseIfMatch(request.headers['if-match']));
     },
   );
 
@@ -249,16 +252,17 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         description:
           'Moves the message to `destination` (MOVE where the server has it, else COPY + UID EXPUNGE of that message only) and answers its new id there. A missing source message is 404 MESSAGE_NOT_FOUND (checked first); a missing destination 404 MAILBOX_NOT_FOUND, with nothing moved. IMAP only.',
         params: MessageParams,
+        headers: IfMatchHeaders,
         body: TransferBody,
         response: {
           200: success('The message in its new mailbox: its new id there', Type.Ref('MessageLocation')),
-          ...problems(...ON_MESSAGE, 'NOT_SUPPORTED_BY_PROTOCOL'),
+          ...problems(...ON_MESSAGE, 'PRECONDITION_FAILED', 'NOT_SUPPORTED_BY_PROTOCOL'),
         },
       },
     },
     async (request) => {
       const { account, mailbox, id } = request.params;
-      return mail.moveMessage(account, mailbox, id, request.body.destination);
+      return mail.moveMessage(account, mailbox, id, request.body.destination, parseIfMatch(request.headers['if-match']));
     },
   );
 
@@ -298,12 +302,16 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         description:
           'Removes exactly this message. IMAP: `\\Deleted` and UID EXPUNGE of its UID only (a server without UIDPLUS answers 422, as a plain EXPUNGE would remove other messages too). POP3: DELE, committed by QUIT before the answer.',
         params: MessageParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(...ON_MESSAGE, 'NOT_SUPPORTED_BY_PROTOCOL') },
+        headers: IfMatchHeaders,
+        response: {
+          204: Type.Null({ description: 'Deleted' }),
+          ...problems(...ON_MESSAGE, 'PRECONDITION_FAILED', 'NOT_SUPPORTED_BY_PROTOCOL'),
+        },
       },
     },
     async (request, reply) => {
       const { account, mailbox, id } = request.params;
-      await mail.deleteMessage(account, mailbox, id);
+      await mail.deleteMessage(account, mailbox, id, parseIfMatch(request.headers['if-match']));
       return reply.code(204).send(null);
     },
   );

@@ -167,3 +167,17 @@ export const Changes = Type.Object(
   },
   { $id: 'Changes' },
 );
+
+/** The `If-Match` header of the writes to one message (PATCH, move, DELETE; decision 0010). */
+export const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(
+    Type.String({
+      description:
+        'Write only if the mailbox is still in a state the client listed (RFC 9110 §13.1.1): `"<state>"` with the `state` (the strong `ETag`) of a listing of this mailbox, or a list `"a", "b"` (any one current suffices). ' +
+        'IMAP with CONDSTORE: the state is current while UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ are all unchanged, so any arrival, expunge or flag change anywhere in the mailbox since the listing fails it, and the flag or `\\Deleted` STORE carries `UNCHANGEDSINCE` (RFC 7162), so a change to this message after the check fails it too. ' +
+        'IMAP without CONDSTORE: the mailbox part must be unchanged and the listed page must show the same UIDs and flags (a flag changed off that page goes unseen); check and write are then two commands. A move is checked right before its MOVE, which IMAP cannot make conditional. POP3 (DELETE only): the maildrop must hold the same messages. ' +
+        'Otherwise 412 PRECONDITION_FAILED and nothing is written. `*` matches any existing message; a weak tag (`W/"…"`) never matches; a state of another mailbox, or from before a UIDVALIDITY change, is 412; a malformed header is 400. A missing message is 404 whatever the header says.',
+      examples: ['"aTEuMTcwMDAwMDAwMC4xMy4xMi4yMQ"'],
+    }),
+  ),
+});

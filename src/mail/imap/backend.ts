@@ -22,12 +22,13 @@ import type {
   MailboxChangesResult,
   MailboxInfo,
   EncodedPage,
+  ExpectedStates,
   MessageLocation,
   MessageSummary,
 } from '../types.js';
 import { appendMessage } from './append.js';
 import { expungeMessage } from './expunge.js';
-import { flagsToAddAndRemove, storeFlags } from './flags.js';
+import { flagsToAddAndRemove, storeFlags, storeFlagsIfCurrent } from './flags.js';
 import { createMailbox, deleteMailbox, describeMailbox, renameMailbox, setSubscribed } from './mailbox-admin.js';
 import { transferMessage } from './transfer.js';
 import { changesSince, lacksQresync } from './changes.js';
@@ -228,33 +229,51 @@ export class ImapBackend implements MailBackend {
     });
   }
 
-  async updateFlags(accountId: string, mailbox: string, ref: MessageRef, changes: FlagChanges): Promise<MessageSummary> {
+  async updateFlags(
+    accountId: string,
+    mailbox: string,
+    ref: MessageRef,
+    changes: FlagChanges,
+    expected?: ExpectedStates,
+  ): Promise<MessageSummary> {
     const { uid } = this.imapRef(ref);
     const plan = flagsToAddAndRemove(changes);
-    return this.run(accountId, 'update_flags', { path: mailbox, sync: true }, async (client) => {
+    // Under If-Match the sync happens inside the message's lock, right before the check.
+    const selection = { path: mailbox, sync: expected === undefined };
+    return this.run(accountId, 'update_flags', selection, async (client) => {
       const uidValidity = this.checkUidValidity(client, ref);
-      const before = await client.fetchOne(String(uid), { uid: true }, { uid: true });
-      if (!before || before.uid !== uid) throw messageNotFound();
-      await storeFlags(client, uid, plan);
+      if (expected !== undefined) {
+        await storeFlagsIfCurrent(client, uid, plan, expected);
+      } else {
+        const before = await client.fetchOne(String(uid), { uid: true }, { uid: true });
+        if (!before || before.uid !== uid) throw messageNotFound();
+        await storeFlags(client, uid, plan);
+      }
       const msg = await client.fetchOne(String(uid), SUMMARY_FETCH_QUERY, { uid: true });
       if (!msg || msg.uid !== uid) throw messageNotFound();
       return toSummary(msg, uidValidity);
-    });
+    }, { retry: expected === undefined });
   }
 
-  async moveMessage(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation> {
-    return this.transfer(accountId, mailbox, ref, destination, 'move');
+  async moveMessage(
+    accountId: string,
+    mailbox: string,
+    ref: MessageRef,
+    destination: string,
+    expected?: ExpectedStates,
+  ): Promise<MessageLocation> {
+    return this.transfer(accountId, mailbox, ref, destination, 'move', expected);
   }
 
   async copyMessage(accountId: string, mailbox: string, ref: MessageRef, destination: string): Promise<MessageLocation> {
     return this.transfer(accountId, mailbox, ref, destination, 'copy');
   }
 
-  async deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void> {
+  async deleteMessage(accountId: string, mailbox: string, ref: MessageRef, expected?: ExpectedStates): Promise<void> {
     const { uid } = this.imapRef(ref);
     await this.run(accountId, 'delete_message', { path: mailbox, sync: false }, async (client) => {
       this.checkUidValidity(client, ref);
-      await expungeMessage(client, uid);
+      await expungeMessage(client, uid, expected);
     }, { retry: false });
   }
 
@@ -297,6 +316,7 @@ export class ImapBackend implements MailBackend {
     ref: MessageRef,
     target: string,
     mode: 'move' | 'copy',
+    expected?: ExpectedStates,
   ): Promise<MessageLocation> {
     const { uid } = this.imapRef(ref);
     const moved = await this.run(
@@ -305,7 +325,7 @@ export class ImapBackend implements MailBackend {
       { path: mailbox, sync: false },
       async (client) => {
         this.checkUidValidity(client, ref);
-        return transferMessage(client, uid, target, mode);
+        return transferMessage(client, uid, target, mode, expected);
       },
       { retry: false },
     );

@@ -5,9 +5,12 @@
  */
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
-import type { FlagChanges } from '../types.js';
+import { messageNotFound } from '../mail-errors.js';
+import type { ExpectedStates, FlagChanges } from '../types.js';
+import { storeUnchangedSince } from './conditional-store.js';
 import { selectedMailbox } from './listing.js';
-
+import { withMessageLock } from './message-lock.js';
+import { checkExpectedStates, messageChangedMeanwhile, syncForCheck } from './precondition.js';
 
 const SYSTEM_FLAGS: Record<'seen' | 'flagged' | 'answered' | 'draft', string> = {
   seen: '\\Seen',
@@ -49,8 +52,62 @@ function canonicalFlag(flag: string): string {
   return `\\${lower.charAt(1).toUpperCase()}${lower.slice(2)}`;
 }
 
+export interface FlagPlan {
+  add: string[];
+  remove: string[];
+}
+
 /** Applies the change to `uid` in the selected mailbox. */
-export async function storeFlags(client: ImapFlow, uid: number, changes: { add: string[]; remove: string[] }): Promise<void> {
+export async function storeFlags(client: ImapFlow, uid: number, changes: FlagPlan): Promise<void> {
+  checkPermanent(client, changes);
+  if (changes.add.length > 0) await storeOrFail(client.messageFlagsAdd(String(uid), changes.add, { uid: true }));
+  if (changes.remove.length > 0) await storeOrFail(client.messageFlagsRemove(String(uid), changes.remove, { uid: true }));
+}
+
+/**
+ * PATCH under `If-Match` (decision 0010), with this message's write lock held: sync, find the message
+ * (404 before 412), check the state, then store. With CONDSTORE the STORE itself is conditional
+ * (UNCHANGEDSINCE the state's HIGHESTMODSEQ); without, check and store are two commands.
+ */
+export async function storeFlagsIfCurrent(client: ImapFlow, uid: number, changes: FlagPlan, expected: ExpectedStates): Promise<void> {
+  await withMessageLock(client, uid, async () => {
+    await syncForCheck(client);
+    const msg = await client.fetchOne(String(uid), { uid: true, flags: true }, { uid: true });
+    if (!msg || msg.uid !== uid) throw messageNotFound();
+    const { unchangedSince } = await checkExpectedStates(client, expected);
+    if (unchangedSince === null) return storeFlags(client, uid, changes);
+    if (!(await storeFlagsUnchangedSince(client, uid, msg.flags ?? new Set(), changes, unchangedSince))) {
+      throw messageChangedMeanwhile();
+    }
+  });
+}
+
+/**
+ * Applies the change as one `UID STORE … (UNCHANGEDSINCE <modseq>) FLAGS (…)` (RFC 7162 §3.1.3): the
+ * message's flags as just fetched (`current`) with the change made, stored only if nobody changed the
+ * message since `unchangedSince`. One command, so adding and removing cannot half happen either.
+ * False when the server refused (MODIFIED): nothing was stored.
+ */
+async function storeFlagsUnchangedSince(
+  client: ImapFlow,
+  uid: number,
+  current: ReadonlySet<string>,
+  changes: FlagPlan,
+  unchangedSince: bigint,
+): Promise<boolean> {
+  checkPermanent(client, changes);
+  const removed = new Set(changes.remove.map((f) => f.toLowerCase()));
+  const next = new Map<string, string>();
+  // `\Recent` belongs to the server and cannot be stored (RFC 9051 §2.3.2).
+  for (const flag of [...current, ...changes.add]) {
+    const key = flag.toLowerCase();
+    if (key !== '\\recent' && !removed.has(key)) next.set(key, flag);
+  }
+  return storeUnchangedSince(client, uid, 'FLAGS', [...next.values()], unchangedSince);
+}
+
+/** A keyword the mailbox cannot store is refused, not dropped as imapflow would. */
+function checkPermanent(client: ImapFlow, changes: FlagPlan): void {
   const mailbox = selectedMailbox(client);
   const permanent = mailbox.permanentFlags;
   if (permanent !== undefined && !permanent.has('\\*')) {
@@ -63,8 +120,6 @@ export async function storeFlags(client: ImapFlow, uid: number, changes: { add: 
       );
     }
   }
-  if (changes.add.length > 0) await storeOrFail(client.messageFlagsAdd(String(uid), changes.add, { uid: true }));
-  if (changes.remove.length > 0) await storeOrFail(client.messageFlagsRemove(String(uid), changes.remove, { uid: true }));
 }
 
 async function storeOrFail(result: Promise<boolean>): Promise<void> {

@@ -7,12 +7,12 @@
  * EXPUNGE responses are not sent during FETCH or SEARCH (RFC 9051 §7.5.1), so the sequence
  * numbers stay valid between the two.
  */
-import { createHash } from 'node:crypto';
 import type { ImapFlow, MailboxObject } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
 import type { MessageFilters } from '../filters.js';
 import type { ListQuery, ListResult, MessagePage, MessageSummary } from '../types.js';
+import { encodePageState } from './page-state.js';
 import { highestBelow, toSearchObject } from './search.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 
@@ -35,13 +35,11 @@ export async function listPage(client: ImapFlow, query: ListQuery): Promise<List
 
 /**
  * Without CONDSTORE (RFC 7162) no mailbox-wide value changes when a flag does, so the state of a
- * page also digests the UIDs and flags it shows: the ETag then changes whenever anything on the
- * page does, and a 304 can only be answered after fetching it (it still spares the body).
+ * page also digests the UIDs and flags it shows (page-state.ts): the ETag then changes whenever
+ * anything on the page does, and a 304 can only be answered after fetching it (it still spares the body).
  */
 function withPageState(page: MessagePage, query: ListQuery): ListResult {
-  const digest = createHash('sha256');
-  for (const m of page.messages) digest.update(`${m.uid ?? ''}:${m.flags.join(' ')};`);
-  const state = `${page.state}.${digest.digest('base64url').slice(0, 16)}`;
+  const state = encodePageState(page.state, page.messages.map((m) => ({ uid: m.uid ?? 0, flags: m.flags })));
   if (query.ifNoneMatch === state) return { notModified: true, state };
   return { ...page, state };
 }

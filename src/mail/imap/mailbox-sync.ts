@@ -47,26 +47,38 @@ export async function listingState(client: ImapFlow, path: string): Promise<stri
  * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
  * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
  * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
- * cannot have moved and one round trip is enough. A UIDVALIDITY other than the session's means the
- * mailbox was rebuilt under it: it is selected afresh.
+ * cannot have moved and one round trip is enough. Likewise an expunge by another session raises
+ * HIGHESTMODSEQ (RFC 7162 §3.1.1) without any response telling this session the new value (Dovecot
+ * 2.3 sends none), so with CONDSTORE a STATUS follows a reported expunge too: otherwise sessions that
+ * selected the mailbox before and after it would hold different states of one mailbox, and an
+ * `If-Match` checked on one would refuse a state listed on the other (decision 0010). A UIDVALIDITY
+ * other than the session's means the mailbox was rebuilt under it: it is selected afresh.
+ *
+ * Exported for writes under `If-Match`, which sync inside their per-message lock (precondition.ts).
  */
-async function syncSelected(client: ImapFlow, path: string): Promise<void> {
+export async function syncSelected(client: ImapFlow, path: string): Promise<void> {
   let arrived = false;
+  let expunged = false;
   const onExists = (): void => {
     arrived = true;
   };
+  const onExpunge = (): void => {
+    expunged = true;
+  };
   client.on('exists', onExists);
+  client.on('expunge', onExpunge);
   const sentAt = performance.now();
   try {
     await client.noop();
   } finally {
     client.off('exists', onExists);
+    client.off('expunge', onExpunge);
   }
-  if (!arrived) {
+  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
+  if (!arrived && !(expunged && condstore)) {
     syncedAt.set(client, sentAt);
     return;
   }
-  const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
   // Not MESSAGES: imapflow would overwrite EXISTS with it, and that count may run ahead of the
   // session's view (the EXISTS responses it has processed), which sequence numbers are relative to.
   const status = await client.status(path, {

@@ -38,7 +38,7 @@ export function toSummary(msg: FetchMessageObject, uidValidity: bigint): Message
 }
 
 /** `\Recent` is never reported: it is gone in IMAP4rev2 (RFC 9051 §7.5.2 note) and per-session anyway. */
-function visibleFlags(flags: Set<string> | undefined): string[] {
+export function visibleFlags(flags: Set<string> | undefined): string[] {
   return [...(flags ?? [])].filter((f) => f.toLowerCase() !== '\\recent').sort();
 }
 

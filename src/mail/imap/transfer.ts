@@ -10,7 +10,9 @@ import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { messageNotFound, notSupported } from '../mail-errors.js';
 import { selectedMailbox } from './listing.js';
+import type { ExpectedStates } from '../types.js';
 import { syncView, withMessageLock } from './message-lock.js';
+import { checkExpectedStates, syncForCheck } from './precondition.js';
 
 export interface Transferred {
   uid: number;
@@ -22,21 +24,33 @@ export async function transferMessage(
   uid: number,
   destination: string,
   mode: 'move' | 'copy',
+  expected?: ExpectedStates,
 ): Promise<Transferred> {
   // One write to a message at a time (message-lock.ts): a COPY racing a DELETE would otherwise copy
   // the `\Deleted` flag the DELETE had just set, a MOVE racing it would leave both answering success.
-  return withMessageLock(client, uid, () => transferLocked(client, uid, destination, mode));
+  return withMessageLock(client, uid, () => transferLocked(client, uid, destination, mode, expected));
 }
 
-async function transferLocked(client: ImapFlow, uid: number, destination: string, mode: 'move' | 'copy'): Promise<Transferred> {
+async function transferLocked(
+  client: ImapFlow,
+  uid: number,
+  destination: string,
+  mode: 'move' | 'copy',
+  expected: ExpectedStates | undefined,
+): Promise<Transferred> {
   const source = selectedMailbox(client).path;
-  await syncView(client);
+  await (expected === undefined ? syncView(client) : syncForCheck(client));
   // The source first: a missing message is MESSAGE_NOT_FOUND whatever the destination (API.md).
   const existing = await client.fetchOne(String(uid), { uid: true, headers: ['message-id'] }, { uid: true });
   if (!existing || existing.uid !== uid) throw messageNotFound();
   if (mode === 'move' && !client.capabilities.has('MOVE') && !client.capabilities.has('UIDPLUS')) {
     throw notSupported('This server has neither MOVE nor UIDPLUS, so one message cannot be moved without expunging others');
   }
+  // IMAP has no conditional MOVE or COPY: the state is checked on the view just synced, with this
+  // message's lock held, and the MOVE follows as the next command (decision 0010). The destination
+  // is part of the request's content, so a missing one is told only once the condition held
+  // (RFC 9110 §13.2.1).
+  if (expected !== undefined) await checkExpectedStates(client, expected);
   const uidPlus = client.capabilities.has('UIDPLUS');
   // Without UIDPLUS the new message is found by Message-ID afterwards; only UIDs from here on can be it
   // (an earlier copy of the same message may sit in the destination already).

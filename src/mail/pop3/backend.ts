@@ -16,11 +16,11 @@ import { GatewayError } from '../../errors.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount, MailAccountResolver } from '../account.js';
 import type { MailBackend, PartStream, RangeSelector, RawMessage } from '../backend.js';
-import { decodePop3Cursor } from '../cursor.js';
-import { messageNotFound, notSupported } from '../mail-errors.js';
+import { decodePop3Cursor, isPop3State } from '../cursor.js';
+import { messageNotFound, notSupported, onlyWeakTags, preconditionFailed } from '../mail-errors.js';
 import type { MessageRef } from '../message-id.js';
 import { extractAttachment } from '../mime/extract-attachment.js';
-import type { Capability, ListQuery, ListResult, MailboxInfo, MessageSummary } from '../types.js';
+import type { Capability, ExpectedStates, ListQuery, ListResult, MailboxInfo, MessageSummary } from '../types.js';
 import type { Pop3Client, Pop3Retrieval } from './client.js';
 import { connectPop3 } from './connect.js';
 import { Pop3ReplyError } from './errors.js';
@@ -172,16 +172,20 @@ export class Pop3Backend implements MailBackend {
 
   /**
    * Deletes one message: DELE, then QUIT, which is what commits it (RFC 1939 §6); resolves only once
-   * QUIT was answered +OK. A failure before that leaves the message where it was (the session is
+   * QUIT was answered +OK. With `expected` (If-Match, decision 0010) the maildrop's state (the digest
+   * of its UIDL list) must be one of them, checked in the same session as the DELE, before it. A failure before that leaves the message where it was (the session is
    * dropped without QUIT) and rejects with UPSTREAM_ERROR saying the message may still be there.
    */
-  async deleteMessage(accountId: string, mailbox: string, ref: MessageRef): Promise<void> {
+  async deleteMessage(accountId: string, mailbox: string, ref: MessageRef, expected?: ExpectedStates): Promise<void> {
     checkMailbox(mailbox);
     const uidl = pop3Uidl(ref);
     const account = await this.options.resolveAccount(accountId);
-    const lease = await this.sessions.acquire(account);
+    // Under If-Match the maildrop is compared as it is now: a new login, whose snapshot is taken
+    // after the request arrived (a reused session sees the maildrop as it was at its login).
+    const lease = await this.sessions.acquire(account, { fresh: expected !== undefined });
     try {
       const entry = await this.find(lease, uidl);
+      if (expected !== undefined) checkMaildropState((await this.snapshot(lease)).state, expected);
       await lease.session.client.dele(entry.number);
     } catch (err) {
       // Nothing is marked deleted (DELE failed or was never sent): the session may be reused.
@@ -364,4 +368,15 @@ function mapMessageError(err: unknown): unknown {
     return messageNotFound('The mail server no longer has this message', { cause: err });
   }
   return err;
+}
+
+/**
+ * A POP3 maildrop's state changes only when messages arrive or leave (POP3 has no flags); the check
+ * runs on the session's snapshot, taken at its login (RFC 1939 §8), in the session that then DELEs.
+ */
+function checkMaildropState(current: string, expected: ExpectedStates): void {
+  if (expected.states.includes(current)) return;
+  if (expected.states.length === 0) throw onlyWeakTags();
+  const ours = expected.states.some(isPop3State);
+  throw preconditionFailed(ours ? 'The maildrop changed since this state: messages arrived or were removed' : 'The If-Match state is not a listing state of this maildrop');
 }
