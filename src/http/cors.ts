@@ -7,7 +7,7 @@ import cors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 
 /** Request headers a browser page may send (the ones the API reads). */
-const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'If-None-Match', 'Range', 'X-Request-Id'];
+const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Range', 'X-Request-Id'];
 /** Response headers a page may read (beyond the CORS-safelisted ones). */
 const EXPOSED_HEADERS = ['ETag', 'Location', 'Retry-After', 'X-Request-Id', 'Content-Range', 'Content-Disposition', 'Content-Length', 'Allow'];
 
