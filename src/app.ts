@@ -164,6 +164,7 @@ async function createServices(
     sessionIdleTimeoutMs: config.imap.sessionIdleTimeoutMs,
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    downloadIdleTimeoutMs: config.downloadIdleTimeoutMs,
     slots,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,

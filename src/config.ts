@@ -35,6 +35,8 @@ export interface Config {
   sessionSlotTtlMs: number;
   /** Bound on one upstream step (connect, greeting, a command) before `UPSTREAM_TIMEOUT`. */
   upstreamTimeoutMs: number;
+  /** A raw download whose client reads nothing for this long is ended. */
+  downloadIdleTimeoutMs: number;
   /** Byte budget of the in-memory cache (used when no Redis is configured). */
   memoryCacheBytes: number;
   /** Largest message `POST .../messages` accepts (413 above). */
@@ -170,6 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     sessionSlotTtlMs: int('SESSION_SLOT_TTL_MS', 30_000, 3_000, 3_600_000),
     upstreamTimeoutMs: int('UPSTREAM_TIMEOUT_MS', 20_000, 100, 600_000),
+    downloadIdleTimeoutMs: int('DOWNLOAD_IDLE_TIMEOUT_MS', 60_000, 100, 3_600_000),
     memoryCacheBytes: int('CACHE_MEMORY_BYTES', 64 * 1024 * 1024, 0, 16 * 1024 * 1024 * 1024),
     maxUploadBytes: int('MAX_UPLOAD_BYTES', 25 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     cacheTtl: {

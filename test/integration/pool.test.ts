@@ -55,7 +55,7 @@ function stats(gw: TestGateway, account: string): PoolStats {
 
 /**
  * A GET over real HTTP whose body the client does not read: once the socket buffers are full, the
- * gateway's stream waits (backpressure) and keeps its session.
+ * gateway's stream waits (backpressure).
  */
 function pausedGet(url: string): Promise<{ req: ClientRequest; res: IncomingMessage }> {
   return new Promise((resolve, reject) => {
@@ -152,16 +152,17 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
     expect(await connectionsOf(user)).toBe(openBefore);
   });
 
-  it('keeps a session for a download the client does not read, and still serves listings meanwhile', async () => {
+  it('holds no session for a raw download the client does not read, serves listings meanwhile, and completes it when the client reads on', async () => {
     const page = (await list('Big')).json() as Page;
     const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${page.messages[0]!.id}/raw`;
     const { req, res } = await pausedGet(url);
     try {
       expect(res.statusCode).toBe(200);
       expect(Number(res.headers['content-length'])).toBe(big.length);
-      await waitFor('the download to hold a stream session', () => stats(gw, account).streams === 1);
+      // A chunk is fetched, then the session goes back: the paused client holds nothing.
+      await waitFor('the first chunk to be fetched', () => stats(gw, account).busy === 0);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(stats(gw, account)).toMatchObject({ streams: 1, busy: 1 }); // still held: the client is not reading
+      expect(stats(gw, account)).toMatchObject({ streams: 0, busy: 0 });
 
       const started = Date.now();
       for (const box of ['INBOX', 'Other', 'Big']) {
@@ -170,40 +171,36 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
       }
       expect((await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes` })).statusCode).toBe(200);
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(stats(gw, account).streams).toBe(1);
       expect(await connectionsOf(user)).toBeLessThanOrEqual(2);
 
-      // The client reads on: the download completes byte-exact and gives its session back.
+      // The client reads on: the download completes byte-exact and holds no session after.
       const body = await readAll(res);
       expect(body.equals(big)).toBe(true);
-      await waitFor('the download session to come back', () => stats(gw, account).busy === 0);
+      await waitFor('no session busy', () => stats(gw, account).busy === 0);
       expect(stats(gw, account)).toMatchObject({ open: 2, streams: 0 });
     } finally {
       req.destroy();
     }
   });
 
-  it('lets downloads hold at most one of the two sessions: a second download waits, listings do not', async () => {
+  it('serves more paused raw downloads of one account than it has sessions, all at once, and listings meanwhile', async () => {
     const page = (await list('Big')).json() as Page;
     const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${page.messages[0]!.id}/raw`;
-    const first = await pausedGet(url);
-    const second = pausedGet(url); // no session for it until the first is done
+    const readers = await Promise.all(Array.from({ length: 5 }, () => pausedGet(url)));
     try {
-      await waitFor('the second download to wait', () => stats(gw, account).waiting === 1);
-      expect(stats(gw, account)).toMatchObject({ streams: 1, busy: 1 });
+      for (const { res } of readers) expect(res.statusCode).toBe(200);
+      await waitFor('every first chunk to be fetched', () => stats(gw, account).busy === 0);
+      expect(stats(gw, account)).toMatchObject({ streams: 0, waiting: 0 });
       const res = await list('INBOX', '?limit=10');
       expect(res.statusCode, res.body).toBe(200);
-      expect(stats(gw, account)).toMatchObject({ streams: 1, waiting: 1 });
+      expect(await connectionsOf(user)).toBeLessThanOrEqual(2);
 
-      expect((await readAll(first.res)).equals(big)).toBe(true);
-      const { res: secondRes } = await second;
-      expect(secondRes.statusCode).toBe(200);
-      expect((await readAll(secondRes)).equals(big)).toBe(true);
-      await waitFor('both downloads to give their sessions back', () => stats(gw, account).busy === 0);
+      const bodies = await Promise.all(readers.map(({ res: r }) => readAll(r)));
+      for (const body of bodies) expect(body.equals(big)).toBe(true);
+      await waitFor('no session busy', () => stats(gw, account).busy === 0);
       expect(stats(gw, account)).toMatchObject({ open: 2, streams: 0, waiting: 0 });
     } finally {
-      first.req.destroy();
-      void second.then(({ req }) => req.destroy(), () => undefined);
+      for (const { req } of readers) req.destroy();
     }
   });
 });
@@ -244,8 +241,9 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
     expect(waitedMs).toBeLessThan(3000);
   }
 
-  it('answers 503 POOL_EXHAUSTED with Retry-After while a download holds the only session, and serves again once it is done', async () => {
-    const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/raw`);
+  it('answers 503 POOL_EXHAUSTED with Retry-After while an attachment download holds the only session, and serves again once it is done', async () => {
+    const detail = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${bigId}` })).json() as { attachments: Array<{ id: string }> };
+    const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/attachments/${detail.attachments[0]!.id}`);
     try {
       expect(res.statusCode).toBe(200);
       await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
@@ -259,18 +257,47 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
     expect((await list()).statusCode).toBe(200);
   });
 
-  it('gets the session back when the client aborts a raw download midway', async () => {
+  it('serves listings on the only session while a raw download is paused, and keeps it usable when the client aborts midway', async () => {
     const loginsBefore = await loginsOf(user);
     const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/raw`);
     expect(res.statusCode).toBe(200);
-    await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
-    await expectExhausted();
+    await waitFor('the first chunk to be fetched', () => stats(gw, account).busy === 0);
+    const during = await list();
+    expect(during.statusCode, during.body).toBe(200);
     req.destroy();
-    await waitFor('the aborted download to give its session back', () => stats(gw, account).busy === 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
     const after = await list();
     expect(after.statusCode, after.body).toBe(200);
-    // The session was returned in a usable state, not dropped.
+    // The session was never dropped.
     expect(await loginsOf(user)).toBe(loginsBefore);
+  });
+
+  it('ends a raw download whose client reads nothing for DOWNLOAD_IDLE_TIMEOUT_MS', async () => {
+    const idle = await startGateway({ DOWNLOAD_IDLE_TIMEOUT_MS: '400' });
+    try {
+      const idleBase = await idle.app.listen({ host: '127.0.0.1', port: 0 });
+      const idleAccount = await createImapAccount(idle.app, dovecot, user);
+      const { req, res } = await pausedGet(`${idleBase}/v1/accounts/${idleAccount}/mailboxes/Big/messages/${bigId}/raw`);
+      try {
+        expect(res.statusCode).toBe(200);
+        // Paused past the bound: the gateway ends the download. What was already in the socket buffers
+        // still arrives when the client reads on, then the response stops short of its length.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        let received = 0;
+        const ended = await new Promise<string>((resolve) => {
+          res.on('data', (chunk: Buffer) => (received += chunk.length));
+          res.on('end', () => resolve('end'));
+          res.on('aborted', () => resolve('aborted'));
+          res.on('error', () => resolve('aborted'));
+        });
+        expect(ended).toBe('aborted');
+        expect(received).toBeLessThan(Number(res.headers['content-length']));
+      } finally {
+        req.destroy();
+      }
+    } finally {
+      await idle.close();
+    }
   });
 
   it('gets the session back when the client aborts an attachment download midway', async () => {

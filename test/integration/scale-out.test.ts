@@ -134,9 +134,10 @@ describe('a process that waits for a slot another process holds busy', () => {
       const account = await createImapAccount(holder.app, dovecot, user);
       const base = await holder.app.listen({ host: '127.0.0.1', port: 0 });
       const id = ((await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).json() as { messages: Array<{ id: string }> }).messages[0]!.id;
-      // A download its client does not read holds the account's only session (and slot) busy.
+      // An attachment download its client does not read holds the account's only session (and slot) busy.
+      const detail = (await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${id}` })).json() as { attachments: Array<{ id: string }> };
       const res = await new Promise<IncomingMessage>((resolve, reject) => {
-        download = http.get(`${base}/v1/accounts/${account}/mailboxes/INBOX/messages/${id}/raw`, resolve);
+        download = http.get(`${base}/v1/accounts/${account}/mailboxes/INBOX/messages/${id}/attachments/${detail.attachments[0]!.id}`, resolve);
         download.on('error', reject);
       });
       expect(res.statusCode).toBe(200);

@@ -56,6 +56,8 @@ export interface ImapBackendOptions {
   upstreamTimeoutMs: number;
   /** Bytes per partial FETCH of a raw download. */
   downloadChunkBytes?: number;
+  /** A raw download whose client reads nothing for this long is ended. */
+  downloadIdleTimeoutMs?: number;
   log: Logger;
   metrics?: Metrics;
   /** Session slots across gateway processes (Redis), or this process's own count. */
@@ -171,22 +173,35 @@ export class ImapBackend implements MailBackend {
     });
   }
 
+  /**
+   * A download holds a session only while one of its chunks is being fetched, never while its
+   * client is slow to read: each partial FETCH leases a session (a `stream` lease, so a listing
+   * always finds one free) and returns it at once. So any number of slow readers of an account are
+   * served in turn, and a reader that reads nothing for `downloadIdleTimeoutMs` is ended.
+   */
   async openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage> {
     const { uid } = this.imapRef(ref);
-    const { lease, value } = await this.leaseFor(accountId, 'open_raw', { path: mailbox, sync: true }, 'stream', async (client) => {
+    const value = await this.run(accountId, 'open_raw', { path: mailbox, sync: true }, async (client) => {
       this.checkUidValidity(client, ref);
       const msg = await client.fetchOne(String(uid), { uid: true, size: true }, { uid: true });
       if (!msg || msg.uid !== uid || msg.size === undefined) throw messageNotFound();
       return { size: msg.size, range: rangeFor?.(msg.size) ?? { start: 0, end: msg.size } };
     });
     const stream = createRawStream({
-      client: lease.client,
-      uid,
+      fetchChunk: async (start, length) => {
+        const { lease, value: chunk } = await this.leaseFor(accountId, 'download_chunk', { path: mailbox, sync: false }, 'stream', async (client) => {
+          // The session may be another one than the last chunk's: the id must still name this message.
+          this.checkUidValidity(client, ref);
+          const fetched = await client.fetchOne(String(uid), { source: { start, maxLength: length } }, { uid: true });
+          return fetched ? fetched.source : undefined;
+        });
+        lease.release();
+        return chunk;
+      },
       start: value.range.start,
       end: value.range.end,
       chunkBytes: this.options.downloadChunkBytes ?? 1024 * 1024,
-      timeoutMs: this.options.upstreamTimeoutMs,
-      onSettled: (err) => (err !== null && !lease.client.usable ? lease.evict() : lease.release()),
+      idleTimeoutMs: this.options.downloadIdleTimeoutMs ?? 60_000,
     });
     return { size: value.size, range: value.range, stream };
   }
