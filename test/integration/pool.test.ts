@@ -507,3 +507,25 @@ describe('a session the server drops', () => {
     expect(stats(gw, account)).toMatchObject({ open: 1, busy: 0 });
   });
 });
+
+describe('requests in flight while the account’s connection settings change', () => {
+  it('are all answered: the running ones on their old session, the waiting ones on a session with the new settings', async () => {
+    const user = await dovecot.createUser('poolpatch');
+    await dovecot.seedMaildir(user.username, Array.from({ length: 30 }, (_, i) => textMessage({ subject: `Patch ${i}` })));
+    const gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '1', CACHE_LISTINGS: 'false' });
+    try {
+      const account = await createImapAccount(gw.app, dovecot, user);
+      const listings = Array.from({ length: 8 }, () => gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages?limit=30` }));
+      await waitFor('listings to queue for the one session', () => stats(gw, account).waiting > 0);
+      // A connection field (the password, to the same value) changes: the pool is closed under them.
+      const patch = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${account}?verify=false`, payload: { password: user.password } });
+      expect(patch.statusCode, patch.body).toBe(200);
+      for (const res of await Promise.all(listings)) {
+        expect(res.statusCode, res.body).toBe(200);
+        expect((res.json() as Page).total).toBe(30);
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+});

@@ -40,7 +40,7 @@ import { cacheable, type ListingCache } from './listing-cache.js';
 import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
 import { SharedStateChecks } from './state-check.js';
-import { AccountPool, type Lease, type LeaseKind, type PoolStats } from './pool.js';
+import { AccountPool, PoolClosed, type Lease, type LeaseKind, type PoolStats } from './pool.js';
 import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
@@ -78,6 +78,8 @@ type Selection = { path: string; sync: boolean; select?: false; syncedSince?: nu
 
 export class ImapBackend implements MailBackend {
   private readonly pools = new Map<string, AccountPool>();
+  /** Set by close(): requests whose pool closes then are not retried on a new one. */
+  private closing = false;
   private readonly serverCapabilities = new Map<string, Capability[]>();
   private readonly unwatch = new Map<string, () => void>();
   /** Listing state checks by account and mailbox, one in flight per mailbox (see currentState). */
@@ -368,6 +370,7 @@ export class ImapBackend implements MailBackend {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.close()));
@@ -444,6 +447,9 @@ export class ImapBackend implements MailBackend {
       try {
         lease = await this.pool(accountId).acquire(path, kind, { anyIdle: selection?.select === false });
       } catch (err) {
+        // The account's settings changed while this request waited: its sessions were closed, and
+        // a new pool, with the new settings, serves it (unless the gateway itself is stopping).
+        if (err instanceof PoolClosed && !this.closing && attempt <= 3) continue;
         const mapped = mapImapError(err, { mailbox: selection?.path });
         this.options.metrics?.upstreamErrors.inc({ protocol: 'imap', code: mapped.code });
         throw mapped;

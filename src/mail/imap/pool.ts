@@ -19,6 +19,20 @@ import type { Slot } from '../../coordination/session-slots.js';
 
 export type LeaseKind = 'command' | 'stream';
 
+/**
+ * The pool was closed while a request waited for (or was opening) a session: the account's
+ * connection settings changed, or the gateway is stopping. The backend retries on the account's
+ * new pool in the first case; in the second the request answers 503 and may be sent again.
+ */
+export class PoolClosed extends GatewayError {
+  constructor() {
+    super('SERVICE_UNAVAILABLE', "The account's mail sessions were closed while this request waited (its settings changed, or the gateway is stopping); retry", {
+      retryAfterSeconds: 1,
+    });
+    this.name = 'PoolClosed';
+  }
+}
+
 export interface PoolOptions {
   maxSessions: number;
   idleTimeoutMs: number;
@@ -118,7 +132,7 @@ export class AccountPool {
    * select the mailbox (a STATUS does instead), so any idle session does before a new one.
    */
   acquire(mailbox: string | null, kind: LeaseKind = 'command', options: { anyIdle?: boolean } = {}): Promise<Lease> {
-    if (this.closed) return Promise.reject(new GatewayError('UPSTREAM_ERROR', 'The account is being closed'));
+    if (this.closed) return Promise.reject(new PoolClosed());
     const want: Want = { mailbox, kind, anyIdle: options.anyIdle ?? false, deadlineMs: Date.now() + this.options.acquireTimeoutMs };
     const immediate = this.tryLease(want);
     if (immediate !== null) return immediate;
@@ -171,7 +185,7 @@ export class AccountPool {
     this.closed = true;
     for (const waiter of this.waiters.splice(0)) {
       clearTimeout(waiter.timer);
-      waiter.reject(new GatewayError('UPSTREAM_ERROR', 'The account was closed'));
+      waiter.reject(new PoolClosed());
     }
     const idle = [...this.sessions].filter((s) => !s.busy);
     await Promise.all(idle.map((s) => this.logout(s)));
@@ -240,7 +254,7 @@ export class AccountPool {
     client.on('close', () => this.onSessionClosed(session));
     if (this.closed) {
       void this.logout(session);
-      throw new GatewayError('UPSTREAM_ERROR', 'The account was closed');
+      throw new PoolClosed();
     }
     return this.lease(session, kind, false);
   }
