@@ -6,6 +6,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { STATUS_CODES } from 'node:http';
 import { GatewayError, STATUS_TITLES, isGatewayError, type ErrorCode } from '../errors.js';
 import { RouteMethods } from './method-not-allowed.js';
+import { PATTERN_RULES } from './schemas/patterns.js';
 
 export interface ProblemDocument {
   type: string;
@@ -130,6 +131,10 @@ export function describeValidation(context: string | undefined, issues: Validati
       return `${where} has an unknown field "${String(params.additionalProperty)}"; remove it (the OpenAPI document lists the fields)`;
     case 'required':
       return `${where} must have the field "${String(params.missingProperty)}"`;
+    case 'pattern': {
+      const rule = PATTERN_RULES[String(params.pattern)];
+      return `${where} ${rule ?? issue.message ?? 'is not valid'}`;
+    }
     case 'enum':
       return `${where} must be one of ${(params.allowedValues as unknown[] | undefined)?.map((v) => JSON.stringify(v)).join(', ') ?? 'the allowed values'}`;
     default:
