@@ -175,3 +175,63 @@ describe('client mistakes are 400 or 404, never 502 or 500', () => {
     expect(metrics).not.toMatch(/mailgw_upstream_errors_total\{[^}]*code="UPSTREAM_ERROR"[^}]*\} [1-9]/);
   });
 });
+
+describe('response headers built from message data', () => {
+  /** A message whose one attachment is a text part declaring `charset`, as a hostile sender may write it. */
+  function textAttachment(subject: string, charset: string): Buffer {
+    return Buffer.from(
+      [
+        'From: Sender <sender@example.com>',
+        'To: Rcpt <rcpt@example.com>',
+        `Subject: ${subject}`,
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/mixed; boundary="b1"',
+        '',
+        '--b1',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'See the attachment.',
+        '--b1',
+        `Content-Type: text/plain; charset="${charset}"`,
+        'Content-Disposition: attachment; filename="notes.txt"',
+        '',
+        'plain words',
+        '--b1--',
+        '',
+      ].join('\r\n'),
+      'utf8',
+    );
+  }
+
+  it('serve an attachment whose declared charset is not a token without it, and never with a parameter it smuggles in', async () => {
+    for (const charset of ['€uro', 'utf-8; name=evil.html', 'utf-8\tx']) {
+      const appended = await gw.app.inject({
+        method: 'POST',
+        url: `${inbox()}/messages`,
+        headers: { 'content-type': 'message/rfc822' },
+        payload: textAttachment(`charset ${charset}`, charset),
+      });
+      expect(appended.statusCode, appended.body).toBe(201);
+      const { id } = appended.json() as { id: string };
+      const detail = (await gw.app.inject({ url: `${inbox()}/messages/${id}` })).json() as { attachments: Array<{ id: string }> };
+      const attachment = detail.attachments[0]!;
+      const res = await gw.app.inject({ url: `${inbox()}/messages/${id}/attachments/${attachment.id}` });
+      expect(res.statusCode, `${charset}: ${res.body}`).toBe(200);
+      expect(res.headers['content-type'], charset).toBe('text/plain');
+      expect(res.body).toBe('plain words');
+    }
+  });
+
+  it('keep a charset that is a token', async () => {
+    const appended = await gw.app.inject({
+      method: 'POST',
+      url: `${inbox()}/messages`,
+      headers: { 'content-type': 'message/rfc822' },
+      payload: textAttachment('charset iso-8859-1', 'ISO-8859-1'),
+    });
+    const { id } = appended.json() as { id: string };
+    const detail = (await gw.app.inject({ url: `${inbox()}/messages/${id}` })).json() as { attachments: Array<{ id: string }> };
+    const res = await gw.app.inject({ url: `${inbox()}/messages/${id}/attachments/${detail.attachments[0]!.id}` });
+    expect(res.headers['content-type']).toMatch(/^text\/plain; charset=iso-8859-1$/i);
+  });
+});
