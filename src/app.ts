@@ -98,7 +98,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerProblemHandlers(app);
-  await registerSwagger(app);
+  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization });
   await registerCors(app, config.corsOrigins);
   registerAuth(app, config.apiKeys);
   for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes]) {
