@@ -102,21 +102,21 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
  * A NO to LOGIN / AUTHENTICATE. imapflow flags every such NO as `authenticationFailed`, but the response
  * code (RFC 5530) tells whether the credentials were refused or the server would not take one more
  * session right now (too many connections, a backend down): the latter must not tell the caller that a
- * correct password is wrong.
+ * correct password is wrong. The detail is our own words only: a server may quote the login line it
+ * refused, credentials and all.
  */
 function mapLoginRefusal(e: ImapFlowErrorLike, cause: { cause: unknown }): GatewayError {
-  const text = e.responseText ? `: ${e.responseText}` : '';
   switch ((e.serverResponseCode ?? '').toUpperCase()) {
     case 'LIMIT':
     case 'INUSE':
       return new GatewayError(
         'UPSTREAM_ERROR',
-        `The mail server refused another session for this user (a connection limit)${text}`,
+        'The mail server refused another session for this user (a connection limit)',
         cause,
       );
     case 'UNAVAILABLE':
     case 'SERVERBUG':
-      return new GatewayError('UPSTREAM_ERROR', `The mail server could not log in right now${text}`, cause);
+      return new GatewayError('UPSTREAM_ERROR', 'The mail server could not log in right now', cause);
     case 'PRIVACYREQUIRED':
       return new GatewayError(
         'UPSTREAM_AUTH_FAILED',
