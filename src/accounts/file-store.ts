@@ -5,6 +5,8 @@
  * - Every write replaces the whole file atomically: a uniquely named temp file in the same directory,
  *   fsynced, then rename(2) over the old file, then the directory fsynced. A crash leaves either the old
  *   or the new file, never a torn one.
+ * - A crash between writing the temp file and the rename leaves the temp file behind (a full copy of the
+ *   accounts, secrets sealed); open() removes such leftovers, which only this store writes.
  * - Writes are serialised through one promise chain, so concurrent creates in this process all land.
  *   The in-memory copy changes only after the file did, so a failed write changes nothing.
  * - One process per data directory: a second gateway on the same file would not see the first one's
@@ -60,6 +62,8 @@ export class FileAccountStore implements AccountStore {
       text = null;
     }
     const records = text === null ? new Map<string, AccountRecord>() : parseAccountsFile(file, text);
+    // One process per data directory, and no write of this store has started yet: every temp file is an orphan.
+    await removeOrphanTempFiles(dataDir);
     return new FileAccountStore(dataDir, records);
   }
 
@@ -167,6 +171,20 @@ function parseAccountsFile(file: string, text: string): Map<string, AccountRecor
     records.set(record.id, record);
   });
   return records;
+}
+
+/** `.accounts.json.<pid>.<uuid>.tmp`: the temp files writeFileAtomic names for ACCOUNTS_FILE, and only those. */
+const TEMP_FILE = /^\.accounts\.json\.\d+\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+
+async function removeOrphanTempFiles(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  await Promise.all(entries.filter((entry) => TEMP_FILE.test(entry)).map((entry) => fs.rm(path.join(dir, entry), { force: true })));
 }
 
 /** Temp file in the same directory (rename is atomic only within one filesystem), fsync, rename. */
