@@ -37,9 +37,10 @@ export function clientErrorHandler(log: FastifyBaseLogger): (err: NodeJS.ErrnoEx
     const requestId = randomUUID();
     log.warn({ reqId: requestId, code: error.code, status: error.status, parserCode: err.code }, error.message);
     if (socket.writable) {
-      const body = JSON.stringify(problemDocument(error, requestId));
+      const problem = problemDocument(error, requestId);
+      const body = JSON.stringify(problem);
       socket.write(
-        `HTTP/1.1 ${error.status} ${problemDocument(error, requestId).title}\r\n` +
+        `HTTP/1.1 ${error.status} ${problem.title}\r\n` +
           'Content-Type: application/problem+json; charset=utf-8\r\n' +
           `Content-Length: ${Buffer.byteLength(body)}\r\n` +
           `X-Request-Id: ${requestId}\r\n` +

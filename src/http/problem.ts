@@ -113,6 +113,9 @@ export function toGatewayError(err: unknown, body: BodyExpectation = { consumes:
   });
 }
 
+/** The longest path parameter the router takes (a mailbox path: 1024 characters, as its schema says). */
+export const MAX_PARAM_LENGTH = 1024;
+
 /**
  * Errors Fastify meets before routing (its `frameworkErrors` option): a path whose percent-encoding
  * is not UTF-8, a parameter over `maxParamLength`. Answered like any other error.
@@ -132,14 +135,11 @@ function mapFrameworkError(err: FastifyError): GatewayError {
         'The path holds a percent-encoded sequence that is not UTF-8 (such as %FF): encode each segment as UTF-8 (encodeURIComponent)',
       );
     case 'FST_ERR_MAX_PARAM_LENGTH':
-      return new GatewayError('CLIENT_ERROR', `A path parameter is longer than ${MAX_PARAM_LENGTH} characters`, { status: 414 });
+      return new GatewayError('CLIENT_ERROR', `A path parameter is longer than ${MAX_PARAM_LENGTH} characters, the most a mailbox path may have: shorten it`, { status: 414 });
     default:
       return toGatewayError(err);
   }
 }
-
-/** The longest path parameter the router takes (a mailbox path: 1024 characters, as its schema says). */
-export const MAX_PARAM_LENGTH = 1024;
 
 /** One ajv error, as Fastify hands it over. */
 interface ValidationIssue {
