@@ -27,7 +27,9 @@ import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coord
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
 import { registerCors } from './http/cors.js';
-import { registerProblemHandlers } from './http/problem.js';
+import { clientErrorHandler } from './http/client-error.js';
+import { MAX_PARAM_LENGTH, frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
+import { httpServerOptions } from './http/server-options.js';
 import { OneLinePerRequest } from './http/request-log.js';
 import { requestIdFrom } from './http/request-id.js';
 import { registerSwagger } from './http/swagger.js';
@@ -71,14 +73,18 @@ export interface BuildOptions {
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const logger = (options.logger ?? createLogger(config.logLevel)) as FastifyBaseLogger;
   const app = Fastify({
-    loggerInstance: (options.logger ?? createLogger(config.logLevel)) as FastifyBaseLogger,
+    loggerInstance: logger,
     genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
     trustProxy: config.trustProxy,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     logController: new OneLinePerRequest(),
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    ...httpServerOptions(config.http),
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler: clientErrorHandler(logger),
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = new Metrics({ redis: config.redisUrl !== undefined || config.redisClusterNodes.length > 0 });
@@ -99,7 +105,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerProblemHandlers(app);
-  await registerSwagger(app);
+  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization });
   await registerCors(app, config.corsOrigins);
   requireDeclaredAccess(app);
   const limit = await registerRateLimits(app, config.rateLimits, services.redis);

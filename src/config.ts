@@ -52,6 +52,17 @@ export interface Config {
   corsOrigins: string[];
   /** Requests per minute (0: unlimited) per admin key or token, per client address without one, and account creations per caller. */
   rateLimits: { perMinute: number; anonymousPerMinute: number; accountCreationPerMinute: number };
+  /** Bounds on what a client may take to send a request (src/http/server-options.ts). */
+  http: {
+    /** The whole request, headers and body, must arrive within this (408 after it). */
+    requestTimeoutMs: number;
+    /** The request line and headers must arrive within this. */
+    headersTimeoutMs: number;
+    /** An idle keep-alive connection is closed after this. */
+    keepAliveTimeoutMs: number;
+  };
+  /** Swagger UI keeps an entered API key in the browser's localStorage across reloads. */
+  docsPersistAuthorization: boolean;
 }
 
 export class ConfigError extends Error {
@@ -188,7 +199,21 @@ export function loadConfig(env: Env = process.env): Config {
       anonymousPerMinute: int('RATE_LIMIT_ANONYMOUS_PER_MINUTE', 60, 0, 10_000_000),
       accountCreationPerMinute: int('RATE_LIMIT_ACCOUNT_CREATION_PER_MINUTE', 30, 0, 10_000_000),
     },
+    http: {
+      // A 25 MB upload (MAX_UPLOAD_BYTES' default) at about 2 Mbit/s.
+      requestTimeoutMs: int('HTTP_REQUEST_TIMEOUT_MS', 120_000, 100, 3_600_000),
+      headersTimeoutMs: int('HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+      // Longer than the 60 s idle timeout of common load balancers, so they, not we, close idle connections.
+      keepAliveTimeoutMs: int('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 3_600_000),
+    },
+    docsPersistAuthorization: bool('DOCS_PERSIST_AUTHORIZATION', false),
   };
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS (${config.http.headersTimeoutMs}) must not be larger than HTTP_REQUEST_TIMEOUT_MS (${config.http.requestTimeoutMs})`,
+    );
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

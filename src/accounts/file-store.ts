@@ -5,6 +5,8 @@
  * - Every write replaces the whole file atomically: a uniquely named temp file in the same directory,
  *   fsynced, then rename(2) over the old file, then the directory fsynced. A crash leaves either the old
  *   or the new file, never a torn one.
+ * - A crash between writing the temp file and the rename leaves the temp file behind (a full copy of the
+ *   accounts, secrets sealed); open() removes such leftovers, which only this store writes.
  * - Writes are serialised through one promise chain, so concurrent creates in this process all land.
  *   The in-memory copy changes only after the file did, so a failed write changes nothing.
  * - One process per data directory: a second gateway on the same file would not see the first one's
@@ -13,7 +15,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GatewayError } from '../errors.js';
-import { errnoCode, writeFileAtomic } from '../util/fs.js';
+import { errnoCode, removeOrphanTempFiles, writeFileAtomic } from '../util/fs.js';
 import {
   accountRecordProblem,
   compareById,
@@ -59,6 +61,8 @@ export class FileAccountStore implements AccountStore {
       text = null;
     }
     const records = text === null ? new Map<string, AccountRecord>() : parseAccountsFile(file, text);
+    // One process per data directory, and no write of this store has started yet: every temp file is an orphan.
+    await removeOrphanTempFiles(dataDir, ACCOUNTS_FILE);
     return new FileAccountStore(dataDir, records);
   }
 

@@ -6,6 +6,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { STATUS_CODES } from 'node:http';
 import { GatewayError, STATUS_TITLES, isGatewayError, type ErrorCode } from '../errors.js';
 import { RouteMethods } from './method-not-allowed.js';
+import { PATTERN_RULES } from './schemas/patterns.js';
 
 export interface ProblemDocument {
   type: string;
@@ -20,15 +21,19 @@ export function problemType(code: string): string {
   return `urn:mailgw:problem:${code.toLowerCase().replace(/_/g, '-')}`;
 }
 
-export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
-  const body: ProblemDocument = {
+export function problemDocument(error: GatewayError, requestId: string): ProblemDocument {
+  return {
     type: problemType(error.code),
     title: titleOf(error.status),
     status: error.status,
     detail: error.message,
     code: error.code,
-    requestId: String(request.id),
+    requestId,
   };
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
+  const body = problemDocument(error, String(request.id));
   // A streamed response that failed after its headers went out cannot become a problem document.
   if (reply.sent || reply.raw.headersSent) {
     reply.raw.destroy();
@@ -108,6 +113,34 @@ export function toGatewayError(err: unknown, body: BodyExpectation = { consumes:
   });
 }
 
+/** The longest path parameter the router takes (a mailbox path: 1024 characters, as its schema says). */
+export const MAX_PARAM_LENGTH = 1024;
+
+/**
+ * Errors Fastify meets before routing (its `frameworkErrors` option): a path whose percent-encoding
+ * is not UTF-8, a parameter over `maxParamLength`. Answered like any other error.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const error = mapFrameworkError(err);
+  request.log.warn({ code: error.code, status: error.status }, error.message);
+  // Hooks do not run for these requests, so the id header the onSend hook adds is set here.
+  void sendProblem(request, reply.header('x-request-id', String(request.id)), error);
+}
+
+function mapFrameworkError(err: FastifyError): GatewayError {
+  switch (err.code) {
+    case 'FST_ERR_BAD_URL':
+      return new GatewayError(
+        'VALIDATION_FAILED',
+        'The path holds a percent-encoded sequence that is not UTF-8 (such as %FF): encode each segment as UTF-8 (encodeURIComponent)',
+      );
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new GatewayError('CLIENT_ERROR', `A path parameter is longer than ${MAX_PARAM_LENGTH} characters, the most a mailbox path may have: shorten it`, { status: 414 });
+    default:
+      return toGatewayError(err);
+  }
+}
+
 /** One ajv error, as Fastify hands it over. */
 interface ValidationIssue {
   keyword?: string;
@@ -130,6 +163,10 @@ export function describeValidation(context: string | undefined, issues: Validati
       return `${where} has an unknown field "${String(params.additionalProperty)}"; remove it (the OpenAPI document lists the fields)`;
     case 'required':
       return `${where} must have the field "${String(params.missingProperty)}"`;
+    case 'pattern': {
+      const rule = PATTERN_RULES[String(params.pattern)];
+      return `${where} ${rule ?? issue.message ?? 'is not valid'}`;
+    }
     case 'enum':
       return `${where} must be one of ${(params.allowedValues as unknown[] | undefined)?.map((v) => JSON.stringify(v)).join(', ') ?? 'the allowed values'}`;
     default:

@@ -1,5 +1,13 @@
 /**
  * The OpenAPI document (generated from the route schemas) and Swagger UI at /docs.
+ *
+ * The page holds the API key a visitor types in, so it runs under a policy of its own (the
+ * plugin's hooks are scoped to its routes; the API answers JSON and needs none): only the gateway's
+ * own scripts and styles (Swagger UI's bundle has no inline script, and sets styles through the
+ * DOM, which CSP allows), no plugins, no framing by another site (clickjacking: CSP
+ * frame-ancestors, and X-Frame-Options for older browsers, RFC 7034). No upgrade-insecure-requests:
+ * a gateway on plain HTTP on loopback must keep working. Swagger UI's online validator is off, as
+ * it would send the document to validator.swagger.io.
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -14,7 +22,26 @@ export const OPENAPI_INFO = {
   license: { name: 'MIT', identifier: 'MIT' },
 };
 
-export async function registerSwagger(app: FastifyInstance): Promise<void> {
+export const DOCS_CSP = [
+  "default-src 'self'",
+  "base-uri 'self'",
+  "connect-src 'self'",
+  "font-src 'self' data:",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "script-src 'self'",
+  "script-src-attr 'none'",
+  "style-src 'self'",
+].join('; ');
+
+export interface SwaggerOptions {
+  /** Swagger UI keeps an entered key in localStorage across reloads (DOCS_PERSIST_AUTHORIZATION). */
+  persistAuthorization: boolean;
+}
+
+export async function registerSwagger(app: FastifyInstance, options: SwaggerOptions): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -50,7 +77,14 @@ export async function registerSwagger(app: FastifyInstance): Promise<void> {
   });
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
+    uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: options.persistAuthorization, validatorUrl: null },
+    staticCSP: DOCS_CSP,
+    uiHooks: {
+      onRequest: (_request, reply, done) => {
+        void reply.header('x-frame-options', 'DENY').header('x-content-type-options', 'nosniff').header('referrer-policy', 'no-referrer');
+        done();
+      },
+    },
   });
 }
 

@@ -23,6 +23,8 @@ export interface ImapState {
   highestModseq: string | null;
 }
 
+const MAX_UINT32 = 4294967295;
+
 export function encodeImapCursor(cursor: ImapCursor): string {
   return Buffer.from(JSON.stringify({ v: 1, uv: cursor.uidValidity, b: cursor.beforeUid })).toString('base64url');
 }
@@ -31,8 +33,12 @@ export function decodeImapCursor(token: string): ImapCursor {
   const parsed = decodeToken(token, 'cursor') as { v?: unknown; uv?: unknown; b?: unknown } | null;
   // `null` is valid JSON too: without this check it would crash below as a 500.
   if (parsed === null || typeof parsed !== 'object') throw badToken('cursor');
-  if (parsed.v !== 1 || typeof parsed.uv !== 'string' || !/^\d+$/.test(parsed.uv)) throw badToken('cursor');
-  if (typeof parsed.b !== 'number' || !Number.isInteger(parsed.b) || parsed.b < 1) throw badToken('cursor');
+  // UIDVALIDITY and UIDs are 32-bit (RFC 9051 §2.3.1.1, nz-number); the anchor may be one past the
+  // highest UID. Anything larger was not issued here, and would reach the server as a bad UID set.
+  if (parsed.v !== 1 || typeof parsed.uv !== 'string' || !/^[1-9]\d{0,9}$/.test(parsed.uv) || Number(parsed.uv) > MAX_UINT32) {
+    throw badToken('cursor');
+  }
+  if (typeof parsed.b !== 'number' || !Number.isInteger(parsed.b) || parsed.b < 1 || parsed.b > MAX_UINT32 + 1) throw badToken('cursor');
   return { uidValidity: parsed.uv, beforeUid: parsed.b };
 }
 
@@ -46,11 +52,12 @@ export function encodeImapState(state: ImapState): string {
 export function decodeImapState(token: string): ImapState {
   const parts = Buffer.from(token, 'base64url').toString('utf8').split('.');
   const [tag, uidValidity = '', uidNext = '', exists = '', modseq = ''] = parts;
-  const numeric = (v: string): boolean => /^\d{1,20}$/.test(v);
-  if (parts.length !== 5 || tag !== 'i1' || !numeric(uidValidity) || !numeric(uidNext) || !numeric(exists)) {
+  // UIDVALIDITY, UIDNEXT and EXISTS are 32-bit (RFC 9051 §2.3.1), a MODSEQ 64-bit (RFC 7162 §7).
+  const uint32 = (v: string, max = MAX_UINT32): boolean => /^\d{1,10}$/.test(v) && Number(v) <= max;
+  if (parts.length !== 5 || tag !== 'i1' || !uint32(uidValidity) || !uint32(uidNext, MAX_UINT32 + 1) || !uint32(exists)) {
     throw badToken('since');
   }
-  if (modseq !== '-' && !numeric(modseq)) throw badToken('since');
+  if (modseq !== '-' && !/^\d{1,20}$/.test(modseq)) throw badToken('since');
   return { uidValidity, uidNext: Number(uidNext), exists: Number(exists), highestModseq: modseq === '-' ? null : modseq };
 }
 

@@ -21,6 +21,7 @@ import { normalizeMailboxPath as normalize } from './mailbox-path.js';
 import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
+import { servedContentType } from './mime/attachment-info.js';
 import type {
   ExpectedStates,
   FlagChanges,
@@ -173,13 +174,9 @@ export class MailService {
       throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${attachmentId} in this message`);
     }
     const part = await backend.openPart(accountId, mailbox, ref, attachment.partId);
-    // Text attachments are served as their bytes, so the charset they were written in must travel along.
-    const withCharset =
-      attachment.contentType.startsWith('text/') && part.charset && !/;\s*charset=/i.test(attachment.contentType)
-        ? `${attachment.contentType}; charset=${part.charset}`
-        : attachment.contentType;
     return {
-      contentType: withCharset,
+      // The part's charset comes from the sender, unchecked by the server: the shared builder keeps only a token.
+      contentType: servedContentType(attachment.contentType, part.charset),
       filename: attachment.filename,
       disposition: attachment.disposition,
       stream: part.stream,

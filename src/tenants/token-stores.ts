@@ -10,7 +10,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { keys } from '../cache/keys.js';
 import { boundedStoreCall } from '../accounts/redis-store.js';
 import { GatewayError } from '../errors.js';
-import { errnoCode, writeFileAtomic } from '../util/fs.js';
+import { errnoCode, removeOrphanTempFiles, writeFileAtomic } from '../util/fs.js';
 import { tokenRecordProblem, type TokenRecord, type TokenStore } from './tokens.js';
 
 export const TOKENS_FILE = 'tokens.json';
@@ -30,6 +30,7 @@ export class FileTokenStore implements TokenStore {
 
   static async open(dataDir: string): Promise<FileTokenStore> {
     const file = path.join(dataDir, TOKENS_FILE);
+    await removeOrphanTempFiles(dataDir, TOKENS_FILE);
     let text: string | null = null;
     try {
       text = await fs.readFile(file, 'utf8');

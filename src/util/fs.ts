@@ -41,3 +41,20 @@ export async function writeFileAtomic(dir: string, file: string, data: string): 
   }
   await syncDir(dir);
 }
+
+/**
+ * Removes the temp files `writeFileAtomic` leaves behind for `file` when the process died between
+ * writing and renaming (`.<name>.<pid>.<uuid>.tmp`), and only those. Called when a store opens.
+ */
+export async function removeOrphanTempFiles(dir: string, file: string): Promise<void> {
+  const name = path.basename(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const temp = new RegExp(`^\\.${name}\\.\\d+\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\\.tmp$`);
+  let entries: string[];
+  try {
+    entries = await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  await Promise.all(entries.filter((entry) => temp.test(entry)).map((entry) => fs.rm(path.join(dir, entry), { force: true })));
+}

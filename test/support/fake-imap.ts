@@ -3,6 +3,7 @@
  * PERMANENTFLAGS lack `\*`, so it stores no keywords (Dovecot always offers `\*`). It knows one
  * mailbox, INBOX, holding one message (UID 1), and answers just what a login, a SELECT, UID FETCH,
  * UID STORE and LOGOUT need. Anything else gets `BAD`, so an unexpected command shows up in a test.
+ * It can also answer LOGIN as a careless server does, echoing the credentials.
  */
 import net from 'node:net';
 
@@ -10,6 +11,8 @@ export interface FakeImapOptions {
   /** The PERMANENTFLAGS SELECT announces, e.g. `\Seen \Flagged`. */
   permanentFlags: string;
   uidValidity: number;
+  /** The answer to LOGIN (default: OK), e.g. one that echoes the arguments as some servers do. */
+  loginAnswer?: (tag: string, args: string) => string[];
 }
 
 export interface FakeImap {
@@ -35,7 +38,7 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImap>
       case 'CAPABILITY':
         return [`* CAPABILITY ${CAPABILITIES}`, `${tag} OK done`];
       case 'LOGIN':
-        return [`${tag} OK [CAPABILITY ${CAPABILITIES}] Logged in`];
+        return options.loginAnswer?.(tag, args) ?? [`${tag} OK [CAPABILITY ${CAPABILITIES}] Logged in`];
       case 'LIST':
         return ['* LIST (\\HasNoChildren) "/" INBOX', `${tag} OK done`];
       case 'SELECT':

@@ -65,6 +65,23 @@ describe('loadConfig defaults', () => {
   });
 });
 
+describe('HTTP bounds on slow clients and the docs page', () => {
+  it('bounds requests, headers and idle keep-alive by default, and keeps no API key in the browser', () => {
+    expect(loadConfig({}).http).toEqual({ requestTimeoutMs: 120_000, headersTimeoutMs: 10_000, keepAliveTimeoutMs: 72_000 });
+    expect(loadConfig({}).docsPersistAuthorization).toBe(false);
+    const set = loadConfig({ HTTP_REQUEST_TIMEOUT_MS: '30000', HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '5000', DOCS_PERSIST_AUTHORIZATION: 'true' });
+    expect(set.http).toEqual({ requestTimeoutMs: 30_000, headersTimeoutMs: 5_000, keepAliveTimeoutMs: 5_000 });
+    expect(set.docsPersistAuthorization).toBe(true);
+  });
+
+  it('refuses a request timeout of 0 (no bound) and headers allowed longer than the whole request', () => {
+    expect(problemsOf({ HTTP_REQUEST_TIMEOUT_MS: '0' }).problems).toEqual(['HTTP_REQUEST_TIMEOUT_MS must be an integer from 100 to 3600000 (got "0")']);
+    expect(problemsOf({ HTTP_REQUEST_TIMEOUT_MS: '5000', HTTP_HEADERS_TIMEOUT_MS: '6000' }).problems).toEqual([
+      'HTTP_HEADERS_TIMEOUT_MS (6000) must not be larger than HTTP_REQUEST_TIMEOUT_MS (5000)',
+    ]);
+  });
+});
+
 describe('serving beyond loopback needs API keys', () => {
   it.each(['0.0.0.0', '::', '192.168.1.10', 'gateway.example.com', '10.0.0.1'])('refuses HOST=%s without API_KEYS', (host) => {
     const error = problemsOf({ HOST: host });

@@ -34,7 +34,15 @@ describe('IMAP cursors', () => {
       b64({ v: 1, uv: '7', b: 1.5 }),
       b64({ v: 1, uv: '7', b: '10' }),
       b64(null),
+      // Beyond what a 32-bit UID or UIDVALIDITY can be (RFC 9051 §2.3.1.1): never issued here.
+      b64({ v: 1, uv: '7', b: 1e300 }),
+      b64({ v: 1, uv: '7', b: 2 ** 53 + 2 }),
+      b64({ v: 1, uv: '7', b: 2 ** 32 + 2 }),
+      b64({ v: 1, uv: '4294967296', b: 10 }),
+      b64({ v: 1, uv: '9'.repeat(400), b: 10 }),
+      b64({ v: 1, uv: '0', b: 10 }),
     ];
+    expect(decodeImapCursor(b64({ v: 1, uv: '7', b: 2 ** 32 }))).toEqual({ uidValidity: '7', beforeUid: 2 ** 32 });
     for (const token of tampered) {
       const err = thrown(() => decodeImapCursor(token));
       expect({ token, code: err.code, status: err.status }).toEqual({ token, code: 'VALIDATION_FAILED', status: 400 });
@@ -68,7 +76,7 @@ describe('IMAP states', () => {
 
   it('rejects what the gateway did not issue as VALIDATION_FAILED on `since`', () => {
     const good = encodeImapState({ uidValidity: '1', uidNext: 2, exists: 1, highestModseq: '5' });
-    for (const token of ['garbage', b64('i1.1.2.1'), b64('i2.1.2.1.5'), b64('i1.1.x.1.5'), b64('i1.1.2.1.5.6'), b64('i1.1.2.1.abc'), good + 'AA']) {
+    for (const token of ['garbage', b64('i1.1.2.1'), b64('i2.1.2.1.5'), b64('i1.1.x.1.5'), b64('i1.1.2.1.5.6'), b64('i1.1.2.1.abc'), good + 'AA', b64('i1.1.99999999999999999999.1.5'), b64('i1.1.4294967297.1.5'), b64('i1.4294967296.2.1.5'), b64('i1.1.2.99999999999.5')]) {
       const err = thrown(() => decodeImapState(token));
       expect(err.code, token).toBe('VALIDATION_FAILED');
       expect(err.message).toBe('query/since is not a state this gateway issued');

@@ -156,6 +156,22 @@ describe('FileAccountStore', () => {
     expect((await (await FileAccountStore.open(dataDir)).list()).map((r) => r.id)).toEqual(['kept', 'later']);
   });
 
+  it('removes at open the temp files a write interrupted by a crash left, and nothing else', async () => {
+    const first = await FileAccountStore.open(dataDir);
+    await first.create(record('alice'));
+    await first.close();
+    // What a crash between writing the temp file and the rename leaves: a full copy of the accounts.
+    const orphans = [`.accounts.json.4242.${'0'.repeat(8)}-0000-4000-8000-${'0'.repeat(12)}.tmp`, '.accounts.json.1.3f2b8c1e-5d4a-4b8e-9c7f-2a1d6e8b9c0d.tmp'];
+    for (const name of orphans) await fs.writeFile(path.join(dataDir, name), await fs.readFile(file));
+    const kept = ['secret.key', 'notes.tmp', '.accounts.json.bak'];
+    for (const name of kept) await fs.writeFile(path.join(dataDir, name), 'keep');
+
+    const store = await FileAccountStore.open(dataDir);
+    expect((await store.list()).map((r) => r.id)).toEqual(['alice']);
+    expect((await fs.readdir(dataDir)).sort()).toEqual(['accounts.json', ...kept].sort());
+    await store.close();
+  });
+
   it('refuses to open a corrupt file, naming it, and leaves it untouched', async () => {
     await fs.mkdir(dataDir, { recursive: true });
     const garbage = '{"version":1,"accounts":[{"id":"alice", "sealedSecret":"v1.x.y.z"';

@@ -48,6 +48,35 @@ describe('the HTTP layer answers problem documents that say how to fix the reque
     expect(protocol.json().detail).toContain('body/protocol must be one of "imap", "pop3"');
   });
 
+  it('refuses control characters in the host and username (create and PATCH), and line breaks in a secret, before any dial', async () => {
+    const created = await gw.app.inject({ method: 'POST', url: '/v1/accounts?verify=false', payload: { ...ACCOUNT, id: 'edges' } });
+    expect(created.statusCode, created.body).toBe(201);
+    const cases: Array<[string, string, string]> = [
+      ['host', 'imap.example.com\u0000.evil', 'must be a host name or IP address, without spaces, slashes or control characters'],
+      ['host', 'imap\u0007example.com', 'must be a host name or IP address, without spaces, slashes or control characters'],
+      ['host', 'imap.example.com\u0085', 'must be a host name or IP address, without spaces, slashes or control characters'],
+      ['username', 'alice\r\nA1 LOGOUT', 'must not contain control characters (CR, LF, NUL, TAB, DEL, …)'],
+      ['username', 'alice\u0000', 'must not contain control characters (CR, LF, NUL, TAB, DEL, …)'],
+      ['password', 'p\r\nDELE 1', 'must not contain CR, LF or NUL'],
+      ['accessToken', 'tok\u0000en', 'must not contain CR, LF or NUL'],
+    ];
+    for (const [field, value, rule] of cases) {
+      const { password: _password, ...withoutSecret } = ACCOUNT;
+      const body = field === 'accessToken' ? { ...withoutSecret, accessToken: value } : { ...ACCOUNT, [field]: value };
+      for (const res of [
+        await gw.app.inject({ method: 'POST', url: '/v1/accounts?verify=false', payload: body }),
+        await gw.app.inject({ method: 'PATCH', url: '/v1/accounts/edges', payload: { [field]: value } }),
+      ]) {
+        expect(res.statusCode, `${field} ${JSON.stringify(value)}`).toBe(400);
+        expect(res.json()).toMatchObject({ code: 'VALIDATION_FAILED', detail: `body/${field} ${rule}` });
+      }
+    }
+    // What is ordinary still passes: an IDN host, an IPv6 literal, a password with spaces and symbols.
+    for (const patch of [{ host: 'bücher.example' }, { host: '[::1]' }, { password: 'a b\t"c"' }]) {
+      expect((await gw.app.inject({ method: 'PATCH', url: '/v1/accounts/edges', payload: patch })).statusCode, JSON.stringify(patch)).not.toBe(400);
+    }
+  });
+
   it('is 415 naming the media type the route takes', async () => {
     const json = await gw.app.inject({ method: 'POST', url: '/v1/accounts', headers: { 'content-type': 'text/plain' }, payload: 'hello' });
     expect(json.statusCode).toBe(415);

@@ -84,3 +84,34 @@ describe('IMAP and POP3 classify socket failures alike', () => {
     expect(socketError(new Error('socket hang up'), 'greeting').message).toBe('The connection to the mail server was lost (greeting)');
   });
 });
+
+describe('IMAP: only what the server did is 502', () => {
+  const imapflowError = (code: string, extra: Record<string, unknown> = {}): Error => Object.assign(new Error('x'), { code, ...extra });
+
+  it('is 502 for a tagged NO or BAD, a lost connection and a response imapflow could not parse', () => {
+    expect(mapImapError(Object.assign(new Error('Command failed'), { responseStatus: 'NO', responseText: 'Quota' }))).toMatchObject({
+      code: 'UPSTREAM_ERROR',
+      status: 502,
+      message: 'The mail server answered NO: Quota',
+    });
+    for (const code of ['NoConnection', 'EConnectionClosed', 'ClosedAfterConnectText', 'ParserError11', 'InvalidResponse', 'MissingTag', 'LineTooLarge']) {
+      expect(mapImapError(imapflowError(code)).code, code).toBe('UPSTREAM_ERROR');
+    }
+  });
+
+  it('is 500 INTERNAL_ERROR, masked, with the cause kept for the log, for a bug of ours or an imapflow misuse code', () => {
+    const bug = new TypeError("Cannot read properties of undefined (reading 'uid')");
+    for (const err of [bug, new Error('something else'), imapflowError('NoMailboxSelected'), imapflowError('InstanceReused'), null, undefined]) {
+      const mapped = mapImapError(err);
+      expect(mapped, String(err)).toMatchObject({ code: 'INTERNAL_ERROR', status: 500 });
+      expect(mapped.message).not.toContain('uid');
+      expect(mapped.cause).toBe(err);
+    }
+  });
+
+  it('is 400 for a value imapflow refuses to send (CR, LF, NUL), which came with the request', () => {
+    const mapped = mapImapError(imapflowError('InvalidStringValue'));
+    expect(mapped).toMatchObject({ code: 'VALIDATION_FAILED', status: 400 });
+    expect(mapped.message).toContain('CR, LF or NUL');
+  });
+});

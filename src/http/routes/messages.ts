@@ -199,8 +199,6 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
           ...problems(...ON_MAILBOX, 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NOT_SUPPORTED_BY_PROTOCOL', 'FLAG_NOT_ALLOWED'),
         },
       },
-      // The body is bytes, not JSON: nothing to validate beyond the size limit.
-      validatorCompiler: () => () => true,
     },
     async (request, reply) => {
       const { account, mailbox } = request.params;
@@ -210,8 +208,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `This endpoint takes a body of type message/rfc822, not ${request.headers['content-type'] ?? 'none'}`);
       }
       if (content.length === 0) throw new GatewayError('VALIDATION_FAILED', 'body must be a non-empty message/rfc822 document');
-      const flags = (request.query.flags ?? []).flatMap((f) => f.split(' ')).filter((f) => f.length > 0);
-      const location = await mail.appendMessage(account, mailbox, content, flags);
+      const location = await mail.appendMessage(account, mailbox, content, request.query.flags ?? []);
       return reply.code(201).header('location', messageUrl(account, location)).send(location);
     },
   );

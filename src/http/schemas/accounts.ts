@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { ACCOUNT_ID_PATTERN, Nullable, StringEnum } from './common.js';
 import { CAPABILITIES } from '../../mail/types.js';
+import { HOST, NO_CONTROLS, NO_LINE_BREAKS } from './patterns.js';
 
 const Protocol = StringEnum(['imap', 'pop3'] as const, { description: 'How the gateway reaches the mailbox' });
 const Security = StringEnum(['tls', 'starttls', 'none'] as const, {
@@ -8,13 +9,16 @@ const Security = StringEnum(['tls', 'starttls', 'none'] as const, {
 });
 const Capability = StringEnum(CAPABILITIES);
 
-const Host = Type.String({ minLength: 1, maxLength: 253, pattern: '^[^\\s/]+$', examples: ['imap.example.com'] });
+const Host = Type.String({ minLength: 1, maxLength: 253, pattern: HOST, examples: ['imap.example.com'] });
 const Port = Type.Integer({ minimum: 1, maximum: 65535, examples: [993] });
-const Username = Type.String({ minLength: 1, maxLength: 320, examples: ['alice@example.com'] });
-const Password = Type.String({ minLength: 1, maxLength: 4096, writeOnly: true, examples: ['s3cret'] });
+// Sent on the wire in LOGIN, AUTHENTICATE and USER.
+const Username = Type.String({ minLength: 1, maxLength: 320, pattern: NO_CONTROLS, examples: ['alice@example.com'] });
+// Sent in PASS and SASL PLAIN, where CR or LF would end the command line and NUL separates the fields (RFC 4616).
+const Password = Type.String({ minLength: 1, maxLength: 4096, pattern: NO_LINE_BREAKS, writeOnly: true, examples: ['s3cret'] });
 const AccessToken = Type.String({
   minLength: 1,
   maxLength: 16384,
+  pattern: NO_LINE_BREAKS,
   writeOnly: true,
   description: 'OAuth2 access token (XOAUTH2 / OAUTHBEARER)',
 });

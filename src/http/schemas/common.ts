@@ -6,6 +6,7 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { ERRORS, ERROR_CODES, STATUS_TITLES, type ErrorCode } from '../../errors.js';
 import { problemType, type ProblemDocument } from '../problem.js';
+import { NO_CONTROLS } from './patterns.js';
 
 /** A string enum rendered as `enum` in OpenAPI (clearer than anyOf of consts). */
 export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
@@ -33,6 +34,7 @@ export const AccountId = Type.String({
 export const MailboxPath = Type.String({
   minLength: 1,
   maxLength: 1024,
+  pattern: NO_CONTROLS,
   description:
     'Mailbox path as one URL-encoded path segment, in UTF-8 (e.g. `Work%2F2024` for `Work/2024`; `INBOX` as is)',
   examples: ['INBOX'],

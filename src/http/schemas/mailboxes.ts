@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { Nullable } from './common.js';
+import { NO_CONTROLS } from './patterns.js';
 
 export const MailboxListQuery = Type.Object({
   counts: Type.Boolean({
@@ -39,7 +40,7 @@ export const Mailbox = Type.Object(
 
 export const MailboxList = Type.Object({ mailboxes: Type.Array(Type.Ref('Mailbox')) });
 
-const Path = Type.String({ minLength: 1, maxLength: 1024, description: 'Full mailbox path, UTF-8, with the server\'s delimiter', examples: ['Work/2024'] });
+const Path = Type.String({ minLength: 1, maxLength: 1024, pattern: NO_CONTROLS, description: 'Full mailbox path, UTF-8, with the server\'s delimiter', examples: ['Work/2024'] });
 
 export const MailboxCreateBody = Type.Object(
   { path: Path },

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { Nullable } from './common.js';
+import { DAY_FROM_1900, NO_CONTROLS } from './patterns.js';
 
 const AddressList = Type.Array(Type.Ref('Address'));
 
@@ -92,14 +93,20 @@ export const Flag = Type.String({
 });
 
 export const MessageFilterQuery = {
-  from: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'From header contains (IMAP only)' })),
-  to: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'To header contains (IMAP only)' })),
-  subject: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Subject contains (IMAP only)' })),
-  text: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Headers or body contain (IMAP only)' })),
+  from: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: NO_CONTROLS, description: 'From header contains (IMAP only)' })),
+  to: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: NO_CONTROLS, description: 'To header contains (IMAP only)' })),
+  subject: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: NO_CONTROLS, description: 'Subject contains (IMAP only)' })),
+  text: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: NO_CONTROLS, description: 'Headers or body contain (IMAP only)' })),
   since: Type.Optional(
-    Type.String({ format: 'date', description: 'Received on or after this day, `YYYY-MM-DD` (IMAP SINCE, by arrival date)' }),
+    Type.String({
+      format: 'date',
+      pattern: DAY_FROM_1900,
+      description: 'Received on or after this day, `YYYY-MM-DD`, from 1900-01-01 (IMAP SINCE, by arrival date)',
+    }),
   ),
-  before: Type.Optional(Type.String({ format: 'date', description: 'Received before this day, `YYYY-MM-DD` (IMAP BEFORE)' })),
+  before: Type.Optional(
+    Type.String({ format: 'date', pattern: DAY_FROM_1900, description: 'Received before this day, `YYYY-MM-DD`, from 1900-01-01 (IMAP BEFORE)' }),
+  ),
   seen: Type.Optional(Type.Boolean({ description: 'Only seen (true) or unseen (false) messages' })),
   flagged: Type.Optional(Type.Boolean()),
   answered: Type.Optional(Type.Boolean()),
@@ -125,7 +132,7 @@ export const FlagPatchBody = Type.Object(
 );
 
 export const TransferBody = Type.Object(
-  { destination: Type.String({ minLength: 1, maxLength: 1024, description: 'Destination mailbox path (UTF-8)', examples: ['Archive'] }) },
+  { destination: Type.String({ minLength: 1, maxLength: 1024, pattern: NO_CONTROLS, description: 'Destination mailbox path (UTF-8)', examples: ['Archive'] }) },
   { additionalProperties: false, examples: [{ destination: 'Archive' }] },
 );
 

@@ -8,6 +8,7 @@ import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount } from '../account.js';
 import { withDeadline } from '../../util/deadline.js';
 import { mapImapError } from './errors.js';
+import { imapSessionLog } from './session-log.js';
 
 export interface ImapConnectOptions {
   egress: EgressPolicy;
@@ -24,6 +25,7 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
     'password' in account.credentials
       ? { user: account.username, pass: account.credentials.password }
       : { user: account.username, accessToken: account.credentials.accessToken };
+  const sessionLog = imapSessionLog(options.log);
   const client = new ImapFlow({
     host: target.address,
     port: account.port,
@@ -36,7 +38,7 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
       ...(target.servername !== undefined ? { servername: target.servername } : {}),
     },
     auth,
-    logger: imapflowLogger(options.log),
+    logger: sessionLog.logger as unknown as ImapFlowOptions['logger'],
     logRaw: false,
     // Pooled sessions run one command at a time on demand; IDLE would cost a DONE round trip per request.
     disableAutoIdle: true,
@@ -56,17 +58,6 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
     client.close();
     throw mapImapError(err);
   }
+  sessionLog.loggedIn();
   return client;
-}
-
-/**
- * imapflow logs every command at debug, each connection at info and each NO answer at warn (we map
- * those to error codes ourselves). Its lines go to our pino logger as a child, quieted to error
- * unless the operator asked for debug, and never with raw protocol bytes.
- */
-function imapflowLogger(log: Logger): Logger {
-  const child = log.child({ component: 'imapflow' });
-  const verbose = ['debug', 'trace'].includes(log.level);
-  if (!verbose && log.levelVal < log.levels.values.error!) child.level = 'error';
-  return child;
 }

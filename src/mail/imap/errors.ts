@@ -1,6 +1,11 @@
 /**
  * Turns what imapflow throws into our stable error codes. The detail says what happened in words a
  * caller can act on, never the server's raw answer verbatim beyond its human text, never credentials.
+ *
+ * Only what the server did is 502 UPSTREAM_ERROR: a tagged NO or BAD, a socket, TLS or DNS failure,
+ * a connection that went away, a response imapflow could not parse. Anything else thrown below the
+ * backend (a TypeError of ours, an imapflow code for misuse) is a bug of the gateway: 500
+ * INTERNAL_ERROR, masked and logged with its cause, never disguised as the mail server's fault.
  */
 import { GatewayError, isGatewayError } from '../../errors.js';
 import { classifySocketError } from '../upstream-errors.js';
@@ -20,7 +25,30 @@ interface ImapFlowErrorLike {
 /** imapflow's own timers (connect, greeting, STARTTLS upgrade); the OS's ETIMEDOUT is classified below. */
 const IMAPFLOW_TIMEOUT_CODES = new Set(['CONNECT_TIMEOUT', 'GREETING_TIMEOUT', 'UPGRADE_TIMEOUT']);
 /** imapflow's words for a connection that is gone (the socket ones are classified below). */
-const IMAPFLOW_LOST_CODES = new Set(['NoConnection', 'EConnectionClosed']);
+const IMAPFLOW_LOST_CODES = new Set(['NoConnection', 'EConnectionClosed', 'StateLogout', 'ClosedAfterConnectText', 'ClosedAfterConnectTLS']);
+/** imapflow's codes for a server that broke the protocol or its limits (parser errors are `ParserError<n>`). */
+const IMAPFLOW_PROTOCOL_CODES = new Set([
+  'UnexpectedTag',
+  'MissingTag',
+  'InvalidResponse',
+  'ResponseProcessingFailed',
+  'MAX_IMAP_NESTING_REACHED',
+  'LineTooLarge',
+  'LiteralTooLarge',
+  'ResponseTooLarge',
+  'TooManyTokens',
+  'TooManyResponses',
+  'STARTTLS_INJECTION',
+  'COMPRESS_TRAILING_DATA',
+  'DownloadIncomplete',
+  'DownloadOverflow',
+]);
+/**
+ * A value imapflow refuses to put on the wire (CR, LF or NUL in a string, RFC 9051 §4.3): it came with
+ * the request, so it is the caller's to fix. The route schemas refuse such values first; this is the
+ * net under them.
+ */
+const IMAPFLOW_INPUT_CODES = new Set(['InvalidStringValue', 'InvalidTokenValue', 'InvalidTextValue', 'InvalidSearchQuery']);
 
 export function mapImapError(err: unknown, context: { mailbox?: string } = {}): GatewayError {
   if (isGatewayError(err)) return err;
@@ -53,28 +81,42 @@ export function mapImapError(err: unknown, context: { mailbox?: string } = {}): 
   if (IMAPFLOW_LOST_CODES.has(code)) {
     return new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost', cause);
   }
-  return new GatewayError('UPSTREAM_ERROR', 'The mail server answered in a way the gateway could not use', cause);
+  if (IMAPFLOW_PROTOCOL_CODES.has(code) || code.startsWith('ParserError')) {
+    return new GatewayError('UPSTREAM_ERROR', `The mail server answered in a way the gateway could not use (${code})`, cause);
+  }
+  if (code === 'ETHROTTLE') {
+    return new GatewayError('UPSTREAM_ERROR', 'The mail server is throttling this account; retry later', cause);
+  }
+  if (code === 'LockTimeout') return new GatewayError('UPSTREAM_TIMEOUT', 'The mail server did not answer in time', cause);
+  if (IMAPFLOW_INPUT_CODES.has(code)) {
+    return new GatewayError(
+      'VALIDATION_FAILED',
+      'A value in the request cannot be sent to the mail server (control characters such as CR, LF or NUL): remove them',
+      cause,
+    );
+  }
+  return new GatewayError('INTERNAL_ERROR', 'An internal error occurred; the request id identifies it in the logs', cause);
 }
 
 /**
  * A NO to LOGIN / AUTHENTICATE. imapflow flags every such NO as `authenticationFailed`, but the response
  * code (RFC 5530) tells whether the credentials were refused or the server would not take one more
  * session right now (too many connections, a backend down): the latter must not tell the caller that a
- * correct password is wrong.
+ * correct password is wrong. The detail is our own words only: a server may quote the login line it
+ * refused, credentials and all.
  */
 function mapLoginRefusal(e: ImapFlowErrorLike, cause: { cause: unknown }): GatewayError {
-  const text = e.responseText ? `: ${e.responseText}` : '';
   switch ((e.serverResponseCode ?? '').toUpperCase()) {
     case 'LIMIT':
     case 'INUSE':
       return new GatewayError(
         'UPSTREAM_ERROR',
-        `The mail server refused another session for this user (a connection limit)${text}`,
+        'The mail server refused another session for this user (a connection limit)',
         cause,
       );
     case 'UNAVAILABLE':
     case 'SERVERBUG':
-      return new GatewayError('UPSTREAM_ERROR', `The mail server could not log in right now${text}`, cause);
+      return new GatewayError('UPSTREAM_ERROR', 'The mail server could not log in right now', cause);
     case 'PRIVACYREQUIRED':
       return new GatewayError(
         'UPSTREAM_AUTH_FAILED',

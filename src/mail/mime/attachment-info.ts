@@ -37,10 +37,28 @@ export function contentTypeOf(attachment: AttachmentCommon): string {
 export function charsetOf(attachment: AttachmentCommon): string | null {
   const header = attachment.headers.get('content-type');
   const structured = (Array.isArray(header) ? header[0] : header) as StructuredHeader | undefined;
-  const charset = typeof structured === 'object' && structured !== null ? structured.params?.charset : undefined;
+  return safeCharset(typeof structured === 'object' && structured !== null ? structured.params?.charset : undefined);
+}
+
+/**
+ * A charset as the message declares it, if it is a name a charset can have (RFC 2978 §2.3, a
+ * token), else null. The sender writes it, so it may hold non-ASCII (which Node refuses in a
+ * header: a 500) or `;` and quotes that would add parameters to our Content-Type.
+ */
+export function safeCharset(charset: unknown): string | null {
   if (typeof charset !== 'string') return null;
   const token = charset.trim();
   return /^[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}$/.test(token) ? token : null;
+}
+
+/**
+ * The Content-Type an attachment is served with: its type (already reduced to `type/subtype` by
+ * contentTypeOf), and for text, whose bytes are served unconverted, the charset they were written in.
+ * The one builder of this header from message data, for IMAP and POP3 alike.
+ */
+export function servedContentType(type: string, charset: unknown): string {
+  const safe = type.startsWith('text/') ? safeCharset(charset) : null;
+  return safe === null ? type : `${type}; charset=${safe}`;
 }
 
 /** The part's own Content-Disposition value, lower-cased; undefined when it has none. */

@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { MailParser } from 'mailparser';
 import type { AttachmentStream, MessageText } from 'mailparser';
-import { attachmentId, charsetOf, contentTypeOf, filenameOf, isAttachmentId } from './attachment-info.js';
+import { attachmentId, charsetOf, contentTypeOf, filenameOf, isAttachmentId, servedContentType } from './attachment-info.js';
 import { feedParser } from './feed.js';
 import { EXTRACT_OPTIONS } from './options.js';
 import type { ExtractedAttachment } from './types.js';
@@ -63,7 +63,7 @@ export function extractAttachment(source: Buffer | Readable, attachmentId: strin
         if (!found && partIdMatches(data, wanted)) {
           found = true;
           out = deliver(data, stop);
-          resolve({ contentType: contentTypeWithCharset(data), filename: filenameOf(data), content: out });
+          resolve({ contentType: servedContentType(contentTypeOf(data), charsetOf(data)), filename: filenameOf(data), content: out });
         } else {
           skip(data);
         }
@@ -115,12 +115,6 @@ function skip(attachment: AttachmentStream): void {
   attachment.content.resume();
 }
 
-/** Served bytes are unconverted, so a text part keeps its declared charset on the Content-Type. */
-function contentTypeWithCharset(attachment: AttachmentStream): string {
-  const type = contentTypeOf(attachment);
-  const charset = type.startsWith('text/') ? charsetOf(attachment) : null;
-  return charset ? `${type}; charset=${charset}` : type;
-}
 
 function drain(source: Buffer | Readable): void {
   if (!Buffer.isBuffer(source)) {

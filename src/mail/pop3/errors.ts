@@ -15,7 +15,7 @@
  * a client should retry after a short wait, exactly what POOL_EXHAUSTED with Retry-After tells it.
  *
  * Details never carry what the gateway sent (PASS and AUTH lines hold secrets), only the command's
- * verb and the server's text, made printable.
+ * verb and the server's text, made printable; and for PASS and AUTH not even that (a server may echo).
  */
 import { GatewayError, type ErrorCode } from '../../errors.js';
 import { classifySocketError } from '../upstream-errors.js';
@@ -44,14 +44,16 @@ export class Pop3ReplyError extends GatewayError {
  * PASS or AUTH, where a plain -ERR means the credentials were refused.
  */
 export function errorForReply(command: string, reply: Pop3Reply, options: { login?: boolean } = {}): Pop3ReplyError {
-  const said = reply.text ? `: ${printable(reply.text)}` : '';
+  // A server may quote the PASS or AUTH line it refused: nothing it says to a login is kept.
+  const heard = options.login ? { ...reply, text: '' } : reply;
+  const said = heard.text ? `: ${printable(heard.text)}` : '';
   switch (reply.code) {
     case 'IN-USE':
       return new Pop3ReplyError(
         'POOL_EXHAUSTED',
         `The mail server says this maildrop is in use by another POP3 session; retry shortly${said}`,
         command,
-        reply,
+        heard,
         IN_USE_RETRY_AFTER_SECONDS,
       );
     case 'LOGIN-DELAY':
@@ -59,19 +61,19 @@ export function errorForReply(command: string, reply: Pop3Reply, options: { logi
         'POOL_EXHAUSTED',
         `The mail server does not allow another login to this maildrop yet${said}`,
         command,
-        reply,
+        heard,
         IN_USE_RETRY_AFTER_SECONDS,
       );
     case 'AUTH':
-      return new Pop3ReplyError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', command, reply);
+      return new Pop3ReplyError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', command, heard);
     case 'SYS/TEMP':
     case 'SYS/PERM':
-      return new Pop3ReplyError('UPSTREAM_ERROR', `The mail server failed ${command}${said}`, command, reply);
+      return new Pop3ReplyError('UPSTREAM_ERROR', `The mail server failed ${command}${said}`, command, heard);
     default:
       if (options.login) {
-        return new Pop3ReplyError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', command, reply);
+        return new Pop3ReplyError('UPSTREAM_AUTH_FAILED', 'The mail server refused the stored credentials', command, heard);
       }
-      return new Pop3ReplyError('UPSTREAM_ERROR', `The mail server answered -ERR to ${command}${said}`, command, reply);
+      return new Pop3ReplyError('UPSTREAM_ERROR', `The mail server answered -ERR to ${command}${said}`, command, heard);
   }
 }
 
