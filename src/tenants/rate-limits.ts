@@ -1,7 +1,7 @@
 /**
- * Request limits per caller (API.md, "Access tokens and limits"), on @fastify/rate-limit: its Redis
- * store counts across gateway processes (one key per caller and minute, `keys.rateLimitPrefix()`),
- * its in-memory store serves the embedded mode.
+ * Request limits per caller (API.md, "Access tokens and limits"), on @fastify/rate-limit: counted
+ * across gateway processes in Redis (one key per caller and minute under `keys.rateLimitPrefix()`,
+ * added to in batches by batched-redis-store.ts), or by the plugin's in-memory store in the embedded mode.
  *
  * - Every request with an admin key or a token counts against that key's or token's
  *   `RATE_LIMIT_PER_MINUTE`; every other request against its client address's
@@ -16,6 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Cluster, Redis } from 'ioredis';
 import { keys } from '../cache/keys.js';
 import { GatewayError } from '../errors.js';
+import { BatchedRedisStore } from './batched-redis-store.js';
 import type { Principal } from './principal.js';
 
 export interface RateLimitSettings {
@@ -58,9 +59,9 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
     allowList: (request) => limitOf(request.principal, settings) === 0,
     skipOnError: true,
     enableDraftSpec: true,
-    nameSpace: keys.rateLimitPrefix(),
     errorResponseBuilder: (_request, context) => rateLimited(context.max, Math.ceil(context.ttl / 1000), 'this caller'),
-    ...(redis ? { redis: redis as Redis } : {}),
+    // Counted in Redis across processes, in batches (batched-redis-store.ts); in memory without it.
+    ...(redis ? { store: storeClass(redis) } : {}),
   };
   await app.register(rateLimit, options);
   const check = app.createRateLimit();
@@ -85,6 +86,16 @@ export function accountCreationLimit(
   if (settings.accountCreationPerMinute === 0) return { rateLimit: false };
   // allowList reset: the per-caller limit being off (0) must not switch this one off too.
   return { rateLimit: { max: settings.accountCreationPerMinute, timeWindow: WINDOW_MS, allowList: undefined } };
+}
+
+/** The plugin constructs its store itself (with its own options): a class bound to our Redis client. */
+function storeClass(redis: Redis | Cluster): NonNullable<RateLimitPluginOptions['store']> {
+  const prefix = keys.rateLimitPrefix();
+  return class extends BatchedRedisStore {
+    constructor() {
+      super(redis, prefix);
+    }
+  } as unknown as NonNullable<RateLimitPluginOptions['store']>;
 }
 
 function rateLimited(max: number, retryAfterSeconds: number, who: string): GatewayError {

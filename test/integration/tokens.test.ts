@@ -197,11 +197,14 @@ describe('across gateway processes on one Redis', () => {
     const { token } = await newToken(one, { accounts: ['*'], scopes: ['read'] });
     const remaining: string[] = [];
     for (const gw of [one, two, one, two, one]) {
+      // Each process adds its counts to Redis every 50 ms: beyond that, every process sees them all.
+      await new Promise((resolve) => setTimeout(resolve, 120));
       const res = await gw.app.inject({ url: '/v1/accounts', headers: bearer(token) });
       expect(res.statusCode, res.body).toBe(200);
       remaining.push(String(res.headers['ratelimit-remaining']));
     }
     expect(remaining).toEqual(['4', '3', '2', '1', '0']);
+    await new Promise((resolve) => setTimeout(resolve, 120));
     expectProblem(await two.app.inject({ url: '/v1/accounts', headers: bearer(token) }), 429, 'RATE_LIMITED');
   });
 
