@@ -56,7 +56,8 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
     timeWindow: WINDOW_MS,
     keyGenerator: (request) => callerKey(request.principal, request.ip),
     max: (request) => limitOf(request.principal, settings),
-    allowList: (request) => limitOf(request.principal, settings) === 0,
+    // Only when a limit is off (0): otherwise every request would pay for the check.
+    ...(settings.perMinute === 0 || settings.anonymousPerMinute === 0 ? { allowList: (request: FastifyRequest) => limitOf(request.principal, settings) === 0 } : {}),
     skipOnError: true,
     enableDraftSpec: true,
     errorResponseBuilder: (_request, context) => rateLimited(context.max, Math.ceil(context.ttl / 1000), 'this caller'),
