@@ -33,7 +33,7 @@ export interface RedisAccountStoreOptions {
 const DEFAULT_OPERATION_TIMEOUT_MS = 5_000;
 
 /** HSET only when the field exists, atomically (a check-then-set would resurrect a concurrently deleted record). */
-const UPDATE_IF_EXISTS = `
+export const UPDATE_IF_EXISTS = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   return 1

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import { keys } from '../cache/keys.js';
-import { boundedStoreCall } from '../accounts/redis-store.js';
+import { UPDATE_IF_EXISTS, boundedStoreCall } from '../accounts/redis-store.js';
 import { GatewayError } from '../errors.js';
 import { errnoCode, removeOrphanTempFiles, writeFileAtomic } from '../util/fs.js';
 import { tokenRecordProblem, type TokenRecord, type TokenStore } from './tokens.js';
@@ -137,7 +137,7 @@ export class RedisTokenStore implements TokenStore {
 
   async touch(record: TokenRecord, lastUsedAt: string): Promise<void> {
     // Only while the token still exists: a touch must never resurrect a deleted token.
-    await this.call('write', () => this.redis.eval(SET_IF_EXISTS, 1, this.key, record.hash, JSON.stringify({ ...record, lastUsedAt })));
+    await this.call('write', () => this.redis.eval(UPDATE_IF_EXISTS, 1, this.key, record.hash, JSON.stringify({ ...record, lastUsedAt })));
   }
 
   async close(): Promise<void> {
@@ -148,13 +148,6 @@ export class RedisTokenStore implements TokenStore {
     return boundedStoreCall('token store', kind, REDIS_TIMEOUT_MS, op);
   }
 }
-
-const SET_IF_EXISTS = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-return 0`;
 
 function parse(text: string): TokenRecord {
   const value: unknown = JSON.parse(text);
