@@ -77,7 +77,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const app = Fastify({
     loggerInstance: logger,
     genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
-    trustProxy: config.trustProxy,
+    // A hop count believes that many proxies nearest to us (proxy-addr's hop 0 is the socket's peer).
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     logController: new OneLinePerRequest(),
@@ -245,4 +246,8 @@ async function createServices(
       if (redis) await redis.quit().catch(() => redis?.disconnect());
     },
   };
+}
+
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops;
 }

@@ -47,7 +47,11 @@ export interface Config {
   listingCache: boolean;
   /** With Redis: how long a read account record is used before it is read again (other replicas' changes show within this). */
   accountRecordFreshMs: number;
-  trustProxy: boolean;
+  /**
+   * Which proxies' `X-Forwarded-*` to believe (Fastify's trustProxy): none, a hop count, or their
+   * addresses; `true` believes every hop, so the client address is whatever the client wrote.
+   */
+  trustProxy: boolean | number | string[];
   /** Origins whose browser pages may call the API (CORS); empty: CORS off, the gateway is for backends. */
   corsOrigins: string[];
   /** Requests per minute (0: unlimited) per admin key or token, per client address without one, and account creations per caller. */
@@ -118,6 +122,8 @@ export function loadConfig(env: Env = process.env): Config {
   apiKeys.forEach((key, index) => {
     if (key.length < 16) problems.push(`API_KEYS: key #${index + 1} is shorter than 16 characters`);
     if (/\s/.test(key)) problems.push(`API_KEYS: key #${index + 1} contains whitespace`);
+    // Values starting with mgw_ are taken for access tokens: such a key could never be used.
+    if (key.startsWith('mgw_')) problems.push(`API_KEYS: key #${index + 1} starts with mgw_, which marks access tokens; choose another`);
   });
   if (apiKeys.length === 0 && !isLoopbackHost(host)) {
     problems.push(
@@ -190,7 +196,7 @@ export function loadConfig(env: Env = process.env): Config {
       messageSeconds: int('CACHE_MESSAGE_TTL_SECONDS', 7 * 24 * 3600, 1, 365 * 24 * 3600),
       listingSeconds: int('CACHE_LISTING_TTL_SECONDS', 3600, 1, 30 * 24 * 3600),
     },
-    trustProxy: bool('TRUST_PROXY', false),
+    trustProxy: trustProxySetting(env.TRUST_PROXY, problems),
     listingCache: bool('CACHE_LISTINGS', true),
     accountRecordFreshMs: int('ACCOUNT_RECORD_FRESH_MS', 1000, 0, 60_000),
     corsOrigins,
@@ -227,4 +233,19 @@ function isOrigin(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** TRUST_PROXY: `false` (default), `true`, a hop count (`1`), or proxy addresses and CIDRs (`10.0.0.5,10.1.0.0/16`). */
+function trustProxySetting(raw: string | undefined, problems: string[]): boolean | number | string[] {
+  const value = raw?.trim().toLowerCase() ?? '';
+  if (value === '' || ['0', 'false', 'no', 'off'].includes(value)) return false;
+  if (['true', 'yes', 'on'].includes(value)) return true;
+  if (/^\d{1,2}$/.test(value)) return Number(value);
+  const entries = value.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
+  const bad = entries.filter((e) => isIP(e.split('/')[0] ?? '') === 0 || (e.includes('/') && !/^\d{1,3}$/.test(e.split('/')[1] ?? '')));
+  if (bad.length > 0) {
+    problems.push(`TRUST_PROXY must be false, true, a hop count or proxy addresses/CIDRs (got "${raw}")`);
+    return false;
+  }
+  return entries;
 }

@@ -9,7 +9,19 @@ import type { FastifyInstance } from 'fastify';
 /** Request headers a browser page may send (the ones the API reads). */
 const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Range', 'X-Request-Id'];
 /** Response headers a page may read (beyond the CORS-safelisted ones). */
-const EXPOSED_HEADERS = ['ETag', 'Location', 'Retry-After', 'X-Request-Id', 'Content-Range', 'Content-Disposition', 'Content-Length', 'Allow'];
+const EXPOSED_HEADERS = [
+  'ETag',
+  'Location',
+  'Retry-After',
+  'RateLimit-Limit',
+  'RateLimit-Remaining',
+  'RateLimit-Reset',
+  'X-Request-Id',
+  'Content-Range',
+  'Content-Disposition',
+  'Content-Length',
+  'Allow',
+];
 
 export async function registerCors(app: FastifyInstance, origins: string[]): Promise<void> {
   if (origins.length === 0) return;

@@ -70,8 +70,9 @@ export function registerAccess(app: FastifyInstance, options: AccessOptions): vo
   app.addHook('onRequest', async (request, reply) => {
     const access = routeAccess(request);
     if (access === 'public') return;
+    await options.limit.refuseGuessing(request);
     request.principal = await identify(request.headers.authorization);
-    await options.limit(request, reply);
+    await options.limit.count(request, reply);
     authorize(request, access);
   });
 }

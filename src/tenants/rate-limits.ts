@@ -11,7 +11,7 @@
  * - `0` turns a limit off. A Redis outage lets requests through rather than failing them.
  */
 import { createHash } from 'node:crypto';
-import rateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit';
+import rateLimit, { normalizeIP, type RateLimitPluginOptions } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Cluster, Redis } from 'ioredis';
 import { keys } from '../cache/keys.js';
@@ -35,7 +35,8 @@ export function callerKey(principal: Principal, address: string): string {
     case 'admin':
       return `key:${principal.keyDigest}`;
     default:
-      return `addr:${address}`;
+      // An IPv6 host usually holds a whole /64: counted as one address, as the plugin's default does.
+      return `addr:${normalizeIP(address, 64)}`;
   }
 }
 
@@ -43,7 +44,15 @@ function limitOf(principal: Principal, settings: RateLimitSettings): number {
   return principal.kind === 'anonymous' ? settings.anonymousPerMinute : settings.perMinute;
 }
 
-export type CallerLimit = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+export interface CallerLimit {
+  /** Counts the request against its caller (key, token, or address without one); throws RATE_LIMITED when over. */
+  count(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+  /**
+   * Before a credential is even looked at: an address over its limit for requests without a valid
+   * key gets 429 whatever it presents, so a right guess cannot be told from a wrong one by its answer.
+   */
+  refuseGuessing(request: FastifyRequest): Promise<void>;
+}
 
 /**
  * Registers the limiter and returns the per-caller check, which access.ts runs once the caller is
@@ -66,7 +75,20 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
   };
   await app.register(rateLimit, options);
   const check = app.createRateLimit();
-  return async (request, reply) => {
+  const refuseGuessing = async (request: FastifyRequest): Promise<void> => {
+    if (settings.anonymousPerMinute === 0) return;
+    const known = request.principal;
+    request.principal = { kind: 'anonymous' };
+    try {
+      const seen = await check(request, { increment: false });
+      if (!seen.isAllowed && seen.remaining === 0) {
+        throw rateLimited(seen.max, Math.max(1, seen.ttlInSeconds), 'this client address (requests without a valid key)');
+      }
+    } finally {
+      request.principal = known;
+    }
+  };
+  const count = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const result = await check(request);
     if (result.isAllowed) return;
     const resetSeconds = Math.max(0, result.ttlInSeconds);
@@ -78,6 +100,7 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
       throw rateLimited(result.max, Math.max(1, resetSeconds), request.principal.kind === 'token' ? 'this token' : request.principal.kind === 'admin' ? 'this key' : 'this client address');
     }
   };
+  return { count, refuseGuessing };
 }
 
 /** The route option that adds the account-creation limit (none when it is 0). */

@@ -26,6 +26,8 @@ const TOUCH_EVERY_MS = 60_000;
 
 export class TokenService {
   private readonly remembered = new Map<string, { record: TokenRecord | null; readAt: number }>();
+  /** Ids deleted here lately: a store read that began before the delete must not bring one back. */
+  private readonly deletedAt = new Map<string, number>();
 
   constructor(
     private readonly store: TokenStore,
@@ -34,8 +36,10 @@ export class TokenService {
 
   async create(input: TokenInput): Promise<TokenView & { token: string }> {
     const now = this.now();
-    if (input.expiresAt !== undefined && Date.parse(input.expiresAt) <= now) {
-      throw new GatewayError('VALIDATION_FAILED', 'body/expiresAt must be in the future');
+    const expiresAtMs = input.expiresAt === undefined ? undefined : Date.parse(input.expiresAt);
+    // (A leap second, `…T23:59:60Z`, is a valid date-time that Date cannot represent.)
+    if (expiresAtMs !== undefined && (!Number.isFinite(expiresAtMs) || expiresAtMs <= now)) {
+      throw new GatewayError('VALIDATION_FAILED', 'body/expiresAt must be a time in the future (UTC, e.g. 2027-03-01T00:00:00Z)');
     }
     if (input.accounts.includes('*') && input.accounts.length > 1) {
       throw new GatewayError('VALIDATION_FAILED', 'body/accounts must be ["*"] alone or a list of account ids');
@@ -47,7 +51,7 @@ export class TokenService {
       accounts: [...new Set(input.accounts)],
       scopes: [...new Set(input.scopes)],
       description: input.description ?? null,
-      expiresAt: input.expiresAt === undefined ? null : new Date(input.expiresAt).toISOString(),
+      expiresAt: expiresAtMs === undefined ? null : new Date(expiresAtMs).toISOString(),
       createdAt: new Date(now).toISOString(),
       lastUsedAt: null,
     };
@@ -68,6 +72,7 @@ export class TokenService {
   async delete(id: string): Promise<void> {
     if (!(await this.store.delete(id))) throw tokenNotFound(id);
     // Refused here at once; other processes within freshForMs.
+    this.deletedAt.set(id, this.now());
     for (const [hash, entry] of this.remembered) if (entry.record?.id === id) this.remembered.delete(hash);
   }
 
@@ -75,7 +80,7 @@ export class TokenService {
   async authenticate(value: string): Promise<Authentication> {
     const hash = hashToken(value);
     const record = await this.lookup(hash);
-    if (record === null || !sameDigest(record.hash, hash)) return { refused: 'Unknown or deleted access token' };
+    if (record === null || !sameDigest(record.hash, hash) || this.deletedLately(record.id)) return { refused: 'Unknown or deleted access token' };
     const now = this.now();
     if (record.expiresAt !== null && Date.parse(record.expiresAt) <= now) {
       return { refused: `The access token expired at ${record.expiresAt}; an admin can issue a new one` };
@@ -106,6 +111,14 @@ export class TokenService {
     this.remembered.delete(hash);
     this.remembered.set(hash, { record, readAt: now });
     return record;
+  }
+
+  private deletedLately(id: string): boolean {
+    const at = this.deletedAt.get(id);
+    if (at === undefined) return false;
+    if (this.now() - at < 10 * (this.options.freshForMs ?? 1000)) return true;
+    this.deletedAt.delete(id);
+    return false;
   }
 
   private now(): number {

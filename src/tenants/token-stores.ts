@@ -150,7 +150,12 @@ export class RedisTokenStore implements TokenStore {
 }
 
 function parse(text: string): TokenRecord {
-  const value: unknown = JSON.parse(text);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new GatewayError('SERVICE_UNAVAILABLE', 'a stored token record is not valid JSON; repair or remove it in Redis');
+  }
   const problem = tokenRecordProblem(value);
   if (problem) throw new GatewayError('SERVICE_UNAVAILABLE', `a stored token record cannot be read (${problem})`);
   return value as TokenRecord;

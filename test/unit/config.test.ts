@@ -125,7 +125,7 @@ describe('field validation', () => {
 
   it('refuses an upstream timeout too small to ever connect, and non-boolean flags', () => {
     expect(problemsOf({ UPSTREAM_TIMEOUT_MS: '5' }).problems[0]).toMatch(/^UPSTREAM_TIMEOUT_MS/);
-    expect(problemsOf({ TRUST_PROXY: 'maybe' }).problems[0]).toMatch(/^TRUST_PROXY must be true or false/);
+    expect(problemsOf({ TRUST_PROXY: 'maybe' }).problems[0]).toMatch(/^TRUST_PROXY must be false, true, a hop count or proxy addresses/);
     expect(problemsOf({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '0' }).problems[0]).toMatch(/^IMAP_MAX_SESSIONS_PER_ACCOUNT/);
   });
 
@@ -187,5 +187,18 @@ describe('all problems at once', () => {
     expect(withSecrets.problems).toHaveLength(3);
     expect(withSecrets.message).not.toContain(secretKey);
     expect(withSecrets.message).not.toContain(shortKey);
+  });
+});
+
+describe('TRUST_PROXY and keys reserved for tokens', () => {
+  it('takes a hop count or proxy addresses, and refuses anything else', () => {
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.5, 10.1.0.0/16' }).trustProxy).toEqual(['10.0.0.5', '10.1.0.0/16']);
+    expect(loadConfig({ TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(() => loadConfig({ TRUST_PROXY: 'proxy.example' })).toThrow(/TRUST_PROXY/);
+  });
+
+  it('refuses an API key that would be taken for an access token', () => {
+    expect(() => loadConfig({ API_KEYS: `mgw_${'a'.repeat(40)}` })).toThrow(/starts with mgw_/);
   });
 });

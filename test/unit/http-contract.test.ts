@@ -162,6 +162,7 @@ describe('CORS, when CORS_ORIGINS names origins', () => {
     expect(call.statusCode).toBe(200);
     expect(call.headers['access-control-allow-origin']).toBe('https://app.example.com');
     expect(String(call.headers['access-control-expose-headers'])).toContain('ETag');
+    expect(String(call.headers['access-control-expose-headers'])).toMatch(/RateLimit-Remaining.*RateLimit-Reset/);
   });
 
   it('gives an origin that is not listed no access', async () => {
