@@ -15,6 +15,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { GatewayError } from '../errors.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import { errnoCode, removeOrphanTempFiles, writeFileAtomic } from '../util/fs.js';
 import {
   accountRecordProblem,
@@ -35,8 +36,8 @@ interface AccountsFile {
 export class FileAccountStore implements AccountStore {
   readonly file: string;
   private records: Map<string, AccountRecord>;
-  /** Tail of the write chain; never rejects (each write's own promise carries its error). */
-  private tail: Promise<void> = Promise.resolve();
+  /** Writes land one after another, each on the file the one before left. */
+  private readonly writes = new SerialQueue();
   private closed = false;
 
   private constructor(private readonly dataDir: string, records: Map<string, AccountRecord>) {
@@ -109,7 +110,7 @@ export class FileAccountStore implements AccountStore {
   /** Waits for pending writes; later writes are refused. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.tail;
+    await this.writes.idle();
   }
 
   /**
@@ -128,12 +129,7 @@ export class FileAccountStore implements AccountStore {
       }
       return result;
     };
-    const done = this.tail.then(run);
-    this.tail = done.then(
-      () => undefined,
-      () => undefined,
-    );
-    return done;
+    return this.writes.run(run);
   }
 
   private async persist(records: Map<string, AccountRecord>): Promise<void> {

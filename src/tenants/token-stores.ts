@@ -10,6 +10,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { keys } from '../cache/keys.js';
 import { UPDATE_IF_EXISTS, boundedStoreCall } from '../accounts/redis-store.js';
 import { GatewayError } from '../errors.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import { errnoCode, removeOrphanTempFiles, writeFileAtomic } from '../util/fs.js';
 import { tokenRecordProblem, type TokenRecord, type TokenStore } from './tokens.js';
 
@@ -20,8 +21,8 @@ const REDIS_TIMEOUT_MS = 5_000;
 const byCreation = (a: TokenRecord, b: TokenRecord): number => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
 
 export class FileTokenStore implements TokenStore {
-  /** Tail of the write chain: writes land one after another, each on the file the one before left. */
-  private tail: Promise<void> = Promise.resolve();
+  /** Writes land one after another, each on the file the one before left. */
+  private readonly writes = new SerialQueue();
 
   private constructor(
     private readonly dataDir: string,
@@ -82,7 +83,7 @@ export class FileTokenStore implements TokenStore {
   }
 
   async close(): Promise<void> {
-    await this.tail;
+    await this.writes.idle();
   }
 
   /** Changes a copy; writes it; only then makes it current (a failed write changes nothing). */
@@ -101,12 +102,7 @@ export class FileTokenStore implements TokenStore {
       }
       return changed;
     };
-    const done = this.tail.then(run);
-    this.tail = done.then(
-      () => undefined,
-      () => undefined,
-    );
-    return done;
+    return this.writes.run(run);
   }
 }
 
