@@ -56,6 +56,15 @@ export interface Config {
   corsOrigins: string[];
   /** Requests per minute (0: unlimited) per admin key or token, per client address without one, and account creations per caller. */
   rateLimits: { perMinute: number; anonymousPerMinute: number; accountCreationPerMinute: number };
+  /** The event source's watchers (API.md, Events). */
+  watch: {
+    /** Mailboxes other than INBOX are looked at this often where the server cannot push (no NOTIFY). */
+    pollIntervalMs: number;
+    /** Where it pushes (NOTIFY), the whole folder list is still compared this often, in case a push was missed. */
+    reconcileIntervalMs: number;
+    /** A POP3 maildrop's UIDL list is read this often. */
+    pop3PollIntervalMs: number;
+  };
   /** Bounds on what a client may take to send a request (src/http/server-options.ts). */
   http: {
     /** The whole request, headers and body, must arrive within this (408 after it). */
@@ -204,6 +213,12 @@ export function loadConfig(env: Env = process.env): Config {
       perMinute: int('RATE_LIMIT_PER_MINUTE', 6000, 0, 10_000_000),
       anonymousPerMinute: int('RATE_LIMIT_ANONYMOUS_PER_MINUTE', 60, 0, 10_000_000),
       accountCreationPerMinute: int('RATE_LIMIT_ACCOUNT_CREATION_PER_MINUTE', 30, 0, 10_000_000),
+    },
+    watch: {
+      // API.md: at most 5 s. 2 s keeps other folders' events within about 2 s on servers without NOTIFY.
+      pollIntervalMs: int('EVENTS_POLL_INTERVAL_MS', 2000, 100, 5000),
+      reconcileIntervalMs: int('EVENTS_RECONCILE_INTERVAL_MS', 60_000, 1000, 3_600_000),
+      pop3PollIntervalMs: int('POP3_POLL_INTERVAL_MS', 60_000, 100, 3_600_000),
     },
     http: {
       // A 25 MB upload (MAX_UPLOAD_BYTES' default) at about 2 Mbit/s.

@@ -59,6 +59,12 @@ export const keys = {
 
   /** Prefix of every cached key of one account (in-memory cache purges by prefix). */
   accountCachePrefix: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:`,
+
+  /** Which process watches the account (value: that process's owner id; TTL'd, renewed by it). */
+  watchLease: (accountId: string): string => `${KEY_PREFIX}watch:${accountTag(accountId)}:owner`,
+
+  /** Raised (TTL'd) by every process that has a subscriber for the account: keep it watched. */
+  watchWanted: (accountId: string): string => `${KEY_PREFIX}watch:${accountTag(accountId)}:wanted`,
 };
 
 /** Mailbox paths and UIDLs may hold ':' or '*'; keep key segments unambiguous. */

@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import type { MailAccount } from './account.js';
 import type { MessageRef } from './message-id.js';
+import type { AccountWatch, WatchOptions, WatchSink } from './watch.js';
 import type {
   ByteRange,
   Capability,
@@ -72,6 +73,12 @@ export interface MailBackend {
   createMailbox?(accountId: string, path: string): Promise<MailboxInfo>;
   updateMailbox?(accountId: string, path: string, changes: MailboxChanges): Promise<MailboxInfo>;
   deleteMailbox?(accountId: string, path: string): Promise<void>;
+
+  /**
+   * Starts watching an account (API.md, Events): the watcher stores what changes through `sink`
+   * until stopped. One process watches an account at a time (src/events decides which).
+   */
+  watch?(accountId: string, sink: WatchSink, options: WatchOptions): AccountWatch;
 
   /** Cache key of the message's immutable parsed form. */
   parsedCacheKey(accountId: string, mailbox: string, ref: MessageRef): string;

@@ -17,6 +17,7 @@ import { getJson, setJson, type Cache } from '../cache/cache.js';
 import { GatewayError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { MailBackend, RangeSelector, RawMessage } from './backend.js';
+import type { AccountWatch, WatchOptions, WatchSink } from './watch.js';
 import { normalizeMailboxPath as normalize } from './mailbox-path.js';
 import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
@@ -199,6 +200,13 @@ export class MailService {
     }
     await setJson(this.options.cache, key, parsed, this.options.messageCacheTtlSeconds);
     return parsed;
+  }
+
+  /** Starts the account's protocol watcher (API.md, Events); ACCOUNT_NOT_FOUND when it is gone. */
+  async watch(accountId: string, sink: WatchSink, options: WatchOptions): Promise<AccountWatch> {
+    const backend = await this.backendFor(accountId);
+    if (backend.watch === undefined) throw notSupported('This protocol cannot be watched');
+    return backend.watch(accountId, sink, options);
   }
 
   private async backendFor(accountId: string): Promise<MailBackend> {

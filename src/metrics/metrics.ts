@@ -54,6 +54,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly watchedAccounts = new Gauge({
+    name: 'mailgw_watched_accounts',
+    help: 'Accounts this process watches now (it holds their watch lease and a watcher session)',
+    registers: [this.registry],
+  });
+
+  readonly eventsStored = new Counter({
+    name: 'mailgw_events_total',
+    help: 'Events stored in the event log by this process, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly eventLag = new Histogram({
+    name: 'mailgw_event_lag_seconds',
+    help: 'From the moment a watcher saw a change (a push or a poll) to its event being stored',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly watcherReconnects = new Counter({
+    name: 'mailgw_watcher_reconnects_total',
+    help: 'Watcher sessions lost or refused, by cause (the error code)',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
+
   /** Only with Redis configured: without it there is nothing to be up or down. */
   readonly redisUp: Gauge | undefined;
 

@@ -44,6 +44,8 @@ import { AccountPool, PoolClosed, type Lease, type LeaseKind, type PoolStats } f
 import { createRawStream } from './raw-stream.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
+import type { AccountWatch, WatchOptions, WatchSink } from '../watch.js';
+import { watchImapAccount } from './watch/account-watcher.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { SessionSlots } from '../../coordination/session-slots.js';
 
@@ -62,6 +64,8 @@ export interface ImapBackendOptions {
   metrics?: Metrics;
   /** Session slots across gateway processes (Redis), or this process's own count. */
   slots: SessionSlots;
+  /** Whether the event source is running (so `events` is a capability). */
+  events?: boolean;
   /** Listing pages validated against the mailbox state; absent: every listing is fetched. */
   listingCache?: ListingCache;
 }
@@ -103,7 +107,7 @@ export class ImapBackend implements MailBackend {
   }
 
   capabilitiesOf(accountId: string): Capability[] {
-    return this.capabilities(accountId) ?? [...IMAP_BASE_CAPABILITIES];
+    return this.capabilities(accountId) ?? [...IMAP_BASE_CAPABILITIES, ...(this.options.events ? (['events'] as const) : [])].sort();
   }
 
   poolStats(): Map<string, PoolStats> {
@@ -234,6 +238,33 @@ export class ImapBackend implements MailBackend {
     download.content.once('end', giveBack);
     download.content.once('error', giveBack);
     return { stream: download.content, size: null, charset: download.meta.charset };
+  }
+
+  /**
+   * Watches the account (watch/account-watcher.ts) on a session of its pool, leased as a `stream`
+   * so it counts toward the account's cap (in every process, through the session slots) and a
+   * listing always finds another session free.
+   */
+  watch(accountId: string, sink: WatchSink, options: WatchOptions): AccountWatch {
+    return watchImapAccount({
+      accountId,
+      leaseSession: () => this.leaseWatchSession(accountId),
+      onMailbox: (path, work) => this.run(accountId, 'watch_sync', { path, sync: true }, work),
+      sink,
+      options,
+      log: this.options.log.child({ account: accountId, component: 'watcher' }),
+    });
+  }
+
+  private async leaseWatchSession(accountId: string): Promise<Lease> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.pool(accountId).acquire(null, 'stream');
+      } catch (err) {
+        if (err instanceof PoolClosed && !this.closing && attempt <= 3) continue;
+        throw err;
+      }
+    }
   }
 
   async changesSince(accountId: string, mailbox: string, since: string, limit: number): Promise<MailboxChangesResult> {
@@ -492,6 +523,8 @@ export class ImapBackend implements MailBackend {
     if (has('MOVE') || has('UIDPLUS')) caps.push('move');
     // Deletions since a state can only be told with QRESYNC's VANISHED (RFC 7162 §3.2.6).
     if (has('QRESYNC')) caps.push('changes');
+    // Every IMAP server can be watched: IDLE (or NOOP polls without it) on INBOX, NOTIFY or LIST-STATUS polls elsewhere.
+    if (this.options.events) caps.push('events');
     caps.sort();
     this.serverCapabilities.set(accountId, caps);
     return caps;

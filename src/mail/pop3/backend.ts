@@ -30,6 +30,8 @@ import { sliceMessage } from './raw-stream.js';
 import { Pop3SessionManager, type SessionLease, type SessionStats } from './sessions.js';
 import { readSnapshot, type Snapshot, type SnapshotEntry } from './snapshot.js';
 import { headersFromTop, toSummary, type Pop3Headers } from './summary.js';
+import { watchPop3Account, type Pop3Poll } from './watch.js';
+import type { AccountWatch, WatchOptions, WatchSink } from '../watch.js';
 
 export interface Pop3BackendOptions {
   resolveAccount: MailAccountResolver;
@@ -55,6 +57,8 @@ export interface Pop3BackendOptions {
   readerStallTimeoutMs?: number;
   /** Cross-replica maildrop lease (src/coordination/maildrop-lease.ts, over Redis). Default: process-local only. */
   maildropLease?: MaildropLease;
+  /** Whether the event source is running (so `events` is a capability). */
+  events?: boolean;
   /** Extra TLS trust anchors (tests: the test server's self-signed certificate). */
   tlsCa?: string | Buffer | Array<string | Buffer>;
   log: Logger;
@@ -90,16 +94,16 @@ export class Pop3Backend implements MailBackend {
   async verify(account: MailAccount): Promise<Capability[]> {
     const lease = await this.sessions.acquire(account, { fresh: true });
     await lease.quit().catch(() => undefined);
-    return [];
+    return this.capabilities(account.id) ?? [];
   }
 
-  /** POP3 supports none of folders, flags, search, move, copy, append, changes, events. */
+  /** POP3 supports none of folders, flags, search, move, copy, append, changes; events by UIDL polls. */
   capabilities(_accountId: string): Capability[] | null {
-    return [];
+    return this.options.events ? ['events'] : [];
   }
 
-  capabilitiesOf(_accountId: string): Capability[] {
-    return [];
+  capabilitiesOf(accountId: string): Capability[] {
+    return this.capabilities(accountId) ?? [];
   }
 
   async listMailboxes(accountId: string, options: { counts: boolean }): Promise<MailboxInfo[]> {
@@ -231,6 +235,30 @@ export class Pop3Backend implements MailBackend {
       readerStallTimeoutMs: this.options.readerStallTimeoutMs,
       ca: this.options.tlsCa,
       onCommand: (verb) => this.commands.set(verb, (this.commands.get(verb) ?? 0) + 1),
+    });
+  }
+
+  /** Watches the maildrop by UIDL polls (watch.ts); `events` then names the account's capability. */
+  watch(accountId: string, sink: WatchSink, options: WatchOptions): AccountWatch {
+    return watchPop3Account({
+      accountId,
+      poll: (known) => this.pollMaildrop(accountId, known),
+      sink,
+      pollIntervalMs: options.pop3PollIntervalMs,
+      log: this.options.log,
+    });
+  }
+
+  /** The maildrop as a fresh login sees it (RFC 1939 §8), with summaries of what `known` lacks. */
+  private pollMaildrop(accountId: string, known: ReadonlySet<string> | null): Promise<Pop3Poll> {
+    return this.run(accountId, async (lease) => {
+      if (!lease.fresh) await lease.renew();
+      const snapshot = await this.snapshot(lease);
+      const arrived = known === null ? [] : snapshot.entries.filter((e) => !known.has(e.uidl));
+      return {
+        uidls: snapshot.entries.map((e) => e.uidl),
+        arrived: await this.summaries(accountId, lease.session.client, arrived),
+      };
     });
   }
 

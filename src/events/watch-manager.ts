@@ -1,0 +1,191 @@
+/**
+ * Decides which accounts this process watches (ARCHITECTURE.md, Events). An account is watched
+ * while anyone retains it (an SSE stream, later a webhook) in any process, and by exactly one
+ * process: the one holding its watch lease (src/coordination/watch-leases.ts). Every
+ * `renewIntervalMs` this process
+ * - renews the leases it holds, and stops a watch whose lease was lost (so two processes never
+ *   watch one account for longer than a renew interval);
+ * - says it wants the accounts it has subscribers for, and tries to take the lease of those nobody
+ *   holds (a dead owner's lease expires after the TTL, so another process takes over then);
+ * - gives up the watches nobody wants any more.
+ *
+ * The watcher itself is the protocol's (MailService.watch); what it records goes to the event log
+ * through the sink built here, which also feeds the metrics.
+ */
+import type { Logger } from 'pino';
+import type { WatchLeases } from '../coordination/watch-leases.js';
+import { GatewayError } from '../errors.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { AccountWatch, WatchOptions, WatchSink } from '../mail/watch.js';
+import type { EventLog, NewEvent, WatchDemand, WatchStateChange } from './types.js';
+
+export interface WatchManagerOptions {
+  /** Starts the protocol watcher of an account (MailService.watch). */
+  startWatch: (accountId: string, sink: WatchSink, options: WatchOptions) => Promise<AccountWatch>;
+  log: EventLog;
+  leases: WatchLeases;
+  watch: WatchOptions;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+interface Watched {
+  watch: AccountWatch | null;
+  starting: Promise<void> | null;
+}
+
+export class WatchManager implements WatchDemand {
+  /** Local subscribers per account. */
+  private readonly demand = new Map<string, number>();
+  private readonly owned = new Map<string, Watched>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private ticking: Promise<void> | null = null;
+
+  constructor(private readonly options: WatchManagerOptions) {
+    this.timer = setInterval(() => void this.tick(), options.leases.renewIntervalMs);
+    this.timer.unref();
+  }
+
+  retain(accountId: string): () => void {
+    this.demand.set(accountId, (this.demand.get(accountId) ?? 0) + 1);
+    if (this.demand.get(accountId) === 1) void this.claim(accountId);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.demand.get(accountId) ?? 1) - 1;
+      if (left > 0) {
+        this.demand.set(accountId, left);
+        return;
+      }
+      this.demand.delete(accountId);
+      // Without Redis nobody else can want it: stop at once. With Redis, the next tick decides
+      // (another process's subscriber may still want this process to keep watching).
+      void this.options.leases.wanted(accountId).then(
+        (wanted) => {
+          if (!wanted && !this.demand.has(accountId)) return this.giveUp(accountId);
+        },
+        () => undefined,
+      );
+    };
+  }
+
+  /** Accounts this process watches now. */
+  watching(): string[] {
+    return [...this.owned.keys()];
+  }
+
+  /** An account was deleted: its watch stops at once, wherever this process holds it. */
+  async forget(accountId: string): Promise<void> {
+    await this.giveUp(accountId);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    await Promise.all([...this.owned.keys()].map((id) => this.giveUp(id)));
+  }
+
+  private async tick(): Promise<void> {
+    if (this.closed || this.ticking) return;
+    this.ticking = (async () => {
+      const leases = this.options.leases;
+      for (const accountId of this.owned.keys()) {
+        try {
+          const wanted = this.demand.has(accountId) || (await leases.wanted(accountId));
+          if (!wanted) {
+            await this.giveUp(accountId);
+            continue;
+          }
+          if (!(await leases.renew(accountId))) {
+            this.options.logger.warn({ account: accountId }, 'watch lease lost to another process; stopping this watcher');
+            await this.stopWatch(accountId);
+          }
+        } catch (err) {
+          this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not renew a watch lease');
+        }
+      }
+      for (const accountId of this.demand.keys()) {
+        if (this.owned.has(accountId)) continue;
+        await this.claim(accountId);
+      }
+    })();
+    try {
+      await this.ticking;
+    } finally {
+      this.ticking = null;
+    }
+  }
+
+  /** Says this process wants the account watched and takes the watch if nobody holds it. */
+  private async claim(accountId: string): Promise<void> {
+    if (this.closed || this.owned.has(accountId)) return;
+    try {
+      await this.options.leases.want(accountId);
+      if (this.owned.has(accountId) || !(await this.options.leases.tryAcquire(accountId))) return;
+    } catch (err) {
+      this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not take a watch lease; retrying');
+      return;
+    }
+    if (this.closed || this.owned.has(accountId)) {
+      await this.options.leases.release(accountId);
+      return;
+    }
+    const entry: Watched = { watch: null, starting: null };
+    this.owned.set(accountId, entry);
+    this.options.metrics?.watchedAccounts.set(this.owned.size);
+    entry.starting = this.options
+      .startWatch(accountId, this.sink(accountId), this.options.watch)
+      .then(
+        (watch) => {
+          entry.watch = watch;
+        },
+        async (err: unknown) => {
+          // The account is gone (or cannot be watched): nothing to watch until someone asks again.
+          const code = err instanceof GatewayError ? err.code : 'INTERNAL_ERROR';
+          this.options.logger.warn({ account: accountId, code }, 'cannot watch this account');
+          this.owned.delete(accountId);
+          this.options.metrics?.watchedAccounts.set(this.owned.size);
+          await this.options.leases.release(accountId);
+        },
+      )
+      .finally(() => {
+        entry.starting = null;
+      });
+    await entry.starting;
+  }
+
+  private async giveUp(accountId: string): Promise<void> {
+    if (!this.owned.has(accountId)) return;
+    await this.stopWatch(accountId);
+    await this.options.leases.release(accountId);
+  }
+
+  private async stopWatch(accountId: string): Promise<void> {
+    const entry = this.owned.get(accountId);
+    if (entry === undefined) return;
+    this.owned.delete(accountId);
+    this.options.metrics?.watchedAccounts.set(this.owned.size);
+    await entry.starting;
+    await entry.watch?.stop();
+  }
+
+  private sink(accountId: string): WatchSink {
+    const { log, metrics } = this.options;
+    return {
+      record: async (events: NewEvent[], changes: WatchStateChange[]) => {
+        await log.append(accountId, events, changes);
+        const storedAtMs = performance.now();
+        for (const event of events) {
+          metrics?.eventsStored.inc({ type: event.type });
+          if (event.seenAtMs !== undefined) metrics?.eventLag.observe((storedAtMs - event.seenAtMs) / 1000);
+        }
+      },
+      loadStates: () => log.loadStates(accountId),
+      loadMessages: (mailbox) => log.loadMessages(accountId, mailbox),
+      onReconnect: (cause) => metrics?.watcherReconnects.inc({ cause }),
+    };
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Watches one IMAP account (API.md, Events): every selectable mailbox, not only INBOX.
+ *
+ * The watcher holds one session of the account's pool (counted toward the account's session cap
+ * in every process) with INBOX selected and IDLE running (RFC 2177), so a change in INBOX is pushed
+ * at once. Other mailboxes are watched with NOTIFY (RFC 5465) where the server offers it: the
+ * server pushes a STATUS or LIST when any of them moves. Without NOTIFY the folder list and every
+ * mailbox's state are read with one LIST-STATUS (RFC 5819) each `pollIntervalMs`, on the same
+ * session. Either way only mailboxes whose state moved are fetched (mailbox-diff.ts): INBOX on the
+ * watcher's session, others on a pool session that may already have them selected, so the
+ * watcher's session never leaves INBOX.
+ *
+ * A lost session or a refused login is retried with capped exponential back-off (never a hot
+ * loop); the first failed attempt stores an `account.error`, the first success after it an
+ * `account.recovered`. Every event is stored (WatchSink.record) before the state that follows it.
+ */
+import type { ImapFlow } from 'imapflow';
+import type { Logger } from 'pino';
+import type { MailboxWatchState, NewEvent, WatchStateChange } from '../../../events/types.js';
+import { GatewayError } from '../../../errors.js';
+import { AccountHealth } from '../../account-health.js';
+import type { AccountWatch, WatchOptions, WatchSink } from '../../watch.js';
+import { mapImapError } from '../errors.js';
+import type { Lease } from '../pool.js';
+import { diffSelectedMailbox, selectedState, type StoredMailbox } from './mailbox-diff.js';
+import { compareLists, listSelectable, sameState } from './mailbox-list.js';
+import { enableNotify, offersNotify } from './notify.js';
+
+export interface ImapWatcherDeps {
+  accountId: string;
+  /** A session of the account's pool, held until evicted (counted in the account's cap). */
+  leaseSession: () => Promise<Lease>;
+  /** Runs `work` on a pool session with `path` selected and synchronised. */
+  onMailbox: <T>(path: string, work: (client: ImapFlow) => Promise<T>) => Promise<T>;
+  sink: WatchSink;
+  options: WatchOptions;
+  log: Logger;
+  /** Back-off bounds between failed attempts. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+const INBOX = 'INBOX';
+
+export function watchImapAccount(deps: ImapWatcherDeps): AccountWatch {
+  const watcher = new ImapAccountWatcher(deps);
+  watcher.start();
+  return watcher;
+}
+
+class ImapAccountWatcher implements AccountWatch {
+  private stopped = false;
+  private running: Promise<void> | undefined;
+  private lease: Lease | undefined;
+  /** Wakes the session loop (a push, a poll, stop). */
+  private wake: () => void = () => undefined;
+  private listDue = true;
+  private inboxDue = true;
+  /** What was stored of each mailbox, as this watcher knows it (loaded once per session). */
+  private states = new Map<string, MailboxWatchState>();
+  private messages = new Map<string, Map<string, string[]>>();
+  private baseline = false;
+  private seenAtMs = 0;
+
+  private readonly health: AccountHealth;
+
+  constructor(private readonly deps: ImapWatcherDeps) {
+    this.health = new AccountHealth(deps.accountId, deps.sink, deps.log, deps.retryMinMs, deps.retryMaxMs);
+  }
+
+  start(): void {
+    this.running = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    this.lease?.evict();
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      const delayMs = this.health.nextDelayMs();
+      if (delayMs > 0) await this.sleep(delayMs);
+      if (this.stopped) break;
+      let lease: Lease;
+      try {
+        lease = await this.deps.leaseSession();
+      } catch (err) {
+        await this.health.failed(mapImapError(err));
+        continue;
+      }
+      if (this.stopped) {
+        lease.evict();
+        break;
+      }
+      this.lease = lease;
+      const startedMs = performance.now();
+      try {
+        await this.health.succeeded();
+        await this.session(lease.client);
+      } catch (err) {
+        if (this.stopped) break;
+        const mapped = mapImapError(err);
+        this.deps.log.warn({ account: this.deps.accountId, code: mapped.code, err: { message: mapped.message } }, 'imap watcher session ended');
+        this.health.dropped(mapped.code, performance.now() - startedMs);
+      } finally {
+        lease.evict();
+        this.lease = undefined;
+      }
+    }
+  }
+
+  /** Runs one session until it breaks or the watcher stops. */
+  private async session(client: ImapFlow): Promise<void> {
+    this.states = await this.deps.sink.loadStates();
+    this.messages.clear();
+    this.baseline = this.states.size === 0;
+    this.listDue = true;
+    this.inboxDue = true;
+    this.seenAtMs = performance.now();
+
+    const onInbox = (): void => {
+      if (client.mailbox && client.mailbox.path === INBOX) this.signal('inbox');
+    };
+    client.on('exists', onInbox);
+    client.on('expunge', onInbox);
+    client.on('flags', onInbox);
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    try {
+      await client.mailboxOpen(INBOX);
+      const pushes = offersNotify(client);
+      if (pushes) await enableNotify(client, () => this.signal('list'));
+      let nextListMs = 0;
+      while (!this.stopped && client.usable) {
+        if (performance.now() >= nextListMs) {
+          this.listDue = true;
+          nextListMs = performance.now() + (pushes ? this.deps.options.reconcileIntervalMs : this.deps.options.pollIntervalMs);
+        }
+        if (this.listDue) {
+          this.listDue = false;
+          await this.lookAtList(client);
+        }
+        if (this.inboxDue) {
+          this.inboxDue = false;
+          await this.lookAtInbox(client);
+        }
+        if (this.listDue || this.inboxDue || this.stopped) continue;
+        const idle = client.idle().catch(() => undefined);
+        await Promise.race([idle, closed, this.nextWake(Math.max(0, nextListMs - performance.now()))]);
+      }
+      if (!this.stopped && !client.usable) throw new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost');
+    } finally {
+      client.off('exists', onInbox);
+      client.off('expunge', onInbox);
+      client.off('flags', onInbox);
+    }
+  }
+
+  private signal(what: 'inbox' | 'list'): void {
+    if (what === 'inbox') this.inboxDue = true;
+    else this.listDue = true;
+    this.seenAtMs = performance.now();
+    this.wake();
+  }
+
+  private nextWake(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return this.nextWake(ms);
+  }
+
+  /** The folder list: mailbox events, and a look at every mailbox whose state moved. */
+  private async lookAtList(client: ImapFlow): Promise<void> {
+    const seenAtMs = this.seenAtMs;
+    const listed = await listSelectable(client);
+    const moves = compareLists(this.states, listed, { baseline: this.baseline, seenAtMs });
+    const changes: WatchStateChange[] = [];
+    for (const path of moves.deleted) changes.push({ mailbox: path, state: null });
+    // A new mailbox is recorded as empty under its UIDVALIDITY at once, with its creation event:
+    // a rename or delete that follows before it is fetched is then still told apart, and the
+    // fetch that follows reports every message in it as new.
+    const listedStates = new Map(listed.map((m) => [m.path, m.state]));
+    for (const path of moves.created) {
+      const state = listedStates.get(path);
+      if (state && !this.baseline) changes.push({ mailbox: path, state: { uidValidity: state.uidValidity, uidNext: 1, highestModseq: null, messages: 0 }, replace: true });
+    }
+    for (const r of moves.renamed) {
+      // The renamed mailbox keeps its messages: its stored state moves with it.
+      const kept = this.messages.get(r.from) ?? (await this.deps.sink.loadMessages(r.from));
+      changes.push({ mailbox: r.from, state: null });
+      const state = this.states.get(r.from);
+      if (state) changes.push({ mailbox: r.to, state, replace: true, set: [...kept] });
+    }
+    if (moves.events.length > 0 || changes.length > 0) {
+      await this.deps.sink.record(moves.events, changes);
+      for (const c of changes) this.apply(c);
+      for (const r of moves.renamed) {
+        const kept = this.messages.get(r.from);
+        if (kept) this.messages.set(r.to, kept);
+        this.messages.delete(r.from);
+      }
+    }
+    for (const path of moves.moved) {
+      if (this.stopped) return;
+      if (path === INBOX) await this.lookAtInbox(client);
+      else await this.lookAtMailbox(path, seenAtMs);
+    }
+    // Whatever was there at the first look is recorded; from now on changes are reported.
+    this.baseline = false;
+  }
+
+  private async lookAtInbox(client: ImapFlow): Promise<void> {
+    const seenAtMs = this.seenAtMs;
+    const state = await selectedState(client);
+    const diff = await diffSelectedMailbox(client, await this.stored(INBOX), state, { baseline: this.baseline, seenAtMs });
+    await this.store(diff.events, diff.change, diff.messages);
+  }
+
+  private async lookAtMailbox(path: string, seenAtMs: number): Promise<void> {
+    const stored = await this.stored(path);
+    const baseline = this.baseline;
+    try {
+      const diff = await this.deps.onMailbox(path, async (client) => {
+        const state = await selectedState(client);
+        return diffSelectedMailbox(client, stored, state, { baseline, seenAtMs });
+      });
+      await this.store(diff.events, diff.change, diff.messages);
+    } catch (err) {
+      // Deleted between the LIST and the SELECT: the next look at the list reports it.
+      if (err instanceof GatewayError && err.code === 'MAILBOX_NOT_FOUND') {
+        this.listDue = true;
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async stored(path: string): Promise<StoredMailbox> {
+    let messages = this.messages.get(path);
+    if (messages === undefined) {
+      messages = this.states.has(path) ? await this.deps.sink.loadMessages(path) : new Map();
+      this.messages.set(path, messages);
+    }
+    return { state: this.states.get(path) ?? null, messages };
+  }
+
+  private async store(events: NewEvent[], change: WatchStateChange, messages: Map<string, string[]>): Promise<void> {
+    const before = this.states.get(change.mailbox);
+    const unchanged = events.length === 0 && before !== undefined && change.state !== null && sameState(before, change.state) && !change.replace && (change.set?.length ?? 0) === 0 && (change.remove?.length ?? 0) === 0;
+    if (!unchanged) await this.deps.sink.record(events, [change]);
+    this.apply(change);
+    this.messages.set(change.mailbox, messages);
+  }
+
+  private apply(change: WatchStateChange): void {
+    if (change.state === null) {
+      this.states.delete(change.mailbox);
+      this.messages.delete(change.mailbox);
+    } else {
+      this.states.set(change.mailbox, change.state);
+    }
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * NOTIFY (RFC 5465): the server pushes what changes in every mailbox of the account, not only in
+ * the selected one, so changes outside INBOX are seen as they happen instead of at the next poll.
+ *
+ * imapflow has no NOTIFY command, so it is sent through imapflow's generic command path, and the
+ * unsolicited `STATUS` and `LIST` responses it brings are caught by the connection's untagged
+ * handlers (imapflow routes an untagged response that no running command claims to them). The
+ * watcher does not parse them: any such push means "some mailbox moved", and one LIST-STATUS then
+ * tells which (mailbox-list.ts), so paths are always decoded by imapflow itself.
+ */
+import type { ImapFlow } from 'imapflow';
+
+/** The slice of imapflow's connection internals used here (stable across imapflow 1.x and 2.x). */
+interface ImapFlowInternals {
+  exec(command: string, attributes: unknown[]): Promise<{ next?: () => void }>;
+  untaggedHandlers: Record<string, ((untagged: unknown) => unknown) | null | undefined>;
+}
+
+const atom = (value: string): { type: 'ATOM'; value: string } => ({ type: 'ATOM', value });
+
+export function offersNotify(client: ImapFlow): boolean {
+  return client.capabilities.has('NOTIFY');
+}
+
+/**
+ * `NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (PERSONAL (MessageNew
+ * MessageExpunge FlagChange MailboxName))`: for the selected mailbox the usual EXISTS / EXPUNGE /
+ * FETCH, for every other personal mailbox a STATUS when its messages or flags change (with
+ * CONDSTORE enabled, a flag change moves HIGHESTMODSEQ, RFC 5465 §5.2), and a LIST when a mailbox
+ * is created, deleted or renamed (§5.4). `onPush` is called for each STATUS and LIST pushed.
+ */
+export async function enableNotify(client: ImapFlow, onPush: () => void): Promise<void> {
+  const internals = client as unknown as ImapFlowInternals;
+  internals.untaggedHandlers.STATUS = () => onPush();
+  internals.untaggedHandlers.LIST = () => onPush();
+  const response = await internals.exec('NOTIFY', [
+    atom('SET'),
+    [atom('SELECTED'), [atom('MessageNew'), [atom('UID'), atom('FLAGS')], atom('MessageExpunge'), atom('FlagChange')]],
+    [atom('PERSONAL'), [atom('MessageNew'), atom('MessageExpunge'), atom('FlagChange'), atom('MailboxName')]],
+  ]);
+  // imapflow holds the reader until the command's handler lets go of the response.
+  response.next?.();
+}
