@@ -5,58 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImapFlow } from 'imapflow';
-import type { MailboxWatchState, NewEvent, WatchStateChange } from '../../src/events/types.js';
-import type { AccountWatch, WatchSink } from '../../src/mail/watch.js';
+import type { AccountWatch } from '../../src/mail/watch.js';
+import { RecordingSink } from '../support/recording-sink.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
-import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { startDovecotWithoutCondstore, type DovecotServer } from '../support/dovecot.js';
+import { createImapAccount, createPop3Account, startGateway, type TestGateway } from '../support/gateway.js';
 import { directImapClient } from '../support/imap-client.js';
 import { textMessage } from '../support/messages.js';
 
 const { dovecot } = testServers();
-
-/** A sink that keeps what the watcher records, as a log would, and lets a test wait for events. */
-class RecordingSink implements WatchSink {
-  events: NewEvent[] = [];
-  states = new Map<string, MailboxWatchState>();
-  messages = new Map<string, Map<string, string[]>>();
-  private waiters: Array<() => void> = [];
-
-  async record(events: NewEvent[], changes: WatchStateChange[]): Promise<void> {
-    this.events.push(...events);
-    for (const c of changes) {
-      if (c.state === null) {
-        this.states.delete(c.mailbox);
-        this.messages.delete(c.mailbox);
-        continue;
-      }
-      this.states.set(c.mailbox, c.state);
-      const m = c.replace ? new Map<string, string[]>() : (this.messages.get(c.mailbox) ?? new Map());
-      for (const [k, f] of c.set ?? []) m.set(k, f);
-      for (const k of c.remove ?? []) m.delete(k);
-      this.messages.set(c.mailbox, m);
-    }
-    for (const w of this.waiters.splice(0)) w();
-  }
-  async loadStates() {
-    return new Map(this.states);
-  }
-  async loadMessages(mailbox: string) {
-    return new Map(this.messages.get(mailbox) ?? []);
-  }
-  /** Resolves with the first recorded event (from `from` on) matching, or rejects after `ms`. */
-  async waitFor(match: (e: NewEvent) => boolean, from = 0, ms = 8000): Promise<NewEvent> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = this.events.slice(from).find(match);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no matching event; got ${JSON.stringify(this.events.slice(from).map((e) => [e.type, e.mailbox]))}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 200);
-      });
-    }
-  }
-}
 
 let gw: TestGateway;
 let user: DovecotUser;
@@ -146,6 +103,80 @@ describe('IMAP watcher', () => {
     try {
       await sink.waitFor((e) => e.type === 'message.new' && (e.fields?.message as { subject: string }).subject === 'While away');
       await sink.waitFor((e) => e.type === 'message.new' && (e.fields?.message as { subject: string }).subject === 'Delivered while away');
+    } finally {
+      await watch.stop();
+    }
+  });
+});
+
+describe('IMAP watcher on a server without CONDSTORE, QRESYNC, NOTIFY or LIST-STATUS', () => {
+  let plain: DovecotServer;
+  let plainGw: TestGateway;
+  let plainAccount: string;
+  let plainOther: ImapFlow;
+  beforeAll(async () => {
+    plain = await startDovecotWithoutCondstore([{ username: 'plainwatch', password: 'plain-pw' }]);
+    await plain.seedMaildir('plainwatch', [textMessage({ subject: 'Old' })]);
+    plainGw = await startGateway();
+    plainAccount = await createImapAccount(plainGw.app, plain, plain.users[0]!);
+    plainOther = directImapClient(plain, plain.users[0]!);
+    await plainOther.connect();
+    await plainOther.mailboxCreate('Work');
+  });
+  afterAll(async () => {
+    await plainOther?.logout().catch(() => undefined);
+    await plainGw?.close();
+    await plain?.stop();
+  });
+
+  it('finds arrivals, flag changes and expunges by comparing UIDs and flags', async () => {
+    const sink = new RecordingSink();
+    const watch = await plainGw.app.services.mail.watch(plainAccount, sink, options);
+    try {
+      await sink.waitForState('Work');
+      await plainOther.append('Work', textMessage({ subject: 'Polled' }));
+      const arrived = await sink.waitFor((e) => e.type === 'message.new' && e.mailbox === 'Work');
+      expect((arrived.fields?.message as { subject: string }).subject).toBe('Polled');
+      await plainOther.mailboxOpen('Work');
+      await plainOther.messageFlagsAdd({ all: true }, ['$Work']);
+      const updated = await sink.waitFor((e) => e.type === 'message.updated' && e.mailbox === 'Work');
+      expect(updated.fields?.flags).toEqual({ added: ['$Work'], removed: [] });
+      await plainOther.messageDelete({ all: true });
+      const deleted = await sink.waitFor((e) => e.type === 'message.deleted' && e.mailbox === 'Work');
+      expect(deleted.fields?.messageId).toBe((arrived.fields?.message as { id: string }).id);
+
+      await plainOther.mailboxOpen('INBOX');
+      await plainOther.messageFlagsRemove({ all: true }, ['\\Seen']);
+      await plainOther.messageFlagsAdd({ all: true }, ['\\Answered']);
+      const inbox = await sink.waitFor((e) => e.type === 'message.updated' && e.mailbox === 'INBOX');
+      expect((inbox.fields?.flags as { added: string[] }).added).toContain('\\Answered');
+    } finally {
+      await watch.stop();
+    }
+  });
+});
+
+describe('POP3 watcher', () => {
+  it('reports new and deleted messages by UIDL, with POP3 ids', async () => {
+    const popUser = await dovecot.createUser('popwatch');
+    await dovecot.seedMaildir(popUser.username, [textMessage({ subject: 'First' })]);
+    const popAccount = await createPop3Account(gw.app, dovecot, popUser);
+    const view = (await gw.app.inject({ url: `/v1/accounts/${popAccount}` })).json();
+    expect(view.capabilities).toEqual(['events']);
+    const sink = new RecordingSink();
+    const watch = await gw.app.services.mail.watch(popAccount, sink, { ...options, pop3PollIntervalMs: 200 });
+    try {
+      await sink.waitForState('INBOX');
+      expect(sink.events).toEqual([]);
+      await dovecot.seedMaildir(popUser.username, [textMessage({ subject: 'Second' })]);
+      const arrived = await sink.waitFor((e) => e.type === 'message.new');
+      const summary = arrived.fields?.message as { id: string; subject: string };
+      expect(summary.subject).toBe('Second');
+      expect((await gw.app.inject({ url: `/v1/accounts/${popAccount}/mailboxes/INBOX/messages/${summary.id}` })).statusCode).toBe(200);
+      await dovecot.doveadm(['expunge', '-u', popUser.username, 'mailbox', 'INBOX', 'all']);
+      const first = await sink.waitFor((e) => e.type === 'message.deleted' && e.fields?.messageId !== summary.id);
+      await sink.waitFor((e) => e.type === 'message.deleted' && e.fields?.messageId === summary.id);
+      expect(first.mailbox).toBe('INBOX');
     } finally {
       await watch.stop();
     }

@@ -64,9 +64,11 @@ export function compareLists(
   }
   const deleted = gone.filter((path) => !renamed.some((r) => r.from === path));
   const created = fresh.map((m) => m.path).filter((path) => !renamed.some((r) => r.to === path));
+  // Without CONDSTORE a flag change moves nothing STATUS reports (RFC 7162 §3.1.1 is what makes
+  // HIGHESTMODSEQ move): every mailbox then has its flags compared at each look.
   const moved = listed.filter((m) => {
     const before = stored.get(m.path);
-    return before === undefined || !sameState(before, m.state);
+    return before === undefined || !sameState(before, m.state) || m.state.highestModseq === null;
   }).map((m) => m.path);
 
   const events: NewEvent[] = [];
