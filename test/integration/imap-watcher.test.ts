@@ -8,7 +8,7 @@ import type { ImapFlow } from 'imapflow';
 import type { AccountWatch } from '../../src/mail/watch.js';
 import { RecordingSink } from '../support/recording-sink.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
-import { startDovecotWithoutCondstore, type DovecotServer } from '../support/dovecot.js';
+import { startDovecot, startDovecotWithoutCondstore, type DovecotServer } from '../support/dovecot.js';
 import { createImapAccount, createPop3Account, startGateway, type TestGateway } from '../support/gateway.js';
 import { directImapClient } from '../support/imap-client.js';
 import { textMessage } from '../support/messages.js';
@@ -181,4 +181,37 @@ describe('POP3 watcher', () => {
       await watch.stop();
     }
   });
+});
+
+describe('IMAP watcher across a server restart', () => {
+  it('stores account.error while the server is down, account.recovered after, and what arrived meanwhile', async () => {
+    const own = await startDovecot({ users: [{ username: 'restarted', password: 'restart-pw' }] });
+    const ownGw = await startGateway();
+    try {
+      const ownAccount = await createImapAccount(ownGw.app, own, own.users[0]!);
+      const sink = new RecordingSink();
+      const watch = await ownGw.app.services.mail.watch(ownAccount, sink, options);
+      try {
+        await sink.waitForState('INBOX');
+        const restarting = own.restart(2500);
+        // Dovecot may take a few seconds to stop (it waits for logins in progress).
+        const error = await sink.waitFor((e) => e.type === 'account.error', 0, 20_000);
+        expect(error.fields).toMatchObject({ code: 'UPSTREAM_ERROR' });
+        expect(String(error.fields?.detail)).not.toMatch(/restart-pw/);
+        await own.seedMaildir('restarted', [textMessage({ subject: 'Delivered during the restart' })]);
+        await restarting;
+        const recovered = await sink.waitFor((e) => e.type === 'account.recovered', 0, 20_000);
+        expect(recovered.mailbox).toBeNull();
+        const arrived = await sink.waitFor((e) => e.type === 'message.new');
+        expect((arrived.fields?.message as { subject: string }).subject).toBe('Delivered during the restart');
+        // Back-off, not a hot loop: a handful of attempts in the seconds it was down.
+        expect(sink.events.filter((e) => e.type === 'account.error')).toHaveLength(1);
+      } finally {
+        await watch.stop();
+      }
+    } finally {
+      await ownGw.close();
+      await own.stop();
+    }
+  }, 60_000);
 });

@@ -62,6 +62,11 @@ export interface DovecotServer extends DovecotCoordinates, DovecotOps {
   users: DovecotUser[];
   /** Stops Dovecot and its children and removes the temp dir. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops the master (every session with it) and starts it again on the same ports, config and
+   * mail, after `downMs` with nothing listening: what a server restart looks like to its clients.
+   */
+  restart(downMs?: number): Promise<void>;
 }
 
 export interface StartDovecotOptions {
@@ -423,7 +428,7 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
         confPath,
         configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50) + (options.extraConfig ?? ''),
       );
-      const master = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let master: ChildProcess = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       track(master);
       let output = '';
       const collect = (chunk: Buffer): void => {
@@ -460,6 +465,18 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
           const user = await createUser(coordinates, prefix);
           users.push(user);
           return user;
+        },
+        restart: async (downMs = 0) => {
+          master.kill('SIGTERM');
+          if (!(await waitForExit(master, STOP_TIMEOUT_MS))) {
+            master.kill('SIGKILL');
+            await waitForExit(master, STOP_TIMEOUT_MS);
+          }
+          if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+          master = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'ignore', 'ignore'] });
+          track(master);
+          await waitForGreeting(imap, /^\* OK/, READY_TIMEOUT_MS);
+          await waitForGreeting(pop3, /^\+OK/, READY_TIMEOUT_MS);
         },
         stop: () =>
           (stopping ??= (async () => {
