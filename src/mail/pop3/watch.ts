@@ -67,7 +67,7 @@ export function watchPop3Account(deps: Pop3WatcherDeps): AccountWatch {
         known = new Set(polled.uidls);
         stored = change.state;
       } catch (err) {
-        if (stopped) break;
+        if (stopped || (isGatewayError(err) && err.code === 'ACCOUNT_NOT_FOUND')) break;
         await health.failed(isGatewayError(err) ? err : new GatewayError('UPSTREAM_ERROR', 'The POP3 server could not be read', { cause: err }));
       }
       if (stopped) break;

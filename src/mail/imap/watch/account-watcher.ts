@@ -88,7 +88,10 @@ class ImapAccountWatcher implements AccountWatch {
       try {
         lease = await this.deps.leaseSession();
       } catch (err) {
-        await this.health.failed(mapImapError(err));
+        const mapped = mapImapError(err);
+        // The account was deleted: there is nothing left to watch (its streams end on their own).
+        if (mapped.code === 'ACCOUNT_NOT_FOUND') break;
+        await this.health.failed(mapped);
         continue;
       }
       if (this.stopped) {
