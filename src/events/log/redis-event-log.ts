@@ -31,7 +31,7 @@ import { GatewayError } from '../../errors.js';
 import type { EventLog, MailboxWatchState, MailEvent, NewEvent, ReadResult, WatchStateChange } from '../types.js';
 import { AppendListeners } from './append-listeners.js';
 import { ZERO_ID, compareEventIds, isValidEventId, maxEventId } from './event-id.js';
-import { decodeEvent, encodeEvent } from './event-shape.js';
+import { checkEvents, decodeEvent, encodeEvent } from './event-shape.js';
 import { RedisAppendHints } from './redis-append-hints.js';
 import { APPEND_SCRIPT, LATEST_SCRIPT, READ_SCRIPT, appendArguments, type AppendScriptSettings } from './redis-scripts.js';
 import { checkRead } from './read-args.js';
@@ -87,6 +87,7 @@ export class RedisEventLog implements EventLog {
 
   async append(accountId: string, events: NewEvent[], changes: WatchStateChange[] = []): Promise<MailEvent[]> {
     if (this.closed) throw new Error('event log is closed');
+    checkEvents(events);
     checkChanges(changes);
     if (events.length === 0 && changes.length === 0) return [];
     const nowMs = this.now();
