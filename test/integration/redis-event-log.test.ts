@@ -141,22 +141,35 @@ describe('RedisEventLog on a single Redis', () => {
     expect(await log.loadMessages(acct, 'Empty')).toEqual(new Map());
   });
 
-  it('stores a first look at a large mailbox in one append and changes one message of it in place', async () => {
+  it('stores a first look at a large mailbox in one append, and large and small changes of it in place', async () => {
     const log = make();
     const acct = account();
-    // More pairs than one Lua call may unpack (8,000 arguments).
     const count = 12_000;
     const set: Array<[string, string[]]> = Array.from({ length: count }, (_, i) => [String(i + 1), i % 2 === 0 ? ['\\Seen'] : []]);
     await log.append(acct, [], [{ mailbox: 'INBOX', state: state(count + 1, count), replace: true, set }]);
+    // Many flags at once (more arguments than one Lua call may unpack: 8,000), then one.
+    const many: Array<[string, string[]]> = Array.from({ length: 4_500 }, (_, i) => [String(i + 1), ['\\Answered']]);
+    await log.append(acct, [newEvent('message.updated', 'INBOX')], [{ mailbox: 'INBOX', state: state(count + 1, count), set: many }]);
     await log.append(acct, [newEvent('message.updated', 'INBOX')], [
       { mailbox: 'INBOX', state: state(count + 1, count - 1), set: [['2', ['\\Flagged']]], remove: ['3'] },
     ]);
     const messages = await log.loadMessages(acct, 'INBOX');
     expect(messages.size).toBe(count - 1);
-    expect(messages.get('1')).toEqual(['\\Seen']);
+    expect(messages.get('1')).toEqual(['\\Answered']);
     expect(messages.get('2')).toEqual(['\\Flagged']);
     expect(messages.has('3')).toBe(false);
+    expect(messages.get('4501')).toEqual(['\\Seen']);
     expect(messages.get(String(count))).toEqual([]);
+    // Written in parts and renamed into place: nothing is left beside the live keys.
+    expect((await redis.keys(`*{${acct}}*`)).sort()).toEqual(
+      [keys.events(acct), keys.eventsMeta(acct), keys.watchStates(acct), keys.watchMessages(acct, 'INBOX')].sort(),
+    );
+
+    // A new first look (UIDVALIDITY changed) replaces every message.
+    await log.append(acct, [], [{ mailbox: 'INBOX', state: state(3_001, 3_000, '8'), replace: true, set: set.slice(0, 3_000) }]);
+    const again = await log.loadMessages(acct, 'INBOX');
+    expect(again.size).toBe(3_000);
+    expect(again.get('1')).toEqual(['\\Seen']);
   });
 
   it('drops every key of an account', async () => {
