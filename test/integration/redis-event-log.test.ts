@@ -172,6 +172,23 @@ describe('RedisEventLog on a single Redis', () => {
     expect(again.get('1')).toEqual(['\\Seen']);
   });
 
+  it("keeps the state of a quiet mailbox alive while the account's other mailboxes change", async () => {
+    // A short state TTL (3 s; refreshed every second here) instead of 30 days.
+    const log = new RedisEventLog(redis, { retentionMs: DAY_MS, stateTtlMs: 3_000 });
+    logs.push(log);
+    const acct = account();
+    await log.append(acct, [], [
+      { mailbox: 'INBOX', state: state(2, 1), replace: true, set: [['1', []]] },
+      { mailbox: 'Archive', state: state(2, 1), replace: true, set: [['1', ['\\Seen']]] },
+    ]);
+    for (let i = 0; i < 8; i++) {
+      await sleep(500);
+      await log.append(acct, [newEvent('message.updated', 'INBOX')], [{ mailbox: 'INBOX', state: state(2, 1), set: [['1', [`$k${i}`]]] }]);
+    }
+    expect([...(await log.loadStates(acct)).keys()].sort()).toEqual(['Archive', 'INBOX']);
+    expect(await log.loadMessages(acct, 'Archive')).toEqual(new Map([['1', ['\\Seen']]]));
+  });
+
   it('drops every key of an account', async () => {
     const log = make();
     const acct = account();

@@ -14,9 +14,9 @@
  *
  * The state keys expire too (the house rule: only account records live for ever, so Redis may run
  * `volatile-lru`), after `stateTtlMs` (30 days) without a write. Every write refreshes the keys it
- * touches, every `loadStates` (a watcher starting) refreshes all of the account's, and appends refresh
- * all of them again at least every quarter of the TTL, so a quiet mailbox of a watched account keeps
- * its state. State lost anyway (an account unwatched for 30 days, or evicted under memory pressure) is
+ * touches, every `loadStates` (a watcher starting) refreshes all of the account's, and every quarter
+ * of the TTL this process refreshes all of them for each account it wrote or loaded state for, so a
+ * quiet mailbox of a watched account keeps its state. State lost anyway (an account unwatched for 30 days, or evicted under memory pressure) is
  * reported as absent, never as empty: a mailbox whose messages hash is gone is left out of
  * `loadStates`, and its watcher looks at it afresh (docs/operations.md, Redis sizing).
  *
@@ -73,8 +73,9 @@ export class RedisEventLog implements EventLog {
   private readonly now: () => number;
   private readonly listeners = new AppendListeners();
   private readonly hints: RedisAppendHints;
-  /** When this process last refreshed the TTL of all of an account's state keys (its clock, ms). */
-  private readonly stateRefreshedAt = new Map<string, number>();
+  /** Accounts whose state this process wrote or loaded since it started: their TTLs are kept fresh. */
+  private readonly stateAccounts = new Set<string>();
+  private readonly refreshTimer: NodeJS.Timeout;
   private closed = false;
 
   constructor(
@@ -95,6 +96,10 @@ export class RedisEventLog implements EventLog {
     this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
     this.now = options.now ?? Date.now;
     this.hints = new RedisAppendHints(redis, this.settings.channel, (accountId) => this.listeners.hint(accountId));
+    // A write refreshes only the keys it touches: a quiet mailbox of an account watched here for
+    // weeks would otherwise expire. setInterval takes at most 2^31 - 1 ms.
+    this.refreshTimer = setInterval(() => void this.refreshAll(), Math.min(2 ** 31 - 1, Math.max(1_000, Math.floor(stateTtlMs / 4))));
+    this.refreshTimer.unref();
   }
 
   async append(accountId: string, events: NewEvent[], changes: WatchStateChange[] = []): Promise<MailEvent[]> {
@@ -137,7 +142,7 @@ export class RedisEventLog implements EventLog {
     }
     const stored = reply.map((id, i) => decodeEvent(id, accountId, texts[i] ?? '')).filter((e): e is MailEvent => e !== null);
     if (stored.length > 0) this.listeners.hint(accountId);
-    if (changes.length > 0) this.refreshStateTtlNowAndThen(accountId);
+    if (changes.length > 0) this.stateAccounts.add(accountId);
     return stored;
   }
 
@@ -234,12 +239,13 @@ export class RedisEventLog implements EventLog {
     // One UNLINK (DEL, freeing in the background) of keys in one slot is legal on a Cluster too. A
     // messages hash whose state was already gone is not named here; it expires with its TTL.
     await this.call('write', () => this.redis.unlink(all));
-    this.stateRefreshedAt.delete(accountId);
+    this.stateAccounts.delete(accountId);
   }
 
   /** Stops listening; the Redis client is the caller's (shared with the stores and the cache). */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.refreshTimer);
     this.listeners.clear();
     await this.hints.close();
   }
@@ -271,24 +277,21 @@ export class RedisEventLog implements EventLog {
       if (err) throw new GatewayError('SERVICE_UNAVAILABLE', 'the event log could not read the watch state', { cause: err });
       present.set(mailbox, Number(value) === 1);
     });
-    this.stateRefreshedAt.set(accountId, this.now());
+    this.stateAccounts.add(accountId);
     return present;
   }
 
-  /** After a write: refreshes all the account's state TTLs when this process has not for a quarter TTL. */
-  private refreshStateTtlNowAndThen(accountId: string): void {
-    const nowMs = this.now();
-    const last = this.stateRefreshedAt.get(accountId);
-    if (last !== undefined && nowMs - last < this.settings.stateTtlMs / 4) return;
-    this.stateRefreshedAt.set(accountId, nowMs);
-    void (async () => {
+  /** Refreshes the state TTLs of every account this process keeps state for, one after another. */
+  private async refreshAll(): Promise<void> {
+    for (const accountId of [...this.stateAccounts]) {
+      if (this.closed) return;
       try {
         const mailboxes = await this.call('read', () => this.redis.hkeys(keys.watchStates(accountId)));
         await this.refreshStateTtl(accountId, mailboxes);
       } catch {
-        this.stateRefreshedAt.delete(accountId); // tried again after the next write
+        // Redis unreachable: the next round tries again, long before any TTL runs out.
       }
-    })();
+    }
   }
 
   private call<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> {
