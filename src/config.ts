@@ -76,6 +76,10 @@ export interface Config {
   };
   /** Swagger UI keeps an entered API key in the browser's localStorage across reloads. */
   docsPersistAuthorization: boolean;
+  events: {
+    /** Stored events are kept this long (API.md, Events); a resume point older than that gets `events.lost`. */
+    retentionSeconds: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -228,6 +232,11 @@ export function loadConfig(env: Env = process.env): Config {
       keepAliveTimeoutMs: int('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 3_600_000),
     },
     docsPersistAuthorization: bool('DOCS_PERSIST_AUTHORIZATION', false),
+    events: {
+      // At least a minute, so a client reconnecting at once never misses anything; at most 30 days,
+      // the lifetime of the watch state stored beside the events in Redis.
+      retentionSeconds: int('EVENTS_RETENTION_SECONDS', 86_400, 60, 30 * 86_400),
+    },
   };
   // Node refuses a server whose headers may take longer than the whole request.
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
