@@ -67,6 +67,19 @@ export interface Config {
   };
   /** Swagger UI keeps an entered API key in the browser's localStorage across reloads. */
   docsPersistAuthorization: boolean;
+  /** The SSE side of live events (src/events/subscription.ts, src/http/sse.ts). */
+  eventStreams: EventStreamSettings;
+}
+
+export interface EventStreamSettings {
+  /** A `: ping` comment is sent after this long without an event (proxies drop silent connections). */
+  pingIntervalMs: number;
+  /** Each stream reads its accounts' logs this often even without an append hint (hints can be lost). */
+  pollIntervalMs: number;
+  /** A client with more than this many bytes buffered for it in the gateway is disconnected. */
+  clientBufferBytes: number;
+  /** A client whose socket does not drain within this long is disconnected (it resumes from its last id). */
+  clientDrainTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -213,6 +226,12 @@ export function loadConfig(env: Env = process.env): Config {
       keepAliveTimeoutMs: int('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 3_600_000),
     },
     docsPersistAuthorization: bool('DOCS_PERSIST_AUTHORIZATION', false),
+    eventStreams: {
+      pingIntervalMs: int('EVENTS_PING_INTERVAL_MS', 30_000, 10, 3_600_000),
+      pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 3_000, 10, 600_000),
+      clientBufferBytes: int('EVENTS_CLIENT_BUFFER_BYTES', 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+      clientDrainTimeoutMs: int('EVENTS_CLIENT_DRAIN_TIMEOUT_MS', 30_000, 10, 3_600_000),
+    },
   };
   // Node refuses a server whose headers may take longer than the whole request.
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
