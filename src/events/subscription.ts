@@ -6,7 +6,8 @@
  * then waits for an append hint (`EventLog.onAppend`) or the backstop poll, since a hint can be
  * lost across a Redis reconnect. It reads only when its reader asks for the next item (`next()`),
  * so a reader that stops (a client whose socket is full) stops the reading too: what it holds is
- * at most one page per account.
+ * at most one page. Accounts are read one page at a time, in turn, so a busy account does not hold
+ * the others back by more than a page.
  *
  * While open it retains each account through the WatchDemand, so the account is watched; `close()`
  * gives them up.
