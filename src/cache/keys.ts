@@ -54,6 +54,33 @@ export const keys = {
   sessionSlotsWanted: (accountId: string, protocol: 'imap' | 'pop3'): string =>
     `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}:wanted`,
 
+  /**
+   * The account's event log: one Redis stream, entries `<ms>-<seq>` with one field `e` (the event's
+   * JSON). Outside `acct:` so that a cache purge of the account never touches it. TTL'd (twice the
+   * retention, refreshed on every append) so a dead account's stream goes away.
+   */
+  events: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}`,
+
+  /**
+   * Hash beside the stream: `last` (the newest id ever issued) and `trimmed` (the newest id ever
+   * removed by retention or lost with the stream), which tell a resume point that missed events from
+   * one that did not. TTL'd longer than the stream.
+   */
+  eventsMeta: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}:meta`,
+
+  /** Hash of the watcher's mailbox states, field = mailbox path, value = JSON (TTL'd, refreshed on writes). */
+  watchStates: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}:states`,
+
+  /**
+   * Hash of one mailbox's known messages, field = UID or UIDL, value = JSON flags, plus the field ""
+   * that marks the hash as present (an eviction is then told from an empty mailbox). TTL'd like the states.
+   */
+  watchMessages: (accountId: string, mailboxPath: string): string =>
+    `${KEY_PREFIX}events:${accountTag(accountId)}:msgs:${encodeSegment(mailboxPath)}`,
+
+  /** Pub/sub channel: events were appended to the account named in the message (a hint to readers). */
+  eventsAppended: (): string => `${KEY_PREFIX}events:appended`,
+
   /** Pattern matching every cached key of one account, for purges. */
   accountCachePattern: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:*`,
 

@@ -1,0 +1,62 @@
+/**
+ * The cross-process half of `onAppend`: one subscriber connection per process on the channel
+ * `keys.eventsAppended()`, whose messages are account ids (published by the append script).
+ *
+ * Redis pub/sub delivers at most once, to connected subscribers only
+ * (https://redis.io/docs/latest/develop/interact/pubsub/#delivery-semantics): a hint sent while this
+ * connection is down is lost, which is why a hint only wakes readers who also poll now and then. On a
+ * Redis Cluster, a (non-sharded) PUBLISH reaches subscribers on every node, so one subscriber
+ * connection to any node hears every account.
+ */
+import { Cluster } from 'ioredis';
+import { connectRedis, type RedisClient } from '../../cache/redis-connection.js';
+
+/** How long `start` waits for the first subscription; a Redis that is down is subscribed to when it is back. */
+const SUBSCRIBE_WAIT_MS = 2000;
+
+export class RedisAppendHints {
+  private subscriber: RedisClient | undefined;
+  private started: Promise<boolean> | undefined;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly channel: string,
+    private readonly onHint: (accountId: string) => void,
+  ) {}
+
+  /** Subscribes once (later calls answer the first call's outcome): whether it is subscribed now. */
+  start(): Promise<boolean> {
+    this.started ??= this.subscribe();
+    return this.started;
+  }
+
+  async close(): Promise<void> {
+    const subscriber = this.subscriber;
+    this.subscriber = undefined;
+    this.started = Promise.resolve(false);
+    subscriber?.disconnect();
+  }
+
+  private async subscribe(): Promise<boolean> {
+    // A subscribed connection can run no other command: it is a connection of its own.
+    const subscriber: RedisClient = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
+    this.subscriber = subscriber;
+    subscriber.on('error', () => undefined); // outages are the main connection's users' to report
+    subscriber.on('message', (channel: string, accountId: string) => {
+      if (channel === this.channel) this.onHint(accountId);
+    });
+    // Subscribed again on every (re)connect: ioredis resubscribes by itself only when the first
+    // subscription succeeded, and one that failed while Redis was down is made when it is back.
+    subscriber.on('ready', () => {
+      subscriber.subscribe(this.channel).catch(() => undefined);
+    });
+    if (!(await connectRedis(subscriber, SUBSCRIBE_WAIT_MS))) return false;
+    if (this.subscriber !== subscriber) return false; // closed meanwhile
+    try {
+      await subscriber.subscribe(this.channel);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
