@@ -12,7 +12,7 @@
  * While open it retains each account through the WatchDemand, so the account is watched; `close()`
  * gives them up.
  */
-import { compareEventIds } from './event-id-order.js';
+import { compareEventIds, isValidEventId } from './log/event-id.js';
 import type { EventLog, EventType, MailEvent, WatchDemand } from './types.js';
 
 export interface SubscriptionOptions {
@@ -195,7 +195,7 @@ export class Subscription {
     }
     if (this.isClosed) return;
     // The log reads after `readFrom`, exclusive; a page that overlaps anyway (a backend bug) must not repeat an event.
-    const fresh = result.events.filter((event) => (compareEventIds(event.id, state.readFrom) ?? 1) > 0);
+    const fresh = result.events.filter((event) => isNewer(event.id, state.readFrom));
     if (result.lost && state.lost === undefined) state.lost = 'pending';
     else if (!result.lost && fresh.length > 0 && state.lost === 'told') state.lost = undefined;
     if (result.lost && fresh.length === 0) {
@@ -230,4 +230,9 @@ export class Subscription {
     this.wakeUp = undefined;
     wakeUp?.();
   }
+}
+
+/** Whether `id` comes after `than` (ids either log issues; anything else is let through, not judged). */
+function isNewer(id: string, than: string): boolean {
+  return !isValidEventId(id) || !isValidEventId(than) || compareEventIds(id, than) > 0;
 }
