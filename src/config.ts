@@ -67,6 +67,10 @@ export interface Config {
   };
   /** Swagger UI keeps an entered API key in the browser's localStorage across reloads. */
   docsPersistAuthorization: boolean;
+  events: {
+    /** Stored events are kept this long (API.md, Events); a resume point older than that gets `events.lost`. */
+    retentionSeconds: number;
+  };
   /** The SSE side of live events (src/events/subscription.ts, src/http/sse.ts). */
   eventStreams: EventStreamSettings;
 }
@@ -226,6 +230,11 @@ export function loadConfig(env: Env = process.env): Config {
       keepAliveTimeoutMs: int('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 3_600_000),
     },
     docsPersistAuthorization: bool('DOCS_PERSIST_AUTHORIZATION', false),
+    events: {
+      // At least a minute, so a client reconnecting at once never misses anything; at most 30 days,
+      // the lifetime of the watch state stored beside the events in Redis.
+      retentionSeconds: int('EVENTS_RETENTION_SECONDS', 86_400, 60, 30 * 86_400),
+    },
     eventStreams: {
       pingIntervalMs: int('EVENTS_PING_INTERVAL_MS', 30_000, 10, 3_600_000),
       pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 3_000, 10, 600_000),

@@ -202,3 +202,12 @@ describe('TRUST_PROXY and keys reserved for tokens', () => {
     expect(() => loadConfig({ API_KEYS: `mgw_${'a'.repeat(40)}` })).toThrow(/starts with mgw_/);
   });
 });
+
+describe('event retention', () => {
+  it('keeps events a day by default and takes a minute to 30 days', () => {
+    expect(loadConfig({}).events.retentionSeconds).toBe(86_400);
+    expect(loadConfig({ EVENTS_RETENTION_SECONDS: '3600' }).events.retentionSeconds).toBe(3_600);
+    expect(problemsOf({ EVENTS_RETENTION_SECONDS: '10' }).problems).toEqual(['EVENTS_RETENTION_SECONDS must be an integer from 60 to 2592000 (got "10")']);
+    expect(problemsOf({ EVENTS_RETENTION_SECONDS: '1.5' }).problems).toHaveLength(1);
+  });
+});

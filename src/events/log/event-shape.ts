@@ -34,6 +34,11 @@ export function decodeEvent(id: string, accountId: string, text: string): MailEv
   } catch {
     return null;
   }
+  return decodeEventBody(id, accountId, body);
+}
+
+/** The event an already parsed stored body is, or null when it is not one. */
+export function decodeEventBody(id: string, accountId: string, body: unknown): MailEvent | null {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return null;
   const { type, mailbox, at, ...fields } = body as Record<string, unknown>;
   if (typeof type !== 'string' || !TYPES.has(type)) return null;

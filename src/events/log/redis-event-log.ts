@@ -34,6 +34,7 @@ import { ZERO_ID, compareEventIds, isValidEventId, maxEventId } from './event-id
 import { decodeEvent, encodeEvent } from './event-shape.js';
 import { RedisAppendHints } from './redis-append-hints.js';
 import { APPEND_SCRIPT, LATEST_SCRIPT, READ_SCRIPT, appendArguments, type AppendScriptSettings } from './redis-scripts.js';
+import { checkRead } from './read-args.js';
 import { checkChanges, decodeFlags, decodeState } from './watch-state.js';
 
 export interface RedisEventLogOptions {
@@ -251,12 +252,6 @@ export class RedisEventLog implements EventLog {
   private call<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> {
     return boundedStoreCall('event log', kind, this.operationTimeoutMs, op);
   }
-}
-
-/** A resume point the log could not have issued is the caller's mistake (API.md: 400). */
-export function checkRead(afterId: string, limit: number): void {
-  if (!isValidEventId(afterId)) throw new GatewayError('VALIDATION_FAILED', `${JSON.stringify(afterId)} is not an event id`);
-  if (!Number.isInteger(limit) || limit < 1) throw new Error(`limit must be a positive integer (got ${limit})`);
 }
 
 function parseEntry(accountId: string, entry: unknown): MailEvent | null {

@@ -81,7 +81,11 @@ export function decodeFlags(text: string): string[] | null {
   } catch {
     return null;
   }
-  return Array.isArray(value) && value.every((flag) => typeof flag === 'string') ? (value as string[]) : null;
+  return isFlagList(value) ? value : null;
+}
+
+export function isFlagList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((flag) => typeof flag === 'string');
 }
 
 export function isWatchState(value: unknown): value is MailboxWatchState {
@@ -97,6 +101,7 @@ export function isWatchState(value: unknown): value is MailboxWatchState {
   );
 }
 
-function pickState(state: MailboxWatchState): MailboxWatchState {
+/** A copy with only the members a state has. */
+export function pickState(state: MailboxWatchState): MailboxWatchState {
   return { uidValidity: state.uidValidity, uidNext: state.uidNext, highestModseq: state.highestModseq, messages: state.messages };
 }
