@@ -331,6 +331,21 @@ describe.each(backends)('event streams over the $name', (backend) => {
     stream.close();
   });
 
+  it('outlives the request timeout (which bounds receiving a request, not a response)', async () => {
+    const account = `long-${run}-${backend.name.split(' ')[0]}`;
+    const own = await setUp(backend, [account], { env: { HTTP_REQUEST_TIMEOUT_MS: '300', HTTP_HEADERS_TIMEOUT_MS: '200' } });
+    try {
+      const stream = await connect(`${own.base}/v1/accounts/${account}/events`, admin);
+      await sleep(1_200);
+      const [event] = await append(own.log, account, 1);
+      expect(idsOf(await stream.waitForEvents(1))).toEqual([event?.id]);
+      expect(stream.comments.length).toBeGreaterThanOrEqual(5);
+      stream.close();
+    } finally {
+      await own.close();
+    }
+  });
+
   it('retains the accounts it covers while open and releases them when the client leaves', async () => {
     const stream = await open(`/v1/events?accounts=${alice},${bob}`);
     expect(s.demand.heldAccounts()).toEqual([alice, bob].sort());
@@ -353,6 +368,7 @@ describe.each(backends)('event streams over the $name', (backend) => {
     }
     await until(async () => (await metric(s.gw, 'sseSlowDisconnects')) > slowBefore, 5_000, 'the slow client to be disconnected');
     // What the gateway held for it: one socket high-water mark (16 KiB) and a frame, never a backlog.
+    expect(maxBufferedBytes).toBeGreaterThan(0);
     expect(maxBufferedBytes).toBeLessThan(16 * 1024 + 2 * (big.length + 1024));
     stream.resume();
     expect(await stream.ended).toBe('aborted');
