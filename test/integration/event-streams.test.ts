@@ -119,6 +119,7 @@ async function setUp(backend: Backend, accounts: string[], options: { retentionM
       EVENTS_PING_INTERVAL_MS: String(PING_INTERVAL_MS),
       EVENTS_CLIENT_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS),
       EVENTS_STREAM_POLL_INTERVAL_MS: '1000',
+      CORS_ORIGINS: 'https://app.example.com',
       ...options.env,
     },
     { events: { log, demand } },
@@ -205,10 +206,13 @@ describe.each(backends)('event streams over the $name', (backend) => {
   });
 
   it("streams an account's events in order, each as id: (its own id), event: (its type) and data: (its JSON)", async () => {
-    const stream = await open(`/v1/accounts/${alice}/events`);
+    const stream = await open(`/v1/accounts/${alice}/events`, { ...admin, origin: 'https://app.example.com', 'x-request-id': 'sse-1' });
     expect(stream.headers['content-type']).toBe('text/event-stream; charset=utf-8');
     expect(stream.headers['cache-control']).toBe('no-store');
-    expect(stream.headers['x-request-id']).toBeTruthy();
+    // The headers the app's hooks set on every answer, although this reply is written by hand.
+    expect(stream.headers['x-request-id']).toBe('sse-1');
+    expect(stream.headers['access-control-allow-origin']).toBe('https://app.example.com');
+    expect(stream.headers['access-control-expose-headers']).toContain('X-Request-Id');
     const appended = [...(await append(s.log, alice, 3)), ...(await append(s.log, alice, 2, 'message.deleted', { messageId: 'AV9B3wAAAAAB' }))];
     const events = await stream.waitForEvents(5);
     expect(events.map((e) => e.lastEventId)).toEqual(appended.map((e) => e.id));
@@ -319,6 +323,9 @@ describe.each(backends)('event streams over the $name', (backend) => {
     expectProblem(await get(`/v1/accounts/${alice}/events`, bearer(reader)), 403, 'FORBIDDEN');
     expectProblem(await get('/v1/events', bearer(reader)), 403, 'FORBIDDEN');
     expectProblem(await get('/v1/events', {}), 401, 'UNAUTHORIZED');
+    const head = await s.gw.app.inject({ method: 'HEAD', url: `/v1/accounts/${alice}/events`, headers: admin });
+    expect(head.statusCode).toBe(405);
+    expect(head.headers.allow).toBe('GET');
     // Nothing was retained for a refused stream.
     expect(s.demand.heldAccounts()).toEqual([]);
   });
