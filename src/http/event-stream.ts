@@ -25,7 +25,12 @@ export interface ServeOptions {
   sseId: (event: MailEvent) => string;
   /** Told when the stream opens and when it has closed, so shutdown can end every open stream. */
   track: (stream: SseStream) => () => void;
+  /** Asked every second: false ends the stream (the caller's token was deleted or expired). */
+  stillAuthorized: () => Promise<boolean>;
 }
+
+/** How often a stream checks that its caller may still have it (a deleted token is refused within a second, API.md). */
+const ACCESS_RECHECK_MS = 1_000;
 
 export function serveEventStream(request: FastifyRequest, reply: FastifyReply, subscription: Subscription, options: ServeOptions): void {
   const { metrics, settings } = options;
@@ -62,6 +67,16 @@ export function serveEventStream(request: FastifyRequest, reply: FastifyReply, s
     },
   });
   untrack = options.track(stream);
+  const recheck = setInterval(() => {
+    options.stillAuthorized().then(
+      (allowed) => {
+        if (!allowed) void stream.end('revoked');
+      },
+      () => undefined,
+    );
+  }, ACCESS_RECHECK_MS);
+  recheck.unref();
+  void stream.closed.then(() => clearInterval(recheck));
 
   const pump = async (): Promise<void> => {
     for (;;) {

@@ -330,6 +330,21 @@ describe.each(backends)('event streams over the $name', (backend) => {
     expect(s.demand.heldAccounts()).toEqual([]);
   });
 
+  it('ends a stream within about a second of its access token being deleted', async () => {
+    const res = await s.gw.app.inject({ method: 'POST', url: '/v1/tokens', headers: admin, payload: { accounts: [alice], scopes: ['events'] } });
+    const { id, token } = res.json() as { id: string; token: string };
+    const stream = await open(`/v1/accounts/${alice}/events`, bearer(token));
+    const adminStream = await open(`/v1/accounts/${alice}/events`);
+    expect((await s.gw.app.inject({ method: 'DELETE', url: `/v1/tokens/${id}`, headers: admin })).statusCode).toBe(204);
+    const started = Date.now();
+    expect(await stream.ended).toBe('end');
+    expect(Date.now() - started).toBeLessThan(2_500);
+    const [event] = await append(s.log, alice, 1);
+    expect(idsOf(await adminStream.waitForEvents(1))).toEqual([event?.id]);
+    adminStream.close();
+    expectProblem(asResponse(await openStream(`${s.base}/v1/accounts/${alice}/events`, bearer(token))), 401, 'UNAUTHORIZED');
+  });
+
   it('sends a : ping comment after the ping interval without an event', async () => {
     const stream = await open(`/v1/accounts/${alice}/events`);
     await stream.waitUntil(() => stream.comments.length >= 2, 2_000, () => `${stream.comments.length} comments`);

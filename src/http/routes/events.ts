@@ -11,6 +11,7 @@ import { GatewayError, isGatewayError } from '../../errors.js';
 import { decodeCursor, encodeCursor } from '../../events/cursor.js';
 import { Subscription, type SubscriptionOptions } from '../../events/subscription.js';
 import { EVENT_TYPES, type EventLog, type EventType, type WatchDemand } from '../../events/types.js';
+import { stillAuthorized } from '../../tenants/access.js';
 import { canSeeAccount } from '../../tenants/principal.js';
 import { serveEventStream } from '../event-stream.js';
 import type { SseStream } from '../sse.js';
@@ -28,6 +29,7 @@ const STREAM_DOC = [
   'A `: ping` comment line is sent after `EVENTS_PING_INTERVAL_MS` (30 s) without an event, so proxies keep the connection.',
   'Resume with `Last-Event-ID` (EventSource sends it on reconnect) or `lastEventId`; the header wins when both are sent. Events come in order per account, none repeated and none skipped after the resume point; with none, the stream starts now.',
   'A resume point older than the events kept (`EVENTS_RETENTION_SECONDS`) starts with one `events.lost` event per affected account, then the oldest kept events; a resume point the gateway cannot have issued is 400 `VALIDATION_FAILED`.',
+  'A stream opened with an access token ends within about a second of the token being deleted or expiring.',
   'A client that does not read what is sent (its socket stays full for `EVENTS_CLIENT_DRAIN_TIMEOUT_MS`, 30 s, or more than `EVENTS_CLIENT_BUFFER_BYTES`, 1 MiB, waits for it) is disconnected and resumes from its last id. When the gateway stops, streams end cleanly: reconnect (to another replica).',
 ].join(' ');
 
@@ -46,7 +48,7 @@ function streamResponse(idDoc: string) {
 const PROBLEMS = problems('VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE');
 
 export const eventRoutes: FastifyPluginAsyncTypebox<EventRouteOptions> = async (app, options) => {
-  const { accounts, metrics } = app.services;
+  const { accounts, metrics, tokens } = app.services;
   const { log, demand, settings } = options;
   const open = new Set<SseStream>();
   const track = (stream: SseStream): (() => void) => {
@@ -109,7 +111,13 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRouteOptions> = async (
       }
       await accounts.get(account);
       const subscription = await subscribe(request, new Map([[account, resume?.value]]), types);
-      serveEventStream(request, reply, subscription, { settings, metrics, track, sseId: (event) => event.id });
+      serveEventStream(request, reply, subscription, {
+        settings,
+        metrics,
+        track,
+        sseId: (event) => event.id,
+        stillAuthorized: () => stillAuthorized(request, tokens),
+      });
       return reply;
     },
   );
@@ -152,7 +160,13 @@ export const eventRoutes: FastifyPluginAsyncTypebox<EventRouteOptions> = async (
       const followed = await followedAccounts(request, request.query.accounts);
       const from = new Map(followed.map((account) => [account, positions.get(account)]));
       const subscription = await subscribe(request, from, types);
-      serveEventStream(request, reply, subscription, { settings, metrics, track, sseId: () => encodeCursor(subscription.positions()) });
+      serveEventStream(request, reply, subscription, {
+        settings,
+        metrics,
+        track,
+        sseId: () => encodeCursor(subscription.positions()),
+        stillAuthorized: () => stillAuthorized(request, tokens),
+      });
       return reply;
     },
   );
