@@ -37,6 +37,11 @@ export function serveEventStream(request: FastifyRequest, reply: FastifyReply, s
   const startedMs = performance.now();
   let sent = 0;
   reply.hijack();
+  // Gone while the stream was being opened: its 'close' came before anyone listened for it.
+  if (reply.raw.destroyed || request.raw.socket.destroyed) {
+    subscription.close();
+    return;
+  }
   const headers: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) headers[name] = value;
   reply.raw.writeHead(200, {

@@ -5,6 +5,7 @@
  * without a login) but nothing here talks to a mail server.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -80,11 +81,20 @@ const backends: Backend[] = [
   },
 ];
 
-/** A log that counts how many events its readers were answered, to show what a stream reads ahead. */
-function counting(log: EventLog): { log: EventLog; read: () => number } {
+/**
+ * A log that counts how many events its readers were answered, to show what a stream reads ahead;
+ * and that can be slow to answer `latestId` (a stream's opening), for a client that leaves meanwhile.
+ */
+function counting(log: EventLog, slowOpen: { ms: number }): { log: EventLog; read: () => number } {
   let read = 0;
   const wrapped = new Proxy(log, {
     get(target, name, receiver) {
+      if (name === 'latestId') {
+        return async (accountId: string) => {
+          if (slowOpen.ms > 0) await sleep(slowOpen.ms);
+          return target.latestId(accountId);
+        };
+      }
       if (name === 'readAfter') {
         return async (...args: Parameters<EventLog['readAfter']>) => {
           const result = await target.readAfter(...args);
@@ -106,12 +116,15 @@ interface Setup {
   opened: OpenedLog;
   demand: RecordingDemand;
   read: () => number;
+  /** Set `ms` to make opening a stream take that long. */
+  slowOpen: { ms: number };
   close(): Promise<void>;
 }
 
 async function setUp(backend: Backend, accounts: string[], options: { retentionMs?: number; env?: Record<string, string> } = {}): Promise<Setup> {
   const opened = await backend.open(options.retentionMs ?? 3_600_000);
-  const { log, read } = counting(opened.log);
+  const slowOpen = { ms: 0 };
+  const { log, read } = counting(opened.log, slowOpen);
   const demand = new RecordingDemand();
   const gw = await startGateway(
     {
@@ -141,6 +154,7 @@ async function setUp(backend: Backend, accounts: string[], options: { retentionM
     opened,
     demand,
     read,
+    slowOpen,
     close: async () => {
       await gw.close();
       await opened.close();
@@ -373,6 +387,21 @@ describe.each(backends)('event streams over the $name', (backend) => {
     expect(s.demand.heldAccounts()).toEqual([alice, bob].sort());
     stream.close();
     await until(() => s.demand.heldAccounts().length === 0, 2_000, 'the demand to be released');
+  });
+
+  it('gives everything up for a client that leaves while its stream is being opened', async () => {
+    s.slowOpen.ms = 300;
+    try {
+      const request = http.get(`${s.base}/v1/accounts/${alice}/events`, { headers: admin });
+      request.on('error', () => undefined);
+      await until(() => s.demand.held(alice) > 0, 2_000, 'the stream to retain its account');
+      request.destroy();
+      await sleep(500);
+      expect(s.demand.heldAccounts()).toEqual([]);
+      expect(await metric(s.gw, 'sseClients')).toBe(0);
+    } finally {
+      s.slowOpen.ms = 0;
+    }
   });
 
   it('disconnects a client that stops reading, holding little for it meanwhile; it resumes from its last id with nothing lost', async () => {
