@@ -78,6 +78,13 @@ export const keys = {
   watchMessages: (accountId: string, mailboxPath: string): string =>
     `${KEY_PREFIX}events:${accountTag(accountId)}:msgs:${encodeSegment(mailboxPath)}`,
 
+  /**
+   * A large first look at a mailbox being written in parts before one append renames it into place
+   * (so no single script blocks Redis for long); `token` is unique per append. TTL'd (minutes).
+   */
+  watchMessagesStaging: (accountId: string, mailboxPath: string, token: string): string =>
+    `${KEY_PREFIX}events:${accountTag(accountId)}:msgs:${encodeSegment(mailboxPath)}:staging:${token}`,
+
   /** Pub/sub channel: events were appended to the account named in the message (a hint to readers). */
   eventsAppended: (): string => `${KEY_PREFIX}events:appended`,
 

@@ -32,3 +32,31 @@ describe('session slot keys', () => {
     expect(new Set(all).size).toBe(3);
   });
 });
+
+describe('event log keys', () => {
+  it("keep one account's stream, meta, states, messages and staging hashes in one Cluster slot, as the scripts need", () => {
+    const all = [
+      keys.events('acct-1'),
+      keys.eventsMeta('acct-1'),
+      keys.watchStates('acct-1'),
+      keys.watchMessages('acct-1', 'INBOX'),
+      keys.watchMessages('acct-1', 'Work/2024:*'),
+      keys.watchMessagesStaging('acct-1', 'INBOX', 'token'),
+    ];
+    expect(new Set(all).size).toBe(all.length);
+    for (const key of all) expect(hashTag(key)).toBe('acct-1');
+  });
+
+  it('stay outside the cache keys an account purge deletes', () => {
+    const purge = keys.accountCachePrefix('acct-1');
+    for (const key of [keys.events('acct-1'), keys.watchStates('acct-1'), keys.watchMessages('acct-1', 'INBOX')]) {
+      expect(key.startsWith(purge)).toBe(false);
+    }
+  });
+
+  it('never let a mailbox path pass for another key of the account', () => {
+    // ':' is escaped in the path segment, so no mailbox's hash is another mailbox's staging hash.
+    expect(keys.watchMessages('a', 'INBOX:staging:x')).not.toBe(keys.watchMessagesStaging('a', 'INBOX', 'x'));
+    expect(keys.watchMessages('a', 'x')).not.toBe(keys.watchMessages('a', 'x%3A'));
+  });
+});

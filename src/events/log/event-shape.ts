@@ -9,6 +9,14 @@ import { EVENT_TYPES, type EventType, type MailEvent, type NewEvent } from '../t
 const RESERVED = new Set(['id', 'type', 'account', 'mailbox', 'at']);
 const TYPES = new Set<string>(EVENT_TYPES);
 
+/** Refuses events no reader could take (a watcher's bug), before anything is written. */
+export function checkEvents(events: readonly NewEvent[]): void {
+  for (const event of events) {
+    if (!TYPES.has(event.type)) throw new Error(`unknown event type ${JSON.stringify(event.type)}`);
+    if (event.mailbox !== null && typeof event.mailbox !== 'string') throw new Error('an event mailbox is a path or null');
+  }
+}
+
 /** The stored JSON of `event`, with `at` from the log's clock when the watcher gave none. */
 export function encodeEvent(event: NewEvent, nowMs: number): string {
   if (!TYPES.has(event.type)) throw new Error(`unknown event type ${JSON.stringify(event.type)}`);

@@ -29,6 +29,7 @@ import type { EventLog, MailboxWatchState, MailEvent, NewEvent, ReadResult, Watc
 import { accountDirName } from './account-dir.js';
 import { AppendListeners } from './append-listeners.js';
 import { isValidEventId } from './event-id.js';
+import { checkEvents } from './event-shape.js';
 import { FileAccountLog, type FileAccountSettings } from './file-account.js';
 import { checkRead } from './read-args.js';
 import { checkChanges } from './watch-state.js';
@@ -89,11 +90,12 @@ export class FileEventLog implements EventLog {
     };
   }
 
-  append(accountId: string, events: NewEvent[], changes: WatchStateChange[] = []): Promise<MailEvent[]> {
+  async append(accountId: string, events: NewEvent[], changes: WatchStateChange[] = []): Promise<MailEvent[]> {
     // Checked when the write is asked for: writes queued before close() still complete.
-    if (this.closed) return Promise.reject(new Error('event log is closed'));
+    if (this.closed) throw new Error('event log is closed');
+    checkEvents(events);
     checkChanges(changes);
-    if (events.length === 0 && changes.length === 0) return Promise.resolve([]);
+    if (events.length === 0 && changes.length === 0) return [];
     return this.run(accountId, 'write', async (account) => {
       const nowMs = this.now();
       let stored: MailEvent[];
@@ -142,8 +144,8 @@ export class FileEventLog implements EventLog {
     return this.run(accountId, 'read', async (account) => account.loadMessages(mailbox));
   }
 
-  dropAccount(accountId: string): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('event log is closed'));
+  async dropAccount(accountId: string): Promise<void> {
+    if (this.closed) throw new Error('event log is closed');
     return this.queue(accountId).run(async () => {
       await this.forget(accountId);
       try {

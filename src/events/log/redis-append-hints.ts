@@ -38,8 +38,10 @@ export class RedisAppendHints {
   }
 
   private async subscribe(): Promise<boolean> {
-    // A subscribed connection can run no other command: it is a connection of its own.
-    const subscriber: RedisClient = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
+    // A subscribed connection can run no other command: it is a connection of its own. Lazy, so
+    // that it connects here (and this can wait for it) whatever the shared client was made with.
+    const subscriber: RedisClient =
+      this.redis instanceof Cluster ? this.redis.duplicate(undefined, { lazyConnect: true }) : this.redis.duplicate({ lazyConnect: true });
     this.subscriber = subscriber;
     subscriber.on('error', () => undefined); // outages are the main connection's users' to report
     subscriber.on('message', (channel: string, accountId: string) => {

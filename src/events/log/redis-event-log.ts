@@ -9,12 +9,14 @@
  *   point's "lost" exact and keep ids increasing across a stream that expired; TTL stream's + state's.
  * - `events:{acct}:states`: hash mailbox path → MailboxWatchState JSON.
  * - `events:{acct}:msgs:<mailbox>`: hash UID/UIDL → flags JSON, plus the presence marker "".
+ * - `events:{acct}:msgs:<mailbox>:staging:<uuid>`: a large replacing change (a first look at a big
+ *   mailbox) written in parts, renamed over the messages hash by the append; TTL 10 min.
  *
  * The state keys expire too (the house rule: only account records live for ever, so Redis may run
  * `volatile-lru`), after `stateTtlMs` (30 days) without a write. Every write refreshes the keys it
- * touches, every `loadStates` (a watcher starting) refreshes all of the account's, and appends refresh
- * all of them again at least every quarter of the TTL, so a quiet mailbox of a watched account keeps
- * its state. State lost anyway (an account unwatched for 30 days, or evicted under memory pressure) is
+ * touches, every `loadStates` (a watcher starting) refreshes all of the account's, and every quarter
+ * of the TTL this process refreshes all of them for each account it wrote or loaded state for, so a
+ * quiet mailbox of a watched account keeps its state. State lost anyway (an account unwatched for 30 days, or evicted under memory pressure) is
  * reported as absent, never as empty: a mailbox whose messages hash is gone is left out of
  * `loadStates`, and its watcher looks at it afresh (docs/operations.md, Redis sizing).
  *
@@ -24,6 +26,7 @@
  * watcher retries). An append that timed out may still have been applied: a retry may then store
  * the same events twice (at least once, never lost).
  */
+import { randomUUID } from 'node:crypto';
 import { boundedStoreCall } from '../../accounts/redis-store.js';
 import { keys } from '../../cache/keys.js';
 import type { RedisClient } from '../../cache/redis-connection.js';
@@ -31,7 +34,7 @@ import { GatewayError } from '../../errors.js';
 import type { EventLog, MailboxWatchState, MailEvent, NewEvent, ReadResult, WatchStateChange } from '../types.js';
 import { AppendListeners } from './append-listeners.js';
 import { ZERO_ID, compareEventIds, isValidEventId, maxEventId } from './event-id.js';
-import { decodeEvent, encodeEvent } from './event-shape.js';
+import { checkEvents, decodeEvent, encodeEvent } from './event-shape.js';
 import { RedisAppendHints } from './redis-append-hints.js';
 import { APPEND_SCRIPT, LATEST_SCRIPT, READ_SCRIPT, appendArguments, type AppendScriptSettings } from './redis-scripts.js';
 import { checkRead } from './read-args.js';
@@ -52,8 +55,17 @@ export const DEFAULT_STATE_TTL_MS = 30 * 24 * 3_600_000;
 const DEFAULT_OPERATION_TIMEOUT_MS = 5_000;
 /** The stream outlives the retention by this much at least, so an account quiet for a while keeps its `last`. */
 const MIN_STREAM_GRACE_MS = 3_600_000;
-/** HSCAN page when loading a mailbox's messages: no single reply of a 100k-message hash blocks Redis. */
-const SCAN_COUNT = 1_000;
+/** HSCAN page when loading a mailbox's messages: no single reply of a 100k-message hash blocks Redis (~5 ms each). */
+const SCAN_COUNT = 5_000;
+/**
+ * A replacing change with more messages than this is staged (written in parts of STAGE_PAIRS, then
+ * renamed into place): one script applying 100,000 messages held Redis for ~200 ms here, a part of
+ * 2,000 takes ~4 ms.
+ */
+const STAGE_ABOVE_PAIRS = 2_000;
+const STAGE_PAIRS = 2_000;
+/** A staging hash left by an append that never finished goes away by itself. */
+const STAGING_TTL_MS = 10 * 60_000;
 
 export class RedisEventLog implements EventLog {
   private readonly settings: AppendScriptSettings;
@@ -61,8 +73,9 @@ export class RedisEventLog implements EventLog {
   private readonly now: () => number;
   private readonly listeners = new AppendListeners();
   private readonly hints: RedisAppendHints;
-  /** When this process last refreshed the TTL of all of an account's state keys (its clock, ms). */
-  private readonly stateRefreshedAt = new Map<string, number>();
+  /** Accounts whose state this process wrote or loaded since it started: their TTLs are kept fresh. */
+  private readonly stateAccounts = new Set<string>();
+  private readonly refreshTimer: NodeJS.Timeout;
   private closed = false;
 
   constructor(
@@ -83,30 +96,53 @@ export class RedisEventLog implements EventLog {
     this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
     this.now = options.now ?? Date.now;
     this.hints = new RedisAppendHints(redis, this.settings.channel, (accountId) => this.listeners.hint(accountId));
+    // A write refreshes only the keys it touches: a quiet mailbox of an account watched here for
+    // weeks would otherwise expire. setInterval takes at most 2^31 - 1 ms.
+    this.refreshTimer = setInterval(() => void this.refreshAll(), Math.min(2 ** 31 - 1, Math.max(1_000, Math.floor(stateTtlMs / 4))));
+    this.refreshTimer.unref();
   }
 
   async append(accountId: string, events: NewEvent[], changes: WatchStateChange[] = []): Promise<MailEvent[]> {
     if (this.closed) throw new Error('event log is closed');
+    checkEvents(events);
     checkChanges(changes);
     if (events.length === 0 && changes.length === 0) return [];
     const nowMs = this.now();
     const texts = events.map((event) => encodeEvent(event, nowMs));
+    // A large first look is written in parts beside the live hash, then renamed into place by the
+    // append itself: still all or nothing, but no single script blocks Redis for long.
+    const staged = new Map<number, number>();
+    const stagingKeys: string[] = [];
+    for (const [index, change] of changes.entries()) {
+      if (change.state === null || change.replace !== true || (change.set?.length ?? 0) <= STAGE_ABOVE_PAIRS) continue;
+      const key = keys.watchMessagesStaging(accountId, change.mailbox, randomUUID());
+      stagingKeys.push(key);
+      staged.set(index, 3 + changes.length + stagingKeys.length);
+      await this.stage(key, change.set ?? []);
+    }
     const scriptKeys = [
       keys.events(accountId),
       keys.eventsMeta(accountId),
       keys.watchStates(accountId),
       ...changes.map((change) => keys.watchMessages(accountId, change.mailbox)),
+      ...stagingKeys,
     ];
-    const args = appendArguments(this.settings, accountId, texts, changes);
-    // One array argument (ioredis flattens it): a first look at a 100k-message mailbox has 200k
-    // arguments, more than a spread call may pass.
-    const reply = await this.call('write', () => this.redis.eval(APPEND_SCRIPT, scriptKeys.length, [...scriptKeys, ...args]));
+    const args = appendArguments(this.settings, accountId, texts, changes, staged);
+    // One array argument (ioredis flattens it): a change of many messages has more arguments than a
+    // spread call may pass.
+    let reply: unknown;
+    try {
+      reply = await this.call('write', () => this.redis.eval(APPEND_SCRIPT, scriptKeys.length, [...scriptKeys, ...args]));
+    } catch (err) {
+      if (stagingKeys.length > 0) this.redis.unlink(stagingKeys).catch(() => undefined); // else they expire
+      throw err;
+    }
     if (!isStringArray(reply) || reply.length !== texts.length) {
       throw new GatewayError('SERVICE_UNAVAILABLE', 'the event log answered an append with something else than ids');
     }
     const stored = reply.map((id, i) => decodeEvent(id, accountId, texts[i] ?? '')).filter((e): e is MailEvent => e !== null);
     if (stored.length > 0) this.listeners.hint(accountId);
-    if (changes.length > 0) this.refreshStateTtlNowAndThen(accountId);
+    if (changes.length > 0) this.stateAccounts.add(accountId);
     return stored;
   }
 
@@ -200,17 +236,29 @@ export class RedisEventLog implements EventLog {
       statesKey,
       ...mailboxes.map((mailbox) => keys.watchMessages(accountId, mailbox)),
     ];
-    // One DEL of keys in one slot is legal on a Cluster too. A messages hash whose state was already
-    // gone is not named here; it expires with its TTL.
-    await this.call('write', () => this.redis.del(all));
-    this.stateRefreshedAt.delete(accountId);
+    // One UNLINK (DEL, freeing in the background) of keys in one slot is legal on a Cluster too. A
+    // messages hash whose state was already gone is not named here; it expires with its TTL.
+    await this.call('write', () => this.redis.unlink(all));
+    this.stateAccounts.delete(accountId);
   }
 
   /** Stops listening; the Redis client is the caller's (shared with the stores and the cache). */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.refreshTimer);
     this.listeners.clear();
     await this.hints.close();
+  }
+
+  /** Writes `set` into a staging hash in parts of STAGE_PAIRS, each a short command. */
+  private async stage(key: string, set: ReadonlyArray<[string, string[]]>): Promise<void> {
+    for (let from = 0; from < set.length; from += STAGE_PAIRS) {
+      const flat: string[] = [];
+      for (const [field, flags] of set.slice(from, from + STAGE_PAIRS)) flat.push(field, JSON.stringify(flags));
+      const results = await this.call('write', () => this.redis.pipeline().hset(key, flat).pexpire(key, STAGING_TTL_MS).exec());
+      const failed = results?.find(([err]) => err !== null)?.[0];
+      if (failed) throw new GatewayError('SERVICE_UNAVAILABLE', 'the event log could not be written', { cause: failed });
+    }
   }
 
   /**
@@ -229,24 +277,21 @@ export class RedisEventLog implements EventLog {
       if (err) throw new GatewayError('SERVICE_UNAVAILABLE', 'the event log could not read the watch state', { cause: err });
       present.set(mailbox, Number(value) === 1);
     });
-    this.stateRefreshedAt.set(accountId, this.now());
+    this.stateAccounts.add(accountId);
     return present;
   }
 
-  /** After a write: refreshes all the account's state TTLs when this process has not for a quarter TTL. */
-  private refreshStateTtlNowAndThen(accountId: string): void {
-    const nowMs = this.now();
-    const last = this.stateRefreshedAt.get(accountId);
-    if (last !== undefined && nowMs - last < this.settings.stateTtlMs / 4) return;
-    this.stateRefreshedAt.set(accountId, nowMs);
-    void (async () => {
+  /** Refreshes the state TTLs of every account this process keeps state for, one after another. */
+  private async refreshAll(): Promise<void> {
+    for (const accountId of [...this.stateAccounts]) {
+      if (this.closed) return;
       try {
         const mailboxes = await this.call('read', () => this.redis.hkeys(keys.watchStates(accountId)));
         await this.refreshStateTtl(accountId, mailboxes);
       } catch {
-        this.stateRefreshedAt.delete(accountId); // tried again after the next write
+        // Redis unreachable: the next round tries again, long before any TTL runs out.
       }
-    })();
+    }
   }
 
   private call<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> {

@@ -11,12 +11,15 @@ import type { WatchStateChange } from '../types.js';
 import { encodeState } from './watch-state.js';
 
 /**
- * KEYS[1] stream, KEYS[2] meta hash, KEYS[3] states hash, KEYS[4..] the messages hash of each change,
- * in the order of the changes. ARGV[1] retentionMs, ARGV[2] streamTtlMs, ARGV[3] metaTtlMs,
- * ARGV[4] stateTtlMs, ARGV[5] pub/sub channel, ARGV[6] account id, ARGV[7] event count n,
- * ARGV[8..7+n] the events' JSON, then per change: mailbox, state JSON ('' = gone), replace ('1'/'0'),
- * set count s, s pairs (key, flags JSON), remove count r, r keys. Answers the new entries' ids.
+ * KEYS[1] stream, KEYS[2] meta hash, KEYS[3] states hash, KEYS[4..3+m] the messages hash of each of
+ * the m changes, in their order, then the staging hashes of staged changes. ARGV[1] retentionMs,
+ * ARGV[2] streamTtlMs, ARGV[3] metaTtlMs, ARGV[4] stateTtlMs, ARGV[5] pub/sub channel, ARGV[6]
+ * account id, ARGV[7] event count n, ARGV[8..7+n] the events' JSON, ARGV[8+n] m, then per change:
+ * mailbox, state JSON ('' = gone), replace ('1'/'0'), staged (the KEYS index of its staging hash, or
+ * 0), set count s, s pairs (key, flags JSON), remove count r, r keys. Answers the new entries' ids.
  *
+ * - A script is not rolled back when it fails midway, so what could fail (a staging hash that
+ *   expired) is checked before the first write.
  * - Ids are Redis's own (`*`: the server clock's ms, with a seq within it; they never go backwards).
  *   When the stream is gone (expired after a long silence, or evicted) but `last` is known, the first
  *   new id is made to follow `last` even if the server clock went back meanwhile, and `trimmed` moves
@@ -30,6 +33,7 @@ import { encodeState } from './watch-state.js';
  * - State: the states hash field per mailbox; each mailbox's messages in a hash of its own, so a
  *   change costs only its fields, however large the mailbox. The field "" marks a messages hash as
  *   present (a mailbox with no messages still has one), so an evicted hash is told from an empty mailbox.
+ *   A replaced or dropped hash is UNLINKed: a large one is freed in the background.
  * - HSET/HDEL take at most 1,000 arguments per call: Lua's `unpack` is limited by the C stack (8,000).
  * - The PUBLISH (the hint to other processes) goes out with the write, so no reader is woken before
  *   the events are readable.
@@ -37,6 +41,10 @@ import { encodeState } from './watch-state.js';
 export const APPEND_SCRIPT = `
 local stream, meta, states = KEYS[1], KEYS[2], KEYS[3]
 local n = tonumber(ARGV[7])
+local m = tonumber(ARGV[8 + n])
+for i = 4 + m, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return redis.error_reply('ERR staged messages expired before the append') end
+end
 local ids = {}
 if n > 0 then
   local t = redis.call('TIME')
@@ -65,12 +73,12 @@ if n > 0 then
   redis.call('PEXPIRE', stream, ARGV[2])
   redis.call('PEXPIRE', meta, ARGV[3])
 end
-local a = 8 + n
-for c = 4, #KEYS do
-  local msgs = KEYS[c]
-  local mailbox, state, replace = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local s = tonumber(ARGV[a + 3])
-  local setFrom = a + 4
+local a = 9 + n
+for c = 1, m do
+  local msgs = KEYS[3 + c]
+  local mailbox, state, replace, staged = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local s = tonumber(ARGV[a + 4])
+  local setFrom = a + 5
   local setTo = setFrom + 2 * s - 1
   local r = tonumber(ARGV[setTo + 1])
   local removeFrom = setTo + 2
@@ -78,10 +86,15 @@ for c = 4, #KEYS do
   a = removeTo + 1
   if state == '' then
     redis.call('HDEL', states, mailbox)
-    redis.call('DEL', msgs)
+    redis.call('UNLINK', msgs)
   else
     redis.call('HSET', states, mailbox, state)
-    if replace == '1' then redis.call('DEL', msgs) end
+    if staged > 0 then
+      redis.call('UNLINK', msgs)
+      redis.call('RENAME', KEYS[staged], msgs)
+    elseif replace == '1' then
+      redis.call('UNLINK', msgs)
+    end
     redis.call('HSET', msgs, '', '1')
     for i = setFrom, setTo, 1000 do
       redis.call('HSET', msgs, unpack(ARGV, i, math.min(i + 999, setTo)))
@@ -92,7 +105,7 @@ for c = 4, #KEYS do
     redis.call('PEXPIRE', msgs, ARGV[4])
   end
 end
-if #KEYS > 3 then redis.call('PEXPIRE', states, ARGV[4]) end
+if m > 0 then redis.call('PEXPIRE', states, ARGV[4]) end
 if n > 0 then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return ids`;
 
@@ -123,12 +136,16 @@ export interface AppendScriptSettings {
   channel: string;
 }
 
-/** ARGV of APPEND_SCRIPT (after the keys), for events already encoded and checked changes. */
+/**
+ * ARGV of APPEND_SCRIPT (after the keys), for events already encoded and checked changes.
+ * `staged` maps a change's index to the KEYS index of the staging hash that holds its `set`.
+ */
 export function appendArguments(
   settings: AppendScriptSettings,
   accountId: string,
   eventTexts: readonly string[],
   changes: readonly WatchStateChange[],
+  staged: ReadonlyMap<number, number> = new Map(),
 ): string[] {
   const args = [
     String(settings.retentionMs),
@@ -139,15 +156,17 @@ export function appendArguments(
     accountId,
     String(eventTexts.length),
     ...eventTexts,
+    String(changes.length),
   ];
-  for (const change of changes) {
-    const set = change.state === null ? [] : (change.set ?? []);
+  changes.forEach((change, index) => {
+    const stagedAt = staged.get(index) ?? 0;
+    const set = change.state === null || stagedAt > 0 ? [] : (change.set ?? []);
     const remove = change.state === null ? [] : (change.remove ?? []);
-    args.push(change.mailbox, change.state === null ? '' : encodeState(change.state), change.replace === true ? '1' : '0');
+    args.push(change.mailbox, change.state === null ? '' : encodeState(change.state), change.replace === true ? '1' : '0', String(stagedAt));
     args.push(String(set.length));
     for (const [key, flags] of set) args.push(key, JSON.stringify(flags));
     args.push(String(remove.length));
     for (const key of remove) args.push(key);
-  }
+  });
   return args;
 }
