@@ -39,6 +39,9 @@ import { mailboxRoutes } from './http/routes/mailboxes.js';
 import { messageRoutes } from './http/routes/messages.js';
 import { serviceRoutes } from './http/routes/service.js';
 import { tokenRoutes } from './http/routes/tokens.js';
+import { eventRoutes } from './http/routes/events.js';
+import { Event } from './http/schemas/events.js';
+import type { EventLog, WatchDemand } from './events/types.js';
 import { Token } from './http/schemas/tokens.js';
 import { registerAccess, requireDeclaredAccess } from './tenants/access.js';
 import { registerRateLimits } from './tenants/rate-limits.js';
@@ -59,6 +62,17 @@ export interface AppServices {
   imap: ImapBackend;
   metrics: Metrics;
   tokens: TokenService;
+  /**
+   * The event log and who wants accounts watched. Present, the event stream routes are served;
+   * absent (until the watchers exist), they are not.
+   */
+  events?: EventServices;
+}
+
+/** What the event stream routes read from and retain through. */
+export interface EventServices {
+  log: EventLog;
+  demand: WatchDemand;
 }
 
 declare module 'fastify' {
@@ -70,6 +84,11 @@ declare module 'fastify' {
 export interface BuildOptions {
   /** A logger to use instead of one built from the config (tests pass a silent one). */
   logger?: Logger;
+  /**
+   * Serve the event streams from this log and demand. The caller owns them: the app does not
+   * close them (those the app builds itself are closed with it).
+   */
+  events?: EventServices;
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -90,6 +109,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
 
   const metrics = new Metrics({ redis: config.redisUrl !== undefined || config.redisClusterNodes.length > 0 });
   const services = await createServices(config, app.log, metrics);
+  if (options.events !== undefined) services.services.events = options.events;
   app.decorate('services', services.services);
   app.addHook('onClose', services.close);
   app.addHook('onSend', async (request, reply) => {
@@ -114,6 +134,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes, Token]) {
     app.addSchema(schema);
   }
+  const events = services.services.events;
+  if (events !== undefined) app.addSchema(Event);
   await app.register(serviceRoutes);
   await app.register(
     async (v1) => {
@@ -121,6 +143,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(tokenRoutes);
       await v1.register(mailboxRoutes);
       await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
+      if (events !== undefined) await v1.register(eventRoutes, { ...events, settings: config.eventStreams });
     },
     { prefix: '/v1' },
   );

@@ -80,6 +80,19 @@ export interface Config {
     /** Stored events are kept this long (API.md, Events); a resume point older than that gets `events.lost`. */
     retentionSeconds: number;
   };
+  /** The SSE side of live events (src/events/subscription.ts, src/http/sse.ts). */
+  eventStreams: EventStreamSettings;
+}
+
+export interface EventStreamSettings {
+  /** A `: ping` comment is sent after this long without an event (proxies drop silent connections). */
+  pingIntervalMs: number;
+  /** Each stream reads its accounts' logs this often even without an append hint (hints can be lost). */
+  pollIntervalMs: number;
+  /** A client with more than this many bytes buffered for it in the gateway is disconnected. */
+  clientBufferBytes: number;
+  /** A client whose socket does not drain within this long is disconnected (it resumes from its last id). */
+  clientDrainTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -236,6 +249,12 @@ export function loadConfig(env: Env = process.env): Config {
       // At least a minute, so a client reconnecting at once never misses anything; at most 30 days,
       // the lifetime of the watch state stored beside the events in Redis.
       retentionSeconds: int('EVENTS_RETENTION_SECONDS', 86_400, 60, 30 * 86_400),
+    },
+    eventStreams: {
+      pingIntervalMs: int('EVENTS_PING_INTERVAL_MS', 30_000, 10, 3_600_000),
+      pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 3_000, 10, 600_000),
+      clientBufferBytes: int('EVENTS_CLIENT_BUFFER_BYTES', 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+      clientDrainTimeoutMs: int('EVENTS_CLIENT_DRAIN_TIMEOUT_MS', 30_000, 10, 3_600_000),
     },
   };
   // Node refuses a server whose headers may take longer than the whole request.

@@ -6,8 +6,11 @@
 import cors from '@fastify/cors';
 import type { FastifyInstance } from 'fastify';
 
-/** Request headers a browser page may send (the ones the API reads). */
-const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Range', 'X-Request-Id'];
+/**
+ * Request headers a browser page may send (the ones the API reads). `Last-Event-ID` is not
+ * CORS-safelisted, and an SSE client sends it when it resumes an event stream.
+ */
+const ALLOWED_HEADERS = ['Authorization', 'Content-Type', 'If-Match', 'If-None-Match', 'Last-Event-ID', 'Range', 'X-Request-Id'];
 /** Response headers a page may read (beyond the CORS-safelisted ones). */
 const EXPOSED_HEADERS = [
   'ETag',

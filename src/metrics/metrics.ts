@@ -81,6 +81,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sseClients = new Gauge({
+    name: 'mailgw_events_sse_clients',
+    help: 'Event streams (SSE) open on this process',
+    registers: [this.registry],
+  });
+
+  readonly sseEventsSent = new Counter({
+    name: 'mailgw_events_sse_sent_total',
+    help: 'Events written to SSE streams, by event type (events.lost included)',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sseSlowDisconnects = new Counter({
+    name: 'mailgw_events_sse_slow_disconnects_total',
+    help: 'SSE clients disconnected because they did not read fast enough (buffer limit or drain timeout)',
+    registers: [this.registry],
+  });
+
+  readonly sseBufferedBytes = new Gauge({
+    name: 'mailgw_events_sse_buffered_bytes',
+    help: 'Bytes written to SSE clients and not yet taken by their sockets, summed over the open streams',
+    registers: [this.registry],
+  });
+
   /** Only with Redis configured: without it there is nothing to be up or down. */
   readonly redisUp: Gauge | undefined;
 

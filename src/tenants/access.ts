@@ -51,7 +51,7 @@ export function registerAccess(app: FastifyInstance, options: AccessOptions): vo
   app.decorateRequest('principal', null as never);
 
   const identify = async (header: string | undefined): Promise<Principal> => {
-    const presented = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+    const presented = bearerValue(header);
     if (presented !== undefined && presented.startsWith(TOKEN_PREFIX)) {
       const outcome = await options.tokens.authenticate(presented);
       return 'token' in outcome ? { kind: 'token', token: outcome.token } : { kind: 'anonymous', refused: outcome.refused };
@@ -75,6 +75,26 @@ export function registerAccess(app: FastifyInstance, options: AccessOptions): vo
     await options.limit.count(request, reply);
     authorize(request, access);
   });
+}
+
+function bearerValue(header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+}
+
+/**
+ * Whether the caller of a long-lived request (an event stream) may still have it: false once its
+ * access token is deleted or expired (the access hook judged it only when the request came). Admin
+ * keys are configuration, so they stay valid. A token store that cannot be read does not end it.
+ */
+export async function stillAuthorized(request: FastifyRequest, tokens: TokenService): Promise<boolean> {
+  if (request.principal.kind !== 'token') return true;
+  const presented = bearerValue(request.headers.authorization);
+  if (presented === undefined) return false;
+  try {
+    return 'token' in (await tokens.authenticate(presented));
+  } catch {
+    return true;
+  }
 }
 
 function routeAccess(request: FastifyRequest): RouteAccess | undefined {

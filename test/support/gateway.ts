@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type EventServices } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { REDACTED_PATHS } from '../../src/logger.js';
 import type { DovecotUser, ProvidedDovecot } from './servers.js';
@@ -23,7 +23,7 @@ export interface TestGateway {
 
 export async function startGateway(
   env: Record<string, string> = {},
-  options: { captureLogs?: boolean } = {},
+  options: { captureLogs?: boolean; events?: EventServices } = {},
 ): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-test-'));
   // Rate limits off unless a test sets them: a test file makes more requests a minute than a client would
@@ -48,7 +48,7 @@ export async function startGateway(
         }),
       )
     : pino({ level: 'silent' });
-  const app = await buildApp(config, { logger });
+  const app = await buildApp(config, { logger, ...(options.events ? { events: options.events } : {}) });
   await app.ready();
   return {
     app,

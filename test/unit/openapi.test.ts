@@ -86,7 +86,9 @@ describe('OpenAPI document', () => {
       const scopes = security?.[0]?.bearerAuth ?? [];
       expect(['read', 'write', 'send', 'events', 'admin'], name).toContain(scopes[0]);
       expect((op as { description?: string }).description, name).toContain('**Access:**');
-      if (name.startsWith('GET /v1/accounts/{account}')) expect(scopes, name).toEqual(['read']);
+      // The event streams take their own scope (API.md): every other GET under an account is `read`.
+      if (name.endsWith('/events')) expect(scopes, name).toEqual(['events']);
+      else if (name.startsWith('GET /v1/accounts/{account}')) expect(scopes, name).toEqual(['read']);
       if (/^(POST|PATCH|DELETE) \/v1\/accounts\/\{account\}\/mailboxes/.test(name)) expect(scopes, name).toEqual(['write']);
       if (name.includes('/v1/tokens') || name === 'POST /v1/accounts' || name === 'GET /metrics') expect(scopes, name).toEqual(['admin']);
     }
