@@ -40,6 +40,9 @@ import { messageRoutes } from './http/routes/messages.js';
 import { serviceRoutes } from './http/routes/service.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { eventRoutes } from './http/routes/events.js';
+import { createEventLog } from './events/log/index.js';
+import { WatchManager } from './events/watch-manager.js';
+import { LocalWatchLeases, RedisWatchLeases, type WatchLeases } from './coordination/watch-leases.js';
 import { Event } from './http/schemas/events.js';
 import type { EventLog, WatchDemand } from './events/types.js';
 import { Token } from './http/schemas/tokens.js';
@@ -62,6 +65,8 @@ export interface AppServices {
   imap: ImapBackend;
   metrics: Metrics;
   tokens: TokenService;
+  /** Which accounts this process watches, and the watchers it runs. */
+  watchers: WatchManager;
   /**
    * The event log and who wants accounts watched. Present, the event stream routes are served;
    * absent (until the watchers exist), they are not.
@@ -196,6 +201,7 @@ async function createServices(
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     downloadIdleTimeoutMs: config.downloadIdleTimeoutMs,
     slots,
+    events: true,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,
     ...(config.listingCache
@@ -222,9 +228,31 @@ async function createServices(
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     headerCacheTtlSeconds: config.cacheTtl.messageSeconds,
     ...(redis ? { maildropLease: slotsMaildropLease(slots) } : {}),
+    events: true,
     log: log.child({ component: 'pop3' }) as Logger,
   });
   const backends = { imap, pop3 };
+  const eventLog = createEventLog({
+    retentionMs: config.events.retentionSeconds * 1000,
+    ...(redis ? { redis } : {}),
+    dataDir: config.dataDir,
+    log: log.child({ component: 'events' }) as Logger,
+  });
+  const watchLeases: WatchLeases = redis
+    ? new RedisWatchLeases(redis, log.child({ component: 'watch' }) as Logger, config.sessionSlotTtlMs)
+    : new LocalWatchLeases();
+  const mailRef = { service: undefined as MailService | undefined };
+  const watchers = new WatchManager({
+    startWatch: (id, sink, watchOptions) => {
+      if (mailRef.service === undefined) throw new Error('mail service not ready');
+      return mailRef.service.watch(id, sink, watchOptions);
+    },
+    log: eventLog,
+    leases: watchLeases,
+    watch: config.watch,
+    logger: log.child({ component: 'watch' }) as Logger,
+    metrics,
+  });
   const accountChanges = redis ? new RedisAccountChanges(redis, log.child({ component: 'accounts' }) as Logger) : undefined;
   const accounts = new AccountService({
     store: accountStore,
@@ -234,12 +262,17 @@ async function createServices(
     cache,
     log: log.child({ component: 'accounts' }) as Logger,
     ...(accountChanges ? { changes: accountChanges } : {}),
+    onDeleted: async (id) => {
+      await watchers.forget(id);
+      await eventLog.dropAccount(id);
+    },
   });
   resolver.service = accounts;
   await accountChanges?.start((change) => {
     accounts.applyRemoteChange(change).catch((err: unknown) => log.warn({ err, account: change.id }, 'could not apply an account change'));
   });
   const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
+  mailRef.service = mail;
   metrics.onScrape(() => {
     const totals = { open: 0, busy: 0, connecting: 0, waiting: 0 };
     for (const stats of imap.poolStats().values()) {
@@ -256,13 +289,15 @@ async function createServices(
   });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap, metrics, tokens },
+    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, watchers, events: { log: eventLog, demand: watchers } },
     redis,
     close: async () => {
       await accountChanges?.close();
+      await watchers.close();
       await imap.close();
       await pop3.close();
       await slots.close();
+      await eventLog.close();
       await cache.close();
       await accountStore.close();
       await tokenStore.close();

@@ -57,6 +57,8 @@ export interface AccountServiceOptions {
   log: Logger;
   /** With Redis: tells other gateway processes of changes, and hears of theirs. */
   changes?: AccountChanges;
+  /** Called once an account is deleted: what else holds its data (the event log, its watcher) lets go. */
+  onDeleted?: (id: string) => Promise<void>;
 }
 
 /** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
@@ -172,6 +174,9 @@ export class AccountService {
     await this.options.store.delete(id);
     this.options.changes?.publish({ id, connection: true });
     await this.forgetSessionsAndCache(current);
+    await this.options.onDeleted?.(id).catch((err: unknown) => {
+      this.options.log.warn({ account: id, err: { message: (err as Error).message } }, 'could not drop the deleted account\'s events');
+    });
     this.options.log.info({ account: id }, 'account deleted');
   }
 

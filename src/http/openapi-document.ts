@@ -10,7 +10,6 @@ import { pino } from 'pino';
 import { buildApp } from '../app.js';
 import { loadConfig } from '../config.js';
 import { ERRORS, ERROR_CODES, type ErrorSpec } from '../errors.js';
-import type { EventLog } from '../events/types.js';
 
 export const OPENAPI_FILE = path.join('openapi', 'openapi.json');
 
@@ -18,7 +17,7 @@ export async function generateOpenApiDocument(): Promise<string> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-openapi-'));
   try {
     // The event stream routes are served only with an event log; the document describes them always.
-    const app = await buildApp(loadConfig({ DATA_DIR: dataDir }), { logger: pino({ level: 'silent' }), events: DOCUMENTATION_ONLY_EVENTS });
+    const app = await buildApp(loadConfig({ DATA_DIR: dataDir }), { logger: pino({ level: 'silent' }) });
     await app.ready();
     const document = app.swagger();
     await app.close();
@@ -27,16 +26,6 @@ export async function generateOpenApiDocument(): Promise<string> {
     await rm(dataDir, { recursive: true, force: true });
   }
 }
-
-/** Enough of an event log to register the routes for the document; never read. */
-const DOCUMENTATION_ONLY_EVENTS = {
-  log: new Proxy({} as EventLog, {
-    get: (_target, name) => () => {
-      throw new Error(`the documentation-only event log cannot ${String(name)}`);
-    },
-  }),
-  demand: { retain: () => () => undefined },
-};
 
 export const ERRORS_DOC_FILE = path.join('docs', 'errors.md');
 
