@@ -234,7 +234,9 @@ export function loadConfig(env: Env = process.env): Config {
     watch: {
       // API.md: at most 5 s. 2 s keeps other folders' events within about 2 s on servers without NOTIFY.
       pollIntervalMs: int('EVENTS_POLL_INTERVAL_MS', 2000, 100, 5000),
-      reconcileIntervalMs: int('EVENTS_RECONCILE_INTERVAL_MS', 60_000, 1000, 3_600_000),
+      // Longer than IMAP_SESSION_IDLE_TIMEOUT_MS' default: the look runs on a pool session, and a quiet
+      // watched account then holds only its watcher's session between two looks.
+      reconcileIntervalMs: int('EVENTS_RECONCILE_INTERVAL_MS', 600_000, 1000, 3_600_000),
       pop3PollIntervalMs: int('POP3_POLL_INTERVAL_MS', 60_000, 100, 3_600_000),
     },
     http: {

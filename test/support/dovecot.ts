@@ -306,6 +306,10 @@ first_valid_gid = 0
 mail_location = maildir:~/Maildir
 mail_max_userip_connections = ${maxUserIpConnections}
 mail_fsync = never
+# IDLE and NOTIFY learn of changes through inotify; every mail process runs as one uid here, and
+# the kernel's fs.inotify.max_user_instances (128 by default) runs out when many sessions watch at
+# once (a busy test run, the bench). Dovecot then looks at the mailbox every this often instead.
+mailbox_idle_check_interval = 1 secs
 pop3_uidl_format = %08Xu%08Xv
 
 namespace inbox {
@@ -467,6 +471,9 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
           return user;
         },
         restart: async (downMs = 0) => {
+          // A master that takes longer than STOP_TIMEOUT_MS to stop is SIGKILLed, and its imap
+          // processes would live on with their clients: end every session first.
+          await doveadm(coordinates, ['kick', '*']).catch(() => undefined);
           master.kill('SIGTERM');
           if (!(await waitForExit(master, STOP_TIMEOUT_MS))) {
             master.kill('SIGKILL');

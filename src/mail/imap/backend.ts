@@ -249,6 +249,7 @@ export class ImapBackend implements MailBackend {
     return watchImapAccount({
       accountId,
       leaseSession: () => this.leaseWatchSession(accountId),
+      onSession: (work) => this.run(accountId, 'watch_list', null, work),
       onMailbox: (path, work) => this.run(accountId, 'watch_sync', { path, sync: true }, work),
       sink,
       options,

@@ -21,6 +21,7 @@ import { GatewayError } from '../../../errors.js';
 import { AccountHealth } from '../../account-health.js';
 import type { AccountWatch, WatchOptions, WatchSink } from '../../watch.js';
 import { mapImapError } from '../errors.js';
+import { encodeImapMessageId } from '../../message-id.js';
 import type { Lease } from '../pool.js';
 import { diffSelectedMailbox, selectedState, type StoredMailbox } from './mailbox-diff.js';
 import { compareLists, listSelectable, sameState } from './mailbox-list.js';
@@ -30,6 +31,8 @@ export interface ImapWatcherDeps {
   accountId: string;
   /** A session of the account's pool, held until evicted (counted in the account's cap). */
   leaseSession: () => Promise<Lease>;
+  /** Runs `work` on a pool session (no mailbox asked for). */
+  onSession: <T>(work: (client: ImapFlow) => Promise<T>) => Promise<T>;
   /** Runs `work` on a pool session with `path` selected and synchronised. */
   onMailbox: <T>(path: string, work: (client: ImapFlow) => Promise<T>) => Promise<T>;
   sink: WatchSink;
@@ -41,6 +44,12 @@ export interface ImapWatcherDeps {
 }
 
 const INBOX = 'INBOX';
+
+/** After a look that a push asked for, the folder list is looked at once more this much later. */
+const FOLLOW_UP_MS = 500;
+
+/** A watcher session that has said nothing for this long sends a NOOP. */
+const KEEPALIVE_MS = 120_000;
 
 export function watchImapAccount(deps: ImapWatcherDeps): AccountWatch {
   const watcher = new ImapAccountWatcher(deps);
@@ -60,6 +69,16 @@ class ImapAccountWatcher implements AccountWatch {
   private states = new Map<string, MailboxWatchState>();
   private messages = new Map<string, Map<string, string[]>>();
   private baseline = false;
+  /**
+   * The server pushes changes of every mailbox (NOTIFY). Then the watcher's session runs nothing but
+   * IDLE and NOOP: imapflow hands an untagged STATUS or LIST that arrives while one of its own STATUS
+   * or LIST commands runs to that command, not mailbox by mailbox (a pushed `STATUS Work (...)` during
+   * `STATUS INBOX` would be taken for INBOX's), so pushes would be lost or misread. Looks run on pool
+   * sessions instead, which never have NOTIFY set.
+   */
+  private pushes = false;
+  /** The next look at the folder list was asked for by a push (not by the clock). */
+  private pushed = false;
   private seenAtMs = 0;
 
   private readonly health: AccountHealth;
@@ -133,25 +152,55 @@ class ImapAccountWatcher implements AccountWatch {
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     try {
       await client.mailboxOpen(INBOX);
-      const pushes = offersNotify(client);
-      if (pushes) await enableNotify(client, () => this.signal('list'));
+      this.pushes = offersNotify(client);
+      if (this.pushes) await enableNotify(client, () => this.signal('list'));
       let nextListMs = 0;
+      let nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
+      let idle: Promise<void> | null = null;
       while (!this.stopped && client.usable) {
-        if (performance.now() >= nextListMs) {
+        const nowMs = performance.now();
+        if (nowMs >= nextListMs) {
           this.listDue = true;
-          nextListMs = performance.now() + (pushes ? this.deps.options.reconcileIntervalMs : this.deps.options.pollIntervalMs);
+          nextListMs = nowMs + (this.pushes ? this.deps.options.reconcileIntervalMs : this.deps.options.pollIntervalMs);
         }
         if (this.listDue) {
+          const pushed = this.pushed;
           this.listDue = false;
+          this.pushed = false;
           await this.lookAtList(client);
+          nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
+          // Dovecot may push a change of the folder list a moment before its LIST shows it: one
+          // more look shortly after each pushed one catches that (a look costs one LIST-STATUS).
+          if (pushed) nextListMs = Math.min(nextListMs, performance.now() + FOLLOW_UP_MS);
         }
         if (this.inboxDue) {
           this.inboxDue = false;
           await this.lookAtInbox(client);
+          nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
         }
         if (this.listDue || this.inboxDue || this.stopped) continue;
-        const idle = client.idle().catch(() => undefined);
-        await Promise.race([idle, closed, this.nextWake(Math.max(0, nextListMs - performance.now()))]);
+        if (performance.now() >= nextKeepaliveMs) {
+          // Some servers and NATs drop a connection that says nothing for minutes, IDLE or not
+          // (RFC 2177 asks clients to restart IDLE at least every 29 minutes).
+          await client.noop();
+          nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
+          continue;
+        }
+        // Under NOTIFY nothing runs on this session between two waits, so its IDLE may still be on:
+        // wait for that one rather than racing an IDLE that resolves at once (a loop that never
+        // yields to I/O).
+        if (idle === null) {
+          idle = client.idle().then(
+            () => {
+              idle = null;
+            },
+            () => {
+              idle = null;
+            },
+          );
+        }
+        const wakeInMs = Math.max(0, Math.min(nextListMs, nextKeepaliveMs) - performance.now());
+        await Promise.race([idle, closed, this.nextWake(wakeInMs)]);
       }
       if (!this.stopped && !client.usable) throw new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost');
     } finally {
@@ -163,7 +212,7 @@ class ImapAccountWatcher implements AccountWatch {
 
   private signal(what: 'inbox' | 'list'): void {
     if (what === 'inbox') this.inboxDue = true;
-    else this.listDue = true;
+    else this.listDue = this.pushed = true;
     this.seenAtMs = performance.now();
     this.wake();
   }
@@ -186,7 +235,8 @@ class ImapAccountWatcher implements AccountWatch {
   /** The folder list: mailbox events, and a look at every mailbox whose state moved. */
   private async lookAtList(client: ImapFlow): Promise<void> {
     const seenAtMs = this.seenAtMs;
-    const listed = await listSelectable(client);
+    // Under NOTIFY the watcher's own session runs no LIST or STATUS (see `pushes`).
+    const listed = this.pushes ? await this.deps.onSession(listSelectable) : await listSelectable(client);
     const moves = compareLists(this.states, listed, { baseline: this.baseline, seenAtMs });
     const changes: WatchStateChange[] = [];
     for (const path of moves.deleted) changes.push({ mailbox: path, state: null });
@@ -216,7 +266,9 @@ class ImapAccountWatcher implements AccountWatch {
     }
     for (const path of moves.moved) {
       if (this.stopped) return;
+      const listedState = listedStates.get(path);
       if (path === INBOX) await this.lookAtInbox(client);
+      else if (listedState !== undefined && listedState.messages === 0) await this.emptied(path, listedState, seenAtMs);
       else await this.lookAtMailbox(path, seenAtMs);
     }
     // Whatever was there at the first look is recorded; from now on changes are reported.
@@ -224,6 +276,7 @@ class ImapAccountWatcher implements AccountWatch {
   }
 
   private async lookAtInbox(client: ImapFlow): Promise<void> {
+    if (this.pushes) return this.lookAtMailbox(INBOX, this.seenAtMs);
     const seenAtMs = this.seenAtMs;
     const state = await selectedState(client);
     const diff = await diffSelectedMailbox(client, await this.stored(INBOX), state, { baseline: this.baseline, seenAtMs });
@@ -247,6 +300,26 @@ class ImapAccountWatcher implements AccountWatch {
       }
       throw err;
     }
+  }
+
+  /**
+   * A mailbox the LIST-STATUS says is empty needs no session: whatever was stored in it is gone
+   * (under the same UIDVALIDITY: deleted; under another, the old ids are gone all the same). Most
+   * folders of most accounts are empty, so a first watch of many accounts logs in once per account.
+   */
+  private async emptied(path: string, state: MailboxWatchState, seenAtMs: number): Promise<void> {
+    const stored = await this.stored(path);
+    const previous = stored.state;
+    if (previous !== null && stored.messages.size === 0 && sameState(previous, state)) return;
+    const events: NewEvent[] = [];
+    if (!this.baseline && previous !== null) {
+      const at = new Date().toISOString();
+      for (const key of stored.messages.keys()) {
+        const messageId = encodeImapMessageId(BigInt(previous.uidValidity), Number(key));
+        events.push({ type: 'message.deleted', mailbox: path, at, seenAtMs, fields: { messageId } });
+      }
+    }
+    await this.store(events, { mailbox: path, state, replace: true, set: [] }, new Map());
   }
 
   private async stored(path: string): Promise<StoredMailbox> {
