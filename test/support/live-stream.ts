@@ -41,10 +41,11 @@ export async function waitForEvent(stream: SseClient, match: (d: EventData) => b
  * reported, then waits for the last one appended. A probe before the first look is part of it (no
  * event), one after it is reported, so nothing else is pending once the last probe's event is in.
  */
-export async function firstLiveEvent(stream: SseClient, other: ImapFlow, prefix = 'Probe'): Promise<EventData> {
+export async function firstLiveEvent(stream: SseClient, other: ImapFlow, prefix = 'Probe', timeoutMs = 25_000): Promise<EventData> {
   const isProbe = (d: EventData): boolean => subjectOf(d)?.startsWith(`${prefix} `) === true;
+  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (let probe = 1; probe <= 30; probe++) {
+  for (let probe = 1; ; probe++) {
     last = `${prefix} ${probe}`;
     await other.append('INBOX', textMessage({ subject: last }));
     try {
@@ -52,6 +53,7 @@ export async function firstLiveEvent(stream: SseClient, other: ImapFlow, prefix 
       break;
     } catch (err) {
       if (/ended/.test((err as Error).message)) throw err;
+      if (Date.now() > deadline) throw new Error(`no probe reported within ${timeoutMs} ms (${probe} appended); events: ${JSON.stringify(described(stream))}`);
     }
   }
   const subject = last;
