@@ -46,7 +46,7 @@ export class WatchManager implements WatchDemand {
   private readonly demand = new Map<string, number>();
   /** What to call, per account, when it turns out to be deleted (one entry per retain that gave one). */
   private readonly goneListeners = new Map<string, Set<() => void>>();
-  /** Accounts known deleted: never claimed until retained again. */
+  /** Accounts known deleted that are still retained here: not claimed until retained anew. */
   private readonly gone = new Set<string>();
   private readonly owned = new Map<string, Watched>();
   private readonly timer: NodeJS.Timeout;
@@ -85,6 +85,7 @@ export class WatchManager implements WatchDemand {
         return;
       }
       this.demand.delete(accountId);
+      this.gone.delete(accountId);
       // Without Redis nobody else can want it: stop at once. With Redis, the next tick decides
       // (another process's subscriber may still want this process to keep watching).
       void this.options.leases.wanted(accountId).then(
@@ -187,6 +188,8 @@ export class WatchManager implements WatchDemand {
 
   /** The account does not exist any more: stop watching it, let its lease go, tell whoever retains it here. */
   private async accountGone(accountId: string): Promise<void> {
+    // Not retained here (watched for another process's subscribers): stopping is all there is to do.
+    if (!this.demand.has(accountId)) return this.giveUp(accountId);
     this.gone.add(accountId);
     await this.giveUp(accountId);
     // Only if nobody retained it anew meanwhile (that retain claims it again, and finds out).
