@@ -10,7 +10,9 @@
  * the others back by more than a page.
  *
  * While open it retains each account through the WatchDemand, so the account is watched; `close()`
- * gives them up.
+ * gives them up. When the demand says an account was deleted, the subscription closes itself
+ * (`deletedAccount` says which): a client that reconnects is then told the account is gone (404),
+ * or, on a stream of all its accounts, follows those that are left.
  */
 import { compareEventIds, isValidEventId } from './log/event-id.js';
 import type { EventLog, EventType, MailEvent, WatchDemand } from './types.js';
@@ -59,6 +61,7 @@ export class Subscription {
   private turn = 0;
   private pulling = false;
   private isClosed = false;
+  private gone: string | undefined;
 
   private constructor(private readonly options: SubscriptionOptions) {
     this.order = [...options.accounts.keys()];
@@ -85,6 +88,11 @@ export class Subscription {
 
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** The account whose deletion closed this subscription, if that is what closed it. */
+  get deletedAccount(): string | undefined {
+    return this.gone;
   }
 
   /**
@@ -138,7 +146,13 @@ export class Subscription {
     const { log, demand } = this.options;
     // Retained and hooked before the start positions are read, so nothing appended meanwhile is missed.
     for (const account of this.order) {
-      this.cleanups.push(demand.retain(account));
+      this.cleanups.push(
+        demand.retain(account, () => {
+          if (this.isClosed) return;
+          this.gone = account;
+          this.close();
+        }),
+      );
       this.cleanups.push(log.onAppend(account, () => this.markDirty(account)));
     }
     await Promise.all(

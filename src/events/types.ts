@@ -131,6 +131,10 @@ export interface EventLog {
  * retains it.
  */
 export interface WatchDemand {
-  /** Asks for the account to be watched; the returned function gives the request up (idempotent). */
-  retain(accountId: string): () => void;
+  /**
+   * Asks for the account to be watched; the returned function gives the request up (idempotent).
+   * `onGone` is called once the account is known to be deleted (here or through another process):
+   * nothing more will be stored for it, so whoever retains it should let go (a stream ends).
+   */
+  retain(accountId: string, onGone?: () => void): () => void;
 }

@@ -9,6 +9,13 @@
  *   holds (a dead owner's lease expires after the TTL, so another process takes over then);
  * - gives up the watches nobody wants any more.
  *
+ * An account found deleted (here, or by its watcher or a failed start when another process
+ * deleted it) is "gone": its watch stops, its lease is released (so a process that still has
+ * subscribers for it tries, fails the same way, and tells them), those retaining it here are told
+ * (their streams end), and it is not claimed again until someone retains it anew. Without this a
+ * stream following a deleted account stayed open for ever, and this process retried its watch at
+ * every renewal, logging a warning each time.
+ *
  * The watcher itself is the protocol's (MailService.watch); what it records goes to the event log
  * through the sink built here, which also feeds the metrics.
  */
@@ -37,6 +44,10 @@ interface Watched {
 export class WatchManager implements WatchDemand {
   /** Local subscribers per account. */
   private readonly demand = new Map<string, number>();
+  /** What to call, per account, when it turns out to be deleted (one entry per retain that gave one). */
+  private readonly goneListeners = new Map<string, Set<() => void>>();
+  /** Accounts known deleted that are still retained here: not claimed until retained anew. */
+  private readonly gone = new Set<string>();
   private readonly owned = new Map<string, Watched>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -47,19 +58,34 @@ export class WatchManager implements WatchDemand {
     this.timer.unref();
   }
 
-  retain(accountId: string): () => void {
+  retain(accountId: string, onGone?: () => void): () => void {
+    // A new request: the account may exist again (re-created under the same id). If it does not,
+    // the claim below finds out and tells everyone retaining it again.
+    const wasGone = this.gone.delete(accountId);
     this.demand.set(accountId, (this.demand.get(accountId) ?? 0) + 1);
-    if (this.demand.get(accountId) === 1) void this.claim(accountId);
+    const listener = onGone === undefined ? undefined : () => onGone();
+    if (listener) {
+      let listeners = this.goneListeners.get(accountId);
+      if (listeners === undefined) this.goneListeners.set(accountId, (listeners = new Set()));
+      listeners.add(listener);
+    }
+    if (this.demand.get(accountId) === 1 || wasGone) void this.claim(accountId);
     let released = false;
     return () => {
       if (released) return;
       released = true;
+      if (listener) {
+        const listeners = this.goneListeners.get(accountId);
+        listeners?.delete(listener);
+        if (listeners?.size === 0) this.goneListeners.delete(accountId);
+      }
       const left = (this.demand.get(accountId) ?? 1) - 1;
       if (left > 0) {
         this.demand.set(accountId, left);
         return;
       }
       this.demand.delete(accountId);
+      this.gone.delete(accountId);
       // Without Redis nobody else can want it: stop at once. With Redis, the next tick decides
       // (another process's subscriber may still want this process to keep watching).
       void this.options.leases.wanted(accountId).then(
@@ -76,9 +102,9 @@ export class WatchManager implements WatchDemand {
     return [...this.owned.keys()];
   }
 
-  /** An account was deleted: its watch stops at once, wherever this process holds it. */
+  /** An account was deleted through this process: its watch here stops at once, and its streams end. */
   async forget(accountId: string): Promise<void> {
-    await this.giveUp(accountId);
+    await this.accountGone(accountId);
   }
 
   async close(): Promise<void> {
@@ -108,7 +134,7 @@ export class WatchManager implements WatchDemand {
         }
       }
       for (const accountId of this.demand.keys()) {
-        if (this.owned.has(accountId)) continue;
+        if (this.owned.has(accountId) || this.gone.has(accountId)) continue;
         await this.claim(accountId);
       }
     })();
@@ -121,7 +147,7 @@ export class WatchManager implements WatchDemand {
 
   /** Says this process wants the account watched and takes the watch if nobody holds it. */
   private async claim(accountId: string): Promise<void> {
-    if (this.closed || this.owned.has(accountId)) return;
+    if (this.closed || this.owned.has(accountId) || this.gone.has(accountId)) return;
     try {
       await this.options.leases.want(accountId);
       if (this.owned.has(accountId) || !(await this.options.leases.tryAcquire(accountId))) return;
@@ -143,18 +169,34 @@ export class WatchManager implements WatchDemand {
           entry.watch = watch;
         },
         async (err: unknown) => {
-          // The account is gone (or cannot be watched): nothing to watch until someone asks again.
           const code = err instanceof GatewayError ? err.code : 'INTERNAL_ERROR';
-          this.options.logger.warn({ account: accountId, code }, 'cannot watch this account');
           this.owned.delete(accountId);
           this.options.metrics?.watchedAccounts.set(this.owned.size);
           await this.options.leases.release(accountId);
+          // Deleted (through another process, or while its stream opened): tell its streams, and
+          // do not retry it at every renewal.
+          if (code === 'ACCOUNT_NOT_FOUND') return void this.accountGone(accountId);
+          // Cannot be watched for now: tried again at the next renewal.
+          this.options.logger.warn({ account: accountId, code }, 'cannot watch this account');
         },
       )
       .finally(() => {
         entry.starting = null;
       });
     await entry.starting;
+  }
+
+  /** The account does not exist any more: stop watching it, let its lease go, tell whoever retains it here. */
+  private async accountGone(accountId: string): Promise<void> {
+    // Not retained here (watched for another process's subscribers): stopping is all there is to do.
+    if (!this.demand.has(accountId)) return this.giveUp(accountId);
+    this.gone.add(accountId);
+    await this.giveUp(accountId);
+    // Only if nobody retained it anew meanwhile (that retain claims it again, and finds out).
+    if (!this.gone.has(accountId)) return;
+    const listeners = [...(this.goneListeners.get(accountId) ?? [])];
+    if (listeners.length > 0) this.options.logger.info({ account: accountId, streams: listeners.length }, 'account deleted: ending what follows it');
+    for (const listener of listeners) listener();
   }
 
   private async giveUp(accountId: string): Promise<void> {
@@ -186,6 +228,7 @@ export class WatchManager implements WatchDemand {
       loadStates: () => log.loadStates(accountId),
       loadMessages: (mailbox) => log.loadMessages(accountId, mailbox),
       onReconnect: (cause) => metrics?.watcherReconnects.inc({ cause }),
+      gone: () => void this.accountGone(accountId),
     };
   }
 }

@@ -94,7 +94,7 @@ export function serveEventStream(request: FastifyRequest, reply: FastifyReply, s
     }
   };
   pump().then(
-    () => void stream.end(),
+    () => void stream.end(subscription.deletedAccount !== undefined ? 'deleted' : 'done'),
     (err: unknown) => {
       request.log.error({ err }, 'event stream failed');
       stream.disconnect('error');

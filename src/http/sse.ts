@@ -13,9 +13,9 @@ import type { ServerResponse } from 'node:http';
 
 /**
  * Why a stream ended: the client left, it could not keep up, the gateway is stopping, the caller's
- * token was deleted or expired, it was done, or something failed.
+ * token was deleted or expired, an account it followed was deleted, it was done, or something failed.
  */
-export type SseCloseReason = 'client' | 'slow' | 'shutdown' | 'revoked' | 'done' | 'error';
+export type SseCloseReason = 'client' | 'slow' | 'shutdown' | 'revoked' | 'deleted' | 'done' | 'error';
 
 /**
  * One event as the stream carries it (§9.2.6 "Interpreting an event stream"): `id:` sets the

@@ -13,6 +13,11 @@ export interface WatchSink {
   loadMessages(mailbox: string): Promise<Map<string, string[]>>;
   /** A session was lost or could not be opened; `cause` is a stable error code. */
   onReconnect?(cause: string): void;
+  /**
+   * The account no longer exists (ACCOUNT_NOT_FOUND, e.g. deleted through another process): the
+   * watcher has stopped for good. Not awaited; not called when the watcher is stopped.
+   */
+  gone?(): void;
 }
 
 export interface WatchOptions {

@@ -137,8 +137,8 @@ describe('POST /v1/accounts', () => {
     });
     expect(Number.isNaN(Date.parse(view.createdAt))).toBe(false);
     expect(Math.abs(Date.parse(view.createdAt) - Date.now())).toBeLessThan(60_000);
-    // Dovecot has MOVE and CONDSTORE/QRESYNC; events are not advertised before they are served.
-    expect([...view.capabilities].sort()).toEqual(['append', 'changes', 'copy', 'flags', 'folders', 'move', 'search']);
+    // Dovecot has MOVE and CONDSTORE/QRESYNC; every IMAP account can be watched, so events too.
+    expect([...view.capabilities].sort()).toEqual(['append', 'changes', 'copy', 'events', 'flags', 'folders', 'move', 'search']);
 
     const got = await gw.app.inject({ url: res.headers.location as string });
     expect(got.statusCode).toBe(200);

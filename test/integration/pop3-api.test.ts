@@ -32,7 +32,8 @@ beforeAll(async () => {
   gw = await startGateway();
   const res = await gw.app.inject({ method: 'POST', url: '/v1/accounts', payload: pop3Body('none') });
   expect(res.statusCode, res.body).toBe(201);
-  expect(res.json()).toMatchObject({ protocol: 'pop3', capabilities: [] });
+  // POP3 accounts are watched by UIDL polls, so events is their one capability.
+  expect(res.json()).toMatchObject({ protocol: 'pop3', capabilities: ['events'] });
   account = res.json().id;
 });
 afterAll(async () => gw?.close());

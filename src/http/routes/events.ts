@@ -30,6 +30,7 @@ const STREAM_DOC = [
   'Resume with `Last-Event-ID` (EventSource sends it on reconnect) or `lastEventId`; the header wins when both are sent. Events come in order per account, none repeated and none skipped after the resume point; with none, the stream starts now.',
   'A resume point older than the events kept (`EVENTS_RETENTION_SECONDS`) starts with one `events.lost` event per affected account, then the oldest kept events; a resume point the gateway cannot have issued is 400 `VALIDATION_FAILED`.',
   'A stream opened with an access token ends within about a second of the token being deleted or expiring.',
+  'A stream ends when an account it follows is deleted: reconnecting to that account is 404 (a `/v1/events` stream without `accounts` then follows the accounts left).',
   'A client that does not read what is sent (its socket stays full for `EVENTS_CLIENT_DRAIN_TIMEOUT_MS`, 30 s, or more than `EVENTS_CLIENT_BUFFER_BYTES`, 1 MiB, waits for it) is disconnected and resumes from its last id. When the gateway stops, streams end cleanly: reconnect (to another replica).',
 ].join(' ');
 

@@ -67,7 +67,12 @@ export function watchPop3Account(deps: Pop3WatcherDeps): AccountWatch {
         known = new Set(polled.uidls);
         stored = change.state;
       } catch (err) {
-        if (stopped || (isGatewayError(err) && err.code === 'ACCOUNT_NOT_FOUND')) break;
+        if (stopped) break;
+        // The account was deleted: say so (its streams end, its lease is given up) and stop.
+        if (isGatewayError(err) && err.code === 'ACCOUNT_NOT_FOUND') {
+          deps.sink.gone?.();
+          break;
+        }
         await health.failed(isGatewayError(err) ? err : new GatewayError('UPSTREAM_ERROR', 'The POP3 server could not be read', { cause: err }));
       }
       if (stopped) break;

@@ -108,8 +108,12 @@ class ImapAccountWatcher implements AccountWatch {
         lease = await this.deps.leaseSession();
       } catch (err) {
         const mapped = mapImapError(err);
-        // The account was deleted: there is nothing left to watch (its streams end on their own).
-        if (mapped.code === 'ACCOUNT_NOT_FOUND') break;
+        // The account was deleted: there is nothing left to watch. Say so, so that its streams end
+        // and nobody keeps this dead watcher's lease (or retries it) for them.
+        if (mapped.code === 'ACCOUNT_NOT_FOUND') {
+          if (!this.stopped) this.deps.sink.gone?.();
+          break;
+        }
         await this.health.failed(mapped);
         continue;
       }
