@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { ERROR_CODES } from '../../src/errors.js';
 
 /** 5xx codes that report the mail server or the gateway's own store, not a bug. */
@@ -232,13 +232,13 @@ export async function runFuzz(options: FuzzOptions, root: string): Promise<FuzzR
       let timer: NodeJS.Timeout | undefined;
       try {
         const res = await Promise.race([
-          options.app.inject({ method: method as 'GET', url, headers, ...(body !== undefined ? { payload: body } : {}) }),
+          answer(options.app, { method: method as 'GET', url, headers, ...(body !== undefined ? { payload: body } : {}) }),
           new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer within ${options.requestTimeoutMs ?? 15_000} ms`)), options.requestTimeoutMs ?? 15_000);
           }),
         ]);
         report.byStatus[res.statusCode] = (report.byStatus[res.statusCode] ?? 0) + 1;
-        const problem = judge(res.statusCode, String(res.headers['content-type'] ?? ''), res.body);
+        const problem = judge(res.statusCode, res.contentType, res.body);
         if (problem !== null) report.findings.push({ operation: name, request, problem });
       } catch (err) {
         report.findings.push({ operation: name, request, problem: (err as Error).message });
@@ -251,6 +251,23 @@ export async function runFuzz(options: FuzzOptions, root: string): Promise<FuzzR
   report.elapsedMs = Date.now() - started;
   report.rssGrowthMb = Math.round(((process.memoryUsage().rss - rssBefore) / 1024 / 1024) * 10) / 10;
   return report;
+}
+
+/**
+ * One request's status, content type and body. An event stream (`text/event-stream`) that opened
+ * never ends by itself: its opening is the answer, and the stream is closed at once.
+ */
+async function answer(app: FastifyInstance, request: InjectOptions): Promise<{ statusCode: number; contentType: string; body: string }> {
+  const res = await app.inject({ ...request, payloadAsStream: true });
+  const contentType = String(res.headers['content-type'] ?? '');
+  const stream = res.stream();
+  if (res.statusCode === 200 && contentType.startsWith('text/event-stream')) {
+    stream.destroy();
+    return { statusCode: res.statusCode, contentType, body: '' };
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
+  return { statusCode: res.statusCode, contentType, body: Buffer.concat(chunks).toString('utf8') };
 }
 
 /** What is wrong with this answer, or null. */
