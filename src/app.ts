@@ -70,6 +70,8 @@ declare module 'fastify' {
 export interface BuildOptions {
   /** A logger to use instead of one built from the config (tests pass a silent one). */
   logger?: Logger;
+  /** Bytes per partial FETCH of a download (default 1 MiB): tests make it small, so small messages cross chunk boundaries. */
+  downloadChunkBytes?: number;
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -89,7 +91,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = new Metrics({ redis: config.redisUrl !== undefined || config.redisClusterNodes.length > 0 });
-  const services = await createServices(config, app.log, metrics);
+  const services = await createServices(config, app.log, metrics, options);
   app.decorate('services', services.services);
   app.addHook('onClose', services.close);
   app.addHook('onSend', async (request, reply) => {
@@ -131,6 +133,7 @@ async function createServices(
   config: Config,
   log: FastifyInstance['log'],
   metrics: Metrics,
+  options: Pick<BuildOptions, 'downloadChunkBytes'>,
 ): Promise<{ services: AppServices; redis: RedisClient | undefined; close: () => Promise<void> }> {
   let redis: RedisClient | undefined;
   if (config.redisUrl !== undefined || config.redisClusterNodes.length > 0) {
@@ -172,6 +175,7 @@ async function createServices(
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     downloadIdleTimeoutMs: config.downloadIdleTimeoutMs,
+    ...(options.downloadChunkBytes !== undefined ? { downloadChunkBytes: options.downloadChunkBytes } : {}),
     slots,
     log: log.child({ component: 'imap' }) as Logger,
     metrics,
