@@ -1,44 +1,29 @@
 /** The chunked download stream without a server: chunk by chunk, only as the reader asks, ended when it stops asking. */
 import { describe, expect, it } from 'vitest';
-import { createChunkStream } from '../../src/mail/imap/chunk-stream.js';
+import { createChunkStream, type ChunkStreamOptions } from '../../src/mail/imap/chunk-stream.js';
 import { Base64Decoder } from '../../src/mail/mime/transfer-decoding.js';
 import { readAll } from '../support/assertions.js';
 
 const source = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 251));
 
-function stream(idleTimeoutMs = 10_000) {
+/** A stream over a server that honours partial FETCHes: `data`'s bytes, empty past its end; and the FETCHes made. */
+function over(data: Buffer, options: Omit<ChunkStreamOptions, 'fetchChunk'>) {
   const fetches: Array<[number, number]> = [];
   const s = createChunkStream({
-    fetchChunk: async (start, length) => {
-      fetches.push([start, length]);
-      return source.subarray(start, start + length);
-    },
-    start: 100,
-    end: 9_000,
-    until: 'end',
-    chunkBytes: 1024,
-    idleTimeoutMs,
-  });
-  return { s, fetches };
-}
-
-/** A part served by a server that honours partial FETCHes: `data`'s bytes, empty past its end. */
-function part(data: Buffer, chunkBytes: number, options: { end?: number; decoder?: Base64Decoder } = {}) {
-  const fetches: Array<[number, number]> = [];
-  const s = createChunkStream({
+    ...options,
     fetchChunk: async (start, length) => {
       fetches.push([start, length]);
       return data.subarray(start, start + length);
     },
-    start: 0,
-    end: options.end ?? data.length * 2 + chunkBytes,
-    until: 'short-chunk',
-    chunkBytes,
-    idleTimeoutMs: 10_000,
-    ...(options.decoder ? { decoder: options.decoder } : {}),
   });
   return { s, fetches };
 }
+
+const stream = (idleTimeoutMs = 10_000) => over(source, { start: 100, end: 9_000, until: 'end', chunkBytes: 1024, idleTimeoutMs });
+
+/** A body part of `data`, read until a short chunk. */
+const part = (data: Buffer, chunkBytes: number, options: { end?: number; decoder?: Base64Decoder } = {}) =>
+  over(data, { start: 0, end: options.end ?? data.length * 2 + chunkBytes, until: 'short-chunk', chunkBytes, idleTimeoutMs: 10_000, ...(options.decoder ? { decoder: options.decoder } : {}) });
 
 describe('createChunkStream until the end', () => {
   it('delivers exactly the range, in chunks that each ask for at most chunkBytes', async () => {
