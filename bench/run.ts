@@ -24,6 +24,7 @@ import { rowF, titleF } from './rows/f-large-mailbox.js';
 import { rowG, TITLE_G } from './rows/g-download.js';
 import { rowH, TITLE_H } from './rows/h-listing-during-download.js';
 import { rowI, TITLE_I } from './rows/i-pop3-header-cache.js';
+import { rowJ, TITLE_J } from './rows/j-rate-limit-cost.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
 
@@ -36,7 +37,7 @@ async function main(): Promise<number> {
   const loadBefore = os.loadavg();
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
-    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I,
+    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, j: TITLE_J,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -93,9 +94,10 @@ async function main(): Promise<number> {
         await measure(['i'], async () => [await rowI(ctx, gateway)]);
       });
     }
-    if (uses(['c', 'd'])) {
+    if (uses(['c', 'd', 'j'])) {
       await withGateway('gateway-cache-on', true, async (gateway) => {
         await measure(['c', 'd'], async () => Object.values(await rowsCD(ctx, gateway)));
+        await measure(['j'], async () => [await rowJ(ctx, gateway)]);
       });
     }
   } finally {
