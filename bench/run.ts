@@ -106,7 +106,8 @@ async function main(): Promise<number> {
 
   const rows = ROW_IDS.map((id) => results.get(id) ?? notRun(id, titles[id]));
   process.stdout.write(`\n${formatTable(rows)}\n\n`);
-  const plain = !options.quick && !options.profile && options.rows.size === ROW_IDS.length && Object.keys(options.gatewayEnv).length === 0;
+  const plain =
+    !options.quick && !options.profile && options.rows.size === ROW_IDS.length && Object.keys(options.gatewayEnv).length === 0 && options.abSchedule.rounds === 10;
   const file = path.join(RESULTS_DIR, plain ? 'latest.json' : 'partial.json');
   await writeResults(file, rows, {
     quick: options.quick,

@@ -10,8 +10,11 @@
  * halves of a pair alike. The figure is the median of those ratios, with their range; CPU per
  * request, which hardly moves with the machine's load, is compared the same way.
  */
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { Redis } from 'ioredis';
+import { registerRateLimits, type CallerLimit } from '../../src/tenants/rate-limits.js';
 import type { Gateway } from '../gateway.js';
-import { mustCreateAccount, startGateway } from '../gateway.js';
+import { mustCreateAccount, RATE_LIMIT_ENV, startGateway } from '../gateway.js';
 import { timedGet } from '../http.js';
 import { alternate, failureNotes, httpRun, median, summarize, type Sample } from '../load.js';
 import { check, cpu, rps, type RowResult } from '../table.js';
@@ -66,6 +69,13 @@ export async function rowJ(ctx: RowContext, limited: Gateway): Promise<RowResult
       `per round (${rounds.on.length} × ${(ctx.options.abSchedule.seconds / ctx.options.abSchedule.rounds).toFixed(1)} s a side, ABBA): ` +
         `rps on/off ${rpsRatios.map((r) => r.toFixed(3)).join(' ')}; CPU/req on/off ${cpuRatios.map((r) => r.toFixed(3)).join(' ')}`,
     );
+    // The check alone, timed in this process (CPU time, which the machine's other load hardly moves).
+    const alone = await timeTheCheck(ctx.servers.redis.url);
+    const share = (alone.onMicros - alone.offMicros) / 1000 / on.cpuMsPerRequest;
+    notes.push(
+      `the check alone, in this process: ${alone.onMicros.toFixed(2)} µs a request with limits on, ${alone.offMicros.toFixed(2)} µs off ` +
+        `(median of ${alone.rounds} rounds of ${alone.iterations.toLocaleString('en-US')}); the difference is ${(share * 100).toFixed(1)} % of a cached listing's CPU with limits on (without the three RateLimit headers' bytes)`,
+    );
     return {
       id: 'j',
       title: TITLE_J,
@@ -76,9 +86,48 @@ export async function rowJ(ctx: RowContext, limited: Gateway): Promise<RowResult
       baseline: `limits off: ${rps(median(rounds.off.map(rate)))}, ${cpu(offStats.cpuMsPerRequest)}`,
       checks: [check('(j) rps on / off (median of rounds)', rpsRatio, '>=', 0.95), check('(j) CPU/req on / off (median of rounds)', cpuRatio, '<=', 1.05)],
       notes,
-      raw: { on, off: offStats, rpsRatios, cpuRatios, rounds, cacheHits: hits, cacheMisses: misses, limitsOffEnv: LIMITS_OFF_ENV },
+      raw: { on, off: offStats, rpsRatios, cpuRatios, rounds, checkAlone: alone, cacheHits: hits, cacheMisses: misses, limitsOffEnv: LIMITS_OFF_ENV },
     };
   } finally {
     await off.stop();
+  }
+}
+
+/**
+ * The per-caller check as the access hook runs it (refuseGuessing, then count), limits on (the bench's)
+ * and off, in this process against the run's Redis, in alternating rounds of CPU time: its cost apart
+ * from everything else a request does. The reply is a stand-in that takes the three headers.
+ */
+async function timeTheCheck(redisUrl: string): Promise<{ onMicros: number; offMicros: number; rounds: number; iterations: number }> {
+  const redis = new Redis(redisUrl);
+  const apps = [Fastify(), Fastify()];
+  try {
+    const [on, off] = await Promise.all([
+      registerRateLimits(apps[0]!, { perMinute: Number(RATE_LIMIT_ENV.RATE_LIMIT_PER_MINUTE), anonymousPerMinute: 60, accountCreationPerMinute: 0 }, redis),
+      registerRateLimits(apps[1]!, { perMinute: 0, anonymousPerMinute: 0, accountCreationPerMinute: 0 }, redis),
+    ]);
+    const headers: Record<string, string> = {};
+    const reply = { header: (name: string, value: string) => ((headers[name] = value), reply) } as unknown as FastifyReply;
+    const request = { ip: '127.0.0.1', principal: { kind: 'admin', keyDigest: 'bench' } } as unknown as FastifyRequest;
+    const iterations = 100_000;
+    const run = async (limit: CallerLimit): Promise<number> => {
+      const before = process.cpuUsage();
+      for (let i = 0; i < iterations; i++) {
+        limit.refuseGuessing(request);
+        const counting = limit.count(request, reply);
+        if (counting !== undefined) await counting;
+      }
+      const used = process.cpuUsage(before);
+      return (used.user + used.system) / iterations;
+    };
+    const times = { on: [] as number[], off: [] as number[] };
+    const rounds = 7;
+    for (let round = 0; round < rounds; round++) {
+      for (const side of round % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) times[side].push(await run(side === 'on' ? on : off));
+    }
+    return { onMicros: median(times.on), offMicros: median(times.off), rounds, iterations };
+  } finally {
+    await Promise.all(apps.map((app) => app.close()));
+    redis.disconnect();
   }
 }
