@@ -87,9 +87,18 @@ export class BatchedRedisStore {
   /** The count of `key` so far, without counting (from this process's knowledge: no Redis call). */
   peek(key: string): Count {
     const entry = this.entries.get(key);
+    if (entry === undefined) return { current: 0, ttl: 0 };
     const now = Date.now();
-    if (entry === undefined || now >= entry.resetAtMs) return { current: 0, ttl: 0 };
+    if (now >= entry.resetAtMs) {
+      if (entry.pending === 0 && !entry.flushing) this.entries.delete(key);
+      return { current: 0, ttl: 0 };
+    }
     return { current: entry.counted + entry.pending, ttl: entry.resetAtMs - now };
+  }
+
+  /** Whether any caller is counted here (its window may have ended since). */
+  get empty(): boolean {
+    return this.entries.size === 0;
   }
 
   /** @fastify/rate-limit's store interface, for the per-route limits it counts. */

@@ -101,13 +101,16 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
   };
   await app.register(rateLimit, options);
   // Redis keys as the plugin's store would have them (one prefix, then the caller), so processes agree.
-  const counters = new BatchedRedisStore(redis, keys.rateLimitPrefix());
+  // Keys and tokens apart from client addresses: while no request without a valid key has come (the
+  // usual case), the guessing check has nothing to look up.
+  const callers = new BatchedRedisStore(redis, keys.rateLimitPrefix());
+  const addresses = new BatchedRedisStore(redis, keys.rateLimitPrefix());
   const limitHeaders = new Map([settings.perMinute, settings.anonymousPerMinute].map((max) => [max, String(max)]));
 
   const refuseGuessing = (request: FastifyRequest): void => {
     const max = settings.anonymousPerMinute;
-    if (max === 0) return;
-    const seen = counters.peek(addressKey(request.ip));
+    if (max === 0 || addresses.empty) return;
+    const seen = addresses.peek(addressKey(request.ip));
     if (seen.current >= max) throw rateLimited(max, Math.max(1, Math.ceil(seen.ttl / 1000)), 'this client address (requests without a valid key)');
   };
 
@@ -127,7 +130,7 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
     const principal = request.principal;
     const max = limitOf(principal, settings);
     if (max === 0) return undefined;
-    const counted = counters.hit(callerKey(principal, request.ip), WINDOW_MS);
+    const counted = (principal.kind === 'anonymous' ? addresses : callers).hit(callerKey(principal, request.ip), WINDOW_MS);
     if (counted instanceof Promise) return counted.then((c) => answer(principal, reply, max, c));
     answer(principal, reply, max, counted);
     return undefined;
