@@ -29,14 +29,21 @@ const WINDOW_MS = 60_000;
 
 /** The counter a request counts against. */
 export function callerKey(principal: Principal, address: string): string {
-  switch (principal.kind) {
-    case 'token':
-      return `token:${principal.token.id}`;
-    case 'admin':
-      return `key:${principal.keyDigest}`;
-    default:
-      return addressKey(address);
+  return principal.kind === 'anonymous' ? addressKey(address) : credentialKey(principal);
+}
+
+/** Admin keys' counters by digest: a handful, made once each rather than per request. */
+const adminKeys = new Map<string, string>();
+
+/** The counter of a key or token (the client address is not needed, so not asked for). */
+function credentialKey(principal: Exclude<Principal, { kind: 'anonymous' }>): string {
+  if (principal.kind === 'token') return `token:${principal.token.id}`;
+  let key = adminKeys.get(principal.keyDigest);
+  if (key === undefined) {
+    key = `key:${principal.keyDigest}`;
+    if (adminKeys.size < 1_000) adminKeys.set(principal.keyDigest, key);
   }
+  return key;
 }
 
 /** IPv6 counters by address, so an address is parsed once, not per request; cleared when full. */
@@ -130,7 +137,7 @@ export async function registerRateLimits(app: FastifyInstance, settings: RateLim
     const principal = request.principal;
     const max = limitOf(principal, settings);
     if (max === 0) return undefined;
-    const counted = (principal.kind === 'anonymous' ? addresses : callers).hit(callerKey(principal, request.ip), WINDOW_MS);
+    const counted = principal.kind === 'anonymous' ? addresses.hit(addressKey(request.ip), WINDOW_MS) : callers.hit(credentialKey(principal), WINDOW_MS);
     if (counted instanceof Promise) return counted.then((c) => answer(principal, reply, max, c));
     answer(principal, reply, max, counted);
     return undefined;
