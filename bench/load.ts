@@ -128,6 +128,13 @@ export async function interleave<K extends string>(sides: Record<K, Side>, sched
   return Object.fromEntries(Object.entries<Sample[]>(samples).map(([name, rounds]) => [name, summarize(rounds)])) as Record<K, LoadStats>;
 }
 
+/** The median: the middle value, or the mean of the two middle values for an even count (row j's ratios). */
+export function trueMedian(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /** The middle value (the lower one of the two middle values for an even count). */
 export function median(values: number[]): number {
   return [...values].sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)]!;

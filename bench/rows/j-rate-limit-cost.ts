@@ -16,7 +16,7 @@ import { registerRateLimits, type CallerLimit } from '../../src/tenants/rate-lim
 import type { Gateway } from '../gateway.js';
 import { mustCreateAccount, RATE_LIMIT_ENV, startGateway } from '../gateway.js';
 import { timedGet } from '../http.js';
-import { alternate, failureNotes, httpRun, median, summarize, type Sample } from '../load.js';
+import { alternate, failureNotes, httpRun, median, summarize, trueMedian, type Sample } from '../load.js';
 import { check, cpu, rps, type RowResult } from '../table.js';
 import type { RowContext } from './context.js';
 import { listingCacheCounts } from './cd-cached-vs-bare.js';
@@ -61,8 +61,9 @@ export async function rowJ(ctx: RowContext, limited: Gateway): Promise<RowResult
     const rpsRatios = rounds.on.map((sample, i) => rate(sample) / rate(rounds.off[i]!));
     const cpuRatios = rounds.on.map((sample, i) => cpuPerRequest(sample) / cpuPerRequest(rounds.off[i]!));
     const [on, offStats] = [summarize(rounds.on), summarize(rounds.off)];
-    const rpsRatio = median(rpsRatios);
-    const cpuRatio = median(cpuRatios);
+    // With an even number of rounds the median is the mean of the middle two (not the lower one).
+    const rpsRatio = trueMedian(rpsRatios);
+    const cpuRatio = trueMedian(cpuRatios);
     const notes = failureNotes({ on, off: offStats });
     if (hits === 0 || misses > 2) notes.push(`listing cache: ${hits} hits, ${misses} misses: not (only) the cached path`);
     notes.push(
@@ -81,9 +82,9 @@ export async function rowJ(ctx: RowContext, limited: Gateway): Promise<RowResult
       title: TITLE_J,
       status: 'measured',
       measured:
-        `limits on (RATE_LIMIT_PER_MINUTE=${limit}): ${rps(median(rounds.on.map(rate)))}, ${cpu(on.cpuMsPerRequest)}; ` +
+        `limits on (RATE_LIMIT_PER_MINUTE=${limit}): ${rps(trueMedian(rounds.on.map(rate)))}, ${cpu(on.cpuMsPerRequest)}; ` +
         `per-round rps on/off median ${rpsRatio.toFixed(3)} (${range(rpsRatios)}), CPU/req on/off median ${cpuRatio.toFixed(3)} (${range(cpuRatios)})`,
-      baseline: `limits off: ${rps(median(rounds.off.map(rate)))}, ${cpu(offStats.cpuMsPerRequest)}`,
+      baseline: `limits off: ${rps(trueMedian(rounds.off.map(rate)))}, ${cpu(offStats.cpuMsPerRequest)}`,
       checks: [check('(j) rps on / off (median of rounds)', rpsRatio, '>=', 0.95), check('(j) CPU/req on / off (median of rounds)', cpuRatio, '<=', 1.05)],
       notes,
       raw: { on, off: offStats, rpsRatios, cpuRatios, rounds, checkAlone: alone, cacheHits: hits, cacheMisses: misses, limitsOffEnv: LIMITS_OFF_ENV },
