@@ -9,6 +9,7 @@ export interface TimedResponse {
   status: number;
   ms: number;
   body: Buffer;
+  headers: http.IncomingHttpHeaders;
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
@@ -20,7 +21,7 @@ export function timedGet(url: string): Promise<TimedResponse> {
       .get(url, { agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: Buffer.concat(chunks) }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start, body: Buffer.concat(chunks), headers: res.headers }));
         res.on('error', reject);
       })
       .on('error', reject);

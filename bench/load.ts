@@ -107,16 +107,32 @@ export interface Schedule {
   warmupSeconds: number;
 }
 
-/** Measures every side in turn, `rounds` times (the order flips each round), and pools each side. */
-export async function interleave<K extends string>(sides: Record<K, Side>, schedule: Schedule): Promise<Record<K, LoadStats>> {
+/**
+ * Measures every side in turn, `rounds` times (the order flips each round: A B, B A, A B, ...), after
+ * `warmupSeconds` of each unmeasured; answers each side's samples, one per round, in round order.
+ */
+export async function alternate<K extends string>(sides: Record<K, Side>, schedule: Schedule): Promise<Record<K, Sample[]>> {
   const names = Object.keys(sides) as K[];
-  const samples = new Map<K, Sample[]>(names.map((name) => [name, []]));
+  const samples = Object.fromEntries(names.map((name) => [name, [] as Sample[]])) as Record<K, Sample[]>;
   if (schedule.warmupSeconds > 0) for (const name of names) await sides[name](schedule.warmupSeconds);
   const roundSeconds = schedule.seconds / schedule.rounds;
   for (let round = 0; round < schedule.rounds; round++) {
-    for (const name of round % 2 === 0 ? names : [...names].reverse()) samples.get(name)!.push(await sides[name](roundSeconds));
+    for (const name of round % 2 === 0 ? names : [...names].reverse()) samples[name].push(await sides[name](roundSeconds));
   }
-  return Object.fromEntries(names.map((name) => [name, summarize(samples.get(name)!)])) as Record<K, LoadStats>;
+  return samples;
+}
+
+/** Measures every side in turn (`alternate`) and pools each side's rounds into one set of figures. */
+export async function interleave<K extends string>(sides: Record<K, Side>, schedule: Schedule): Promise<Record<K, LoadStats>> {
+  const samples = await alternate(sides, schedule);
+  return Object.fromEntries(Object.entries<Sample[]>(samples).map(([name, rounds]) => [name, summarize(rounds)])) as Record<K, LoadStats>;
+}
+
+/** The median: the middle value, or the mean of the two middle values for an even count (row cr's ratios). */
+export function trueMedian(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** The middle value (the lower one of the two middle values for an even count). */

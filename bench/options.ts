@@ -5,12 +5,13 @@
  *   --profile      start the gateway processes with `node --cpu-prof`; profiles land in bench/results/
  *   --only=b,c     run only these rows, with the rows measured together with them (the table still
  *                  lists all, the others as "not run")
+ *   --ab-rounds=N  rounds of row (cr)'s A/B (default 10, 3 s a side each)
  *   --gateway-env=NAME=VALUE   extra environment for the gateway processes (repeatable), to try a
  *                  setting: --gateway-env=IMAP_MAX_SESSIONS_PER_ACCOUNT=8
  */
 import type { Schedule } from './load.js';
 
-export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] as const;
+export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr'] as const;
 export type RowId = (typeof ROW_IDS)[number];
 
 export interface BenchOptions {
@@ -20,6 +21,11 @@ export interface BenchOptions {
   gatewayEnv: Record<string, string>;
   /** How each figure and its baseline are measured: interleaved rounds (see load.ts). */
   schedule: Schedule;
+  /**
+   * Row (cr)'s A/B: more and shorter rounds than `schedule`, each round's pair of bursts a ratio of its
+   * own, so that a cost of a few per cent shows through a machine whose load moves by tens of per cent.
+   */
+  abSchedule: Schedule;
   /** Messages of the "100,000-message" mailbox (smaller in quick mode, and the table says so). */
   largeMailboxMessages: number;
   smallMailboxMessages: number;
@@ -32,10 +38,10 @@ export interface BenchOptions {
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
-  const unknown = argv.filter((arg) => !/^--(quick|profile|only=[a-i](,[a-i])*|gateway-env=[A-Za-z_][A-Za-z0-9_]*=.*)$/.test(arg));
+  const unknown = argv.filter((arg) => !/^--(quick|profile|only=[a-j](,[a-j])*|ab-rounds=[1-9][0-9]*|gateway-env=[A-Za-z_][A-Za-z0-9_]*=.*)$/.test(arg));
   if (unknown.length > 0) {
     throw new Error(
-      `unknown argument(s): ${unknown.join(' ')}\nusage: npm run bench -- [--quick] [--profile] [--only=a,b,...] [--gateway-env=NAME=VALUE ...]`,
+      `unknown argument(s): ${unknown.join(' ')}\nusage: npm run bench -- [--quick] [--profile] [--only=a,b,...] [--ab-rounds=N] [--gateway-env=NAME=VALUE ...]`,
     );
   }
   const gatewayEnv = Object.fromEntries(
@@ -47,6 +53,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       }),
   );
   const quick = argv.includes('--quick');
+  const abRounds = Number(argv.find((arg) => arg.startsWith('--ab-rounds='))?.slice('--ab-rounds='.length) ?? 10);
   const only = argv.find((arg) => arg.startsWith('--only='));
   const rows = new Set<RowId>(only ? (only.slice('--only='.length).split(',') as RowId[]) : ROW_IDS);
   return {
@@ -56,6 +63,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     gatewayEnv,
     // Measured seconds per figure, in rounds alternating with its baseline; warm-up per figure.
     schedule: quick ? { seconds: 2, rounds: 1, warmupSeconds: 1 } : { seconds: 15, rounds: 3, warmupSeconds: 3 },
+    // 10 rounds (--ab-rounds) of 3 s per side, A B, B A, A B, ...
+    abSchedule: quick ? { seconds: 2, rounds: 2, warmupSeconds: 1 } : { seconds: 3 * abRounds, rounds: abRounds, warmupSeconds: 3 },
     largeMailboxMessages: quick ? 20_000 : 100_000,
     smallMailboxMessages: 2_000,
     bigMessageBytes: 25 * 1024 * 1024,

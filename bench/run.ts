@@ -24,6 +24,7 @@ import { rowF, titleF } from './rows/f-large-mailbox.js';
 import { rowG, TITLE_G } from './rows/g-download.js';
 import { rowH, TITLE_H } from './rows/h-listing-during-download.js';
 import { rowI, TITLE_I } from './rows/i-pop3-header-cache.js';
+import { rowCr, TITLE_CR } from './rows/cr-rate-limit-cost.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
 
@@ -36,7 +37,7 @@ async function main(): Promise<number> {
   const loadBefore = os.loadavg();
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
-    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I,
+    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -93,9 +94,10 @@ async function main(): Promise<number> {
         await measure(['i'], async () => [await rowI(ctx, gateway)]);
       });
     }
-    if (uses(['c', 'd'])) {
+    if (uses(['c', 'd', 'cr'])) {
       await withGateway('gateway-cache-on', true, async (gateway) => {
         await measure(['c', 'd'], async () => Object.values(await rowsCD(ctx, gateway)));
+        await measure(['cr'], async () => [await rowCr(ctx, gateway)]);
       });
     }
   } finally {
@@ -104,7 +106,8 @@ async function main(): Promise<number> {
 
   const rows = ROW_IDS.map((id) => results.get(id) ?? notRun(id, titles[id]));
   process.stdout.write(`\n${formatTable(rows)}\n\n`);
-  const plain = !options.quick && !options.profile && options.rows.size === ROW_IDS.length && Object.keys(options.gatewayEnv).length === 0;
+  const plain =
+    !options.quick && !options.profile && options.rows.size === ROW_IDS.length && Object.keys(options.gatewayEnv).length === 0 && options.abSchedule.rounds === 10;
   const file = path.join(RESULTS_DIR, plain ? 'latest.json' : 'partial.json');
   await writeResults(file, rows, {
     quick: options.quick,

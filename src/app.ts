@@ -94,6 +94,8 @@ export interface BuildOptions {
    * close them (those the app builds itself are closed with it).
    */
   events?: EventServices;
+  /** Bytes per partial FETCH of a download (default 1 MiB): tests make it small, so small messages cross chunk boundaries. */
+  downloadChunkBytes?: number;
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -113,7 +115,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = new Metrics({ redis: config.redisUrl !== undefined || config.redisClusterNodes.length > 0 });
-  const services = await createServices(config, app.log, metrics);
+  const services = await createServices(config, app.log, metrics, options);
   if (options.events !== undefined) services.services.events = options.events;
   app.decorate('services', services.services);
   app.addHook('onClose', services.close);
@@ -159,6 +161,7 @@ async function createServices(
   config: Config,
   log: FastifyInstance['log'],
   metrics: Metrics,
+  options: Pick<BuildOptions, 'downloadChunkBytes'>,
 ): Promise<{ services: AppServices; redis: RedisClient | undefined; close: () => Promise<void> }> {
   let redis: RedisClient | undefined;
   if (config.redisUrl !== undefined || config.redisClusterNodes.length > 0) {
@@ -200,6 +203,7 @@ async function createServices(
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     downloadIdleTimeoutMs: config.downloadIdleTimeoutMs,
+    ...(options.downloadChunkBytes !== undefined ? { downloadChunkBytes: options.downloadChunkBytes } : {}),
     slots,
     events: true,
     log: log.child({ component: 'imap' }) as Logger,

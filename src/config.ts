@@ -35,7 +35,7 @@ export interface Config {
   sessionSlotTtlMs: number;
   /** Bound on one upstream step (connect, greeting, a command) before `UPSTREAM_TIMEOUT`. */
   upstreamTimeoutMs: number;
-  /** A raw download whose client reads nothing for this long is ended. */
+  /** A download (raw message or attachment) whose client reads nothing for this long is ended. */
   downloadIdleTimeoutMs: number;
   /** Byte budget of the in-memory cache (used when no Redis is configured). */
   memoryCacheBytes: number;

@@ -21,7 +21,7 @@ export const TITLE_C = 'gateway listing newest 50, cache on, 16 conns';
 export const TITLE_D = 'bare Fastify, same bytes from memory, 16 conns';
 
 /** Listing cache hits and misses, and the state checks (NOOP or STATUS) the hits were validated by. */
-async function listingCacheCounts(gateway: Gateway): Promise<{ hit: number; miss: number; checks: number }> {
+export async function listingCacheCounts(gateway: Gateway): Promise<{ hit: number; miss: number; checks: number }> {
   const text = await (await fetch(`${gateway.url}/metrics`)).text();
   const count = (pattern: string): number => {
     const match = new RegExp(`^${pattern} (\\d+)`, 'm').exec(text);

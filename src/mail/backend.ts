@@ -36,6 +36,8 @@ export interface PartStream {
   size: number | null;
   /** The part's declared charset, for text parts (the bytes are not converted). */
   charset?: string | undefined;
+  /** Set when the bytes are still in this transfer encoding: one the gateway does not know how to undo. */
+  transferEncoding?: string | undefined;
 }
 
 export interface MailBackend {

@@ -22,7 +22,7 @@ import { normalizeMailboxPath as normalize } from './mailbox-path.js';
 import { notSupported, protocolNotServed } from './mail-errors.js';
 import { decodeMessageId, type MessageRef } from './message-id.js';
 import { parseMessage, type ParsedMessage } from './mime/parse-message.js';
-import { servedContentType } from './mime/attachment-info.js';
+import { safeTransferEncoding, servedContentType } from './mime/attachment-info.js';
 import type {
   ExpectedStates,
   FlagChanges,
@@ -50,6 +50,11 @@ export interface AttachmentContent {
   filename: string | null;
   disposition: 'attachment' | 'inline';
   stream: Readable;
+  /**
+   * The transfer encoding the bytes are still in, when the gateway could not undo it (an encoding
+   * it does not know), as an RFC 2045 token; absent when they are decoded (or it is no token).
+   */
+  transferEncoding?: string;
 }
 
 export class MailService {
@@ -175,12 +180,14 @@ export class MailService {
       throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${attachmentId} in this message`);
     }
     const part = await backend.openPart(accountId, mailbox, ref, attachment.partId);
+    const stillEncoded = safeTransferEncoding(part.transferEncoding);
     return {
       // The part's charset comes from the sender, unchecked by the server: the shared builder keeps only a token.
       contentType: servedContentType(attachment.contentType, part.charset),
       filename: attachment.filename,
       disposition: attachment.disposition,
       stream: part.stream,
+      ...(stillEncoded !== null ? { transferEncoding: stillEncoded } : {}),
     };
   }
 

@@ -47,7 +47,10 @@ export function requireDeclaredAccess(app: FastifyInstance): void {
 
 export function registerAccess(app: FastifyInstance, options: AccessOptions): void {
   const digests = options.apiKeys.map(sha256);
-  const keyNames = options.apiKeys.map(keyDigest);
+  // One principal per admin key, made once: a request's caller is one of them, not a new object.
+  const admins: Principal[] = options.apiKeys.map((key) => ({ kind: 'admin', keyDigest: keyDigest(key) }));
+  const everyoneAdmin: Principal = { kind: 'admin', keyDigest: 'none' };
+  const noCredential: Principal = { kind: 'anonymous' };
   app.decorateRequest('principal', null as never);
 
   const identify = async (header: string | undefined): Promise<Principal> => {
@@ -56,23 +59,25 @@ export function registerAccess(app: FastifyInstance, options: AccessOptions): vo
       const outcome = await options.tokens.authenticate(presented);
       return 'token' in outcome ? { kind: 'token', token: outcome.token } : { kind: 'anonymous', refused: outcome.refused };
     }
-    if (digests.length === 0) return { kind: 'admin', keyDigest: 'none' };
-    if (presented === undefined) return { kind: 'anonymous' };
+    if (digests.length === 0) return everyoneAdmin;
+    if (presented === undefined) return noCredential;
     // Every key compared, digests of equal length: the time does not depend on which key, if any, matched.
     const digest = sha256(presented);
     let matched = -1;
     digests.forEach((d, i) => {
       if (timingSafeEqual(d, digest) && matched === -1) matched = i;
     });
-    return matched === -1 ? { kind: 'anonymous', refused: 'Wrong API key' } : { kind: 'admin', keyDigest: keyNames[matched] ?? 'key' };
+    return matched === -1 ? { kind: 'anonymous', refused: 'Wrong API key' } : (admins[matched] ?? { kind: 'admin', keyDigest: 'key' });
   };
 
   app.addHook('onRequest', async (request, reply) => {
     const access = routeAccess(request);
     if (access === 'public') return;
-    await options.limit.refuseGuessing(request);
+    // The limit's checks are synchronous unless Redis has to be asked: awaited only then.
+    options.limit.refuseGuessing(request);
     request.principal = await identify(request.headers.authorization);
-    await options.limit.count(request, reply);
+    const counting = options.limit.count(request, reply);
+    if (counting !== undefined) await counting;
     authorize(request, access);
   });
 }

@@ -9,7 +9,11 @@
  * Redis in one batch at the end of the interval. The limit thus holds across processes to within what
  * the others counted in one interval. The window is Redis's (one key per caller, PEXPIRE'd when it is
  * created), as with the plugin's own Redis store. A Redis that does not answer leaves the count local
- * (requests pass rather than fail, as with `skipOnError`).
+ * (requests pass rather than fail, as with `skipOnError`). Without Redis (the embedded mode, one
+ * process) every count is this process's, answered at once.
+ *
+ * `hit` and `peek` answer with a value whenever no Redis call is needed, so the per-request check
+ * (rate-limits.ts) goes on synchronously; `incr` and `read` are the plugin's callback interface.
  */
 import type { Cluster, Redis } from 'ioredis';
 
@@ -38,19 +42,30 @@ interface Entry {
   flushing: boolean;
 }
 
-type Callback = (err: Error | null, result: { current: number; ttl: number } | null) => void;
+/** The count in a caller's window so far, and the ms left of the window. */
+export interface Count {
+  current: number;
+  ttl: number;
+}
+
+type Callback = (err: Error | null, result: Count | null) => void;
 
 export class BatchedRedisStore {
   private readonly entries = new Map<string, Entry>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly redis: Redis | Cluster,
+    private readonly redis: Redis | Cluster | undefined,
     private readonly prefix: string,
     private readonly flushMs = 50,
   ) {}
 
-  incr(key: string, callback: Callback, timeWindow: number): void {
+  /**
+   * Counts one request of `key` and answers the count in its window and the ms left of it: at once
+   * when this process may answer (a value, no promise, no closure: the per-request path), or once
+   * Redis has been asked. Never rejects: a Redis that does not answer leaves the count local.
+   */
+  hit(key: string, timeWindow: number): Count | Promise<Count> {
     const now = Date.now();
     let entry = this.entries.get(key);
     if (entry === undefined || now >= entry.resetAtMs) {
@@ -58,24 +73,43 @@ export class BatchedRedisStore {
       this.remember(key, entry);
     }
     entry.pending += 1;
-    const current = entry;
-    if (!current.flushing && now - current.heardAtMs >= this.flushMs) {
+    if (this.redis === undefined) return { current: entry.counted + entry.pending, ttl: entry.resetAtMs - now };
+    if (!entry.flushing && now - entry.heardAtMs >= this.flushMs) {
       // Not heard of lately: ask Redis now, and answer with every process's count.
-      this.add(key, current).then(
-        () => callback(null, { current: current.counted + current.pending, ttl: Math.max(0, current.resetAtMs - Date.now()) }),
-        () => callback(null, { current: current.counted + current.pending, ttl: Math.max(0, current.resetAtMs - Date.now()) }),
-      );
-      return;
+      const asked = entry;
+      const answer = (): Count => ({ current: asked.counted + asked.pending, ttl: Math.max(0, asked.resetAtMs - Date.now()) });
+      return this.add(key, asked).then(answer, answer);
     }
     this.schedule();
-    callback(null, { current: current.counted + current.pending, ttl: Math.max(0, current.resetAtMs - now) });
+    return { current: entry.counted + entry.pending, ttl: Math.max(0, entry.resetAtMs - now) };
+  }
+
+  /** The count of `key` so far, without counting (from this process's knowledge: no Redis call). */
+  peek(key: string): Count {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return { current: 0, ttl: 0 };
+    const now = Date.now();
+    if (now >= entry.resetAtMs) {
+      if (entry.pending === 0 && !entry.flushing) this.entries.delete(key);
+      return { current: 0, ttl: 0 };
+    }
+    return { current: entry.counted + entry.pending, ttl: entry.resetAtMs - now };
+  }
+
+  /** Whether any caller is counted here (its window may have ended since). */
+  get empty(): boolean {
+    return this.entries.size === 0;
+  }
+
+  /** @fastify/rate-limit's store interface, for the per-route limits it counts. */
+  incr(key: string, callback: Callback, timeWindow: number): void {
+    const counted = this.hit(key, timeWindow);
+    if (counted instanceof Promise) void counted.then((count) => callback(null, count));
+    else callback(null, counted);
   }
 
   read(key: string, callback: Callback): void {
-    const entry = this.entries.get(key);
-    const now = Date.now();
-    if (entry === undefined || now >= entry.resetAtMs) callback(null, { current: 0, ttl: 0 });
-    else callback(null, { current: entry.counted + entry.pending, ttl: entry.resetAtMs - now });
+    callback(null, this.peek(key));
   }
 
   /** The plugin's per-route limits get a store of their own, under the route's name. */
@@ -85,6 +119,7 @@ export class BatchedRedisStore {
 
   /** Adds this process's pending requests to Redis and takes its count and window. */
   private async add(key: string, entry: Entry): Promise<void> {
+    if (this.redis === undefined) return;
     const adding = entry.pending;
     entry.pending = 0;
     entry.flushing = true;

@@ -14,6 +14,7 @@ import { readAll } from '../support/assertions.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { messageWithAttachment, textMessage } from '../support/messages.js';
+import { startLatencyProxy } from '../support/latency-proxy.js';
 import type { PoolStats } from '../../src/mail/imap/pool.js';
 
 const { dovecot } = testServers();
@@ -65,8 +66,8 @@ function pausedGet(url: string): Promise<{ req: ClientRequest; res: IncomingMess
 }
 
 /** A message far larger than what loopback socket buffers hold, so a paused download cannot finish. */
-function bigMessage(): Buffer {
-  return messageWithAttachment({ subject: 'Big', filename: 'big.bin', content: randomBytes(20 * 1024 * 1024) });
+function bigMessage(content: Buffer = randomBytes(20 * 1024 * 1024)): Buffer {
+  return messageWithAttachment({ subject: 'Big', filename: 'big.bin', content });
 }
 
 interface Page {
@@ -82,6 +83,8 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
   let user: DovecotUser;
   let account: string;
   let big: Buffer;
+  /** The attachment of `big`, decoded. */
+  let bigContent: Buffer;
   const MESSAGES = 800;
 
   beforeAll(async () => {
@@ -89,7 +92,8 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
     const msgs = (box: string) => Array.from({ length: MESSAGES }, (_, i) => textMessage({ subject: `${box} ${i + 1}` }));
     await dovecot.seedMaildir(user.username, msgs('INBOX'));
     await dovecot.seedMaildir(user.username, msgs('Other'), { mailbox: 'Other' });
-    big = bigMessage();
+    bigContent = randomBytes(20 * 1024 * 1024);
+    big = bigMessage(bigContent);
     await dovecot.seedMaildir(user.username, [big], { mailbox: 'Big' });
     gw = await startGateway({ IMAP_MAX_SESSIONS_PER_ACCOUNT: '2', POOL_ACQUIRE_TIMEOUT_MS: '20000' });
     base = await gw.app.listen({ host: '127.0.0.1', port: 0 });
@@ -203,6 +207,33 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
       for (const { req } of readers) req.destroy();
     }
   });
+
+  it('serves more paused attachment downloads of one account than it has sessions, and a listing meanwhile at once', async () => {
+    const page = (await list('Big')).json() as Page;
+    const id = page.messages[0]!.id;
+    const detail = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${id}` })).json() as { attachments: Array<{ id: string }> };
+    const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${id}/attachments/${detail.attachments[0]!.id}`;
+    // Twice the account's sessions: while a download held its session, the third would wait and a listing get none.
+    const readers = await Promise.all(Array.from({ length: 4 }, () => pausedGet(url)));
+    try {
+      for (const { res } of readers) expect(res.statusCode).toBe(200);
+      await waitFor('every first chunk to be fetched', () => stats(gw, account).busy === 0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(stats(gw, account)).toMatchObject({ streams: 0, busy: 0, waiting: 0 });
+      const started = Date.now();
+      const res = await list('INBOX', '?limit=10');
+      expect(res.statusCode, res.body).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(await connectionsOf(user)).toBeLessThanOrEqual(2);
+
+      const bodies = await Promise.all(readers.map(({ res: r }) => readAll(r)));
+      for (const body of bodies) expect(body.equals(bigContent)).toBe(true);
+      await waitFor('no session busy', () => stats(gw, account).busy === 0);
+      expect(stats(gw, account)).toMatchObject({ open: 2, streams: 0, waiting: 0 });
+    } finally {
+      for (const { req } of readers) req.destroy();
+    }
+  });
 });
 
 describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () => {
@@ -229,9 +260,9 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
 
   const list = () => gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
 
-  async function expectExhausted(): Promise<void> {
+  async function expectExhausted(request: typeof list): Promise<void> {
     const started = Date.now();
-    const res = await list();
+    const res = await request();
     const waitedMs = Date.now() - started;
     expect(res.statusCode, res.body).toBe(503);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -241,15 +272,40 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
     expect(waitedMs).toBeLessThan(3000);
   }
 
-  it('answers 503 POOL_EXHAUSTED with Retry-After while an attachment download holds the only session, and serves again once it is done', async () => {
-    const detail = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${bigId}` })).json() as { attachments: Array<{ id: string }> };
+  it('answers 503 POOL_EXHAUSTED with Retry-After while a command holds the only session, and serves again once it is done', async () => {
+    // The server's answers held back: a listing keeps the only session busy for 2 s.
+    const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });
+    const slow = await createImapAccount(gw.app, dovecot, user, { host: proxy.host, port: proxy.port });
+    const listSlow = () => gw.app.inject({ url: `/v1/accounts/${slow}/mailboxes/INBOX/messages` });
+    try {
+      expect((await listSlow()).statusCode).toBe(200);
+      proxy.delayMs = 2000;
+      const holding = listSlow();
+      await waitFor('the listing to hold the session', () => stats(gw, slow).busy === 1);
+      // Another request that needs a session (a second listing of INBOX would share the first's state check).
+      await expectExhausted(() => gw.app.inject({ url: `/v1/accounts/${slow}/mailboxes` }));
+      expect(stats(gw, slow)).toMatchObject({ open: 1, waiting: 0 }); // the waiter left on time
+      proxy.delayMs = 0;
+      expect((await holding).statusCode).toBe(200);
+      expect((await listSlow()).statusCode).toBe(200);
+    } finally {
+      proxy.delayMs = 0;
+      await gw.app.inject({ method: 'DELETE', url: `/v1/accounts/${slow}` });
+      await proxy.close();
+    }
+  });
+
+  it('serves listings on the only session while an attachment download is paused, and completes it when the client reads on', async () => {
+    const detail = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${bigId}` })).json() as { attachments: Array<{ id: string; size: number }> };
     const { req, res } = await pausedGet(`${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/attachments/${detail.attachments[0]!.id}`);
     try {
       expect(res.statusCode).toBe(200);
-      await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
-      await expectExhausted();
-      expect(stats(gw, account)).toMatchObject({ open: 1, waiting: 0 }); // the waiter left on time
-      await readAll(res);
+      await waitFor('the first chunk to be fetched', () => stats(gw, account).busy === 0);
+      expect(stats(gw, account)).toMatchObject({ streams: 0, open: 1 });
+      const during = await list();
+      expect(during.statusCode, during.body).toBe(200);
+      const body = await readAll(res);
+      expect(body.length).toBe(detail.attachments[0]!.size);
     } finally {
       req.destroy();
     }
@@ -272,16 +328,19 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
     expect(await loginsOf(user)).toBe(loginsBefore);
   });
 
-  it('ends a raw download whose client reads nothing for DOWNLOAD_IDLE_TIMEOUT_MS', async () => {
+  it.each(['raw', 'attachment'] as const)('ends a %s download whose client reads nothing for DOWNLOAD_IDLE_TIMEOUT_MS', async (kind) => {
     const idle = await startGateway({ DOWNLOAD_IDLE_TIMEOUT_MS: '400' });
     try {
       const idleBase = await idle.app.listen({ host: '127.0.0.1', port: 0 });
       const idleAccount = await createImapAccount(idle.app, dovecot, user);
-      const { req, res } = await pausedGet(`${idleBase}/v1/accounts/${idleAccount}/mailboxes/Big/messages/${bigId}/raw`);
+      const messageUrl = `/v1/accounts/${idleAccount}/mailboxes/Big/messages/${bigId}`;
+      const detail = (await idle.app.inject({ url: messageUrl })).json() as { size: number; attachments: Array<{ id: string; size: number }> };
+      const [path, fullBytes] = kind === 'raw' ? ['/raw', detail.size] : [`/attachments/${detail.attachments[0]!.id}`, detail.attachments[0]!.size];
+      const { req, res } = await pausedGet(`${idleBase}${messageUrl}${path}`);
       try {
         expect(res.statusCode).toBe(200);
         // Paused past the bound: the gateway ends the download. What was already in the socket buffers
-        // still arrives when the client reads on, then the response stops short of its length.
+        // still arrives when the client reads on, then the response stops short.
         await new Promise((resolve) => setTimeout(resolve, 1500));
         let received = 0;
         const ended = await new Promise<string>((resolve) => {
@@ -291,16 +350,18 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
           res.on('error', () => resolve('aborted'));
         });
         expect(ended).toBe('aborted');
-        expect(received).toBeLessThan(Number(res.headers['content-length']));
+        expect(received).toBeLessThan(fullBytes);
       } finally {
         req.destroy();
       }
+      expect(idle.app.services.imap.poolStats().get(idleAccount)).toMatchObject({ busy: 0, streams: 0 });
     } finally {
       await idle.close();
     }
   });
 
-  it('gets the session back when the client aborts an attachment download midway', async () => {
+  it('keeps the session when the client aborts an attachment download midway', async () => {
+    const loginsBefore = await loginsOf(user);
     const detail = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/Big/messages/${bigId}` });
     expect(detail.statusCode, detail.body).toBe(200);
     const attachment = (detail.json() as { attachments: Array<{ id: string }> }).attachments[0]!;
@@ -308,13 +369,14 @@ describe('POOL_EXHAUSTED with one session and POOL_ACQUIRE_TIMEOUT_MS=300', () =
       `${base}/v1/accounts/${account}/mailboxes/Big/messages/${bigId}/attachments/${attachment.id}`,
     );
     expect(res.statusCode).toBe(200);
-    await waitFor('the download to hold the session', () => stats(gw, account).streams === 1);
-    await expectExhausted();
+    await waitFor('the first chunk to be fetched', () => stats(gw, account).busy === 0);
     req.destroy();
-    await waitFor('the aborted download to give its session back', () => stats(gw, account).busy === 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor('no session busy', () => stats(gw, account).busy === 0);
     const after = await list();
     expect(after.statusCode, after.body).toBe(200);
     expect(after.json().total).toBe(1);
+    expect(await loginsOf(user)).toBe(loginsBefore);
   });
 });
 

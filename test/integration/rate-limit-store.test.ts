@@ -52,4 +52,24 @@ describe('BatchedRedisStore', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect((await incr(one, 'shared')).current).toBe(3);
   });
+
+  it('answers the per-request path with a value, not a promise, unless it asks Redis', async () => {
+    const store = new BatchedRedisStore(redis, prefix, 50);
+    const first = store.hit('sync', 60_000);
+    expect(first).toBeInstanceOf(Promise); // not heard of: Redis is asked, and answers every process's count
+    expect((await first).current).toBe(1);
+    const next = store.hit('sync', 60_000);
+    expect(next).not.toBeInstanceOf(Promise);
+    expect(next).toMatchObject({ current: 2 });
+    expect(store.peek('sync')).toMatchObject({ current: 2 });
+    expect(store.peek('never')).toEqual({ current: 0, ttl: 0 });
+  });
+
+  it('counts in the process alone, always synchronously, without Redis (the embedded mode)', () => {
+    const store = new BatchedRedisStore(undefined, prefix, 50);
+    for (let i = 1; i <= 5; i++) expect(store.hit('local', 60_000)).toMatchObject({ current: i });
+    const counted = store.hit('local', 60_000) as { current: number; ttl: number };
+    expect(counted.ttl).toBeGreaterThan(59_000);
+    expect(store.peek('local').current).toBe(6);
+  });
 });

@@ -9,8 +9,8 @@ import { freePort } from '../support/ports.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers } from '../support/servers.js';
 import { createImapAccount, createPop3Account, startGateway } from '../support/gateway.js';
-import { messageWithAttachment, textMessage } from '../support/messages.js';
-import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import { textMessage } from '../support/messages.js';
+import { startLatencyProxy } from '../support/latency-proxy.js';
 
 const { dovecot } = testServers();
 const root = path.resolve(import.meta.dirname, '../..');
@@ -123,24 +123,19 @@ describe('a process that waits for a slot another process holds busy', () => {
 
   it('answers 503 POOL_EXHAUSTED once POOL_ACQUIRE_TIMEOUT_MS has passed, however often it retried for a slot', async () => {
     const user = await dovecot.createUser('slotwait');
-    await dovecot.seedMaildir(user.username, [
-      messageWithAttachment({ subject: 'Big', filename: 'big.bin', content: randomBytes(20 * 1024 * 1024) }),
-    ]);
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'one' })]);
+    await dovecot.seedMaildir(user.username, [textMessage({ subject: 'other' })], { mailbox: 'Other' });
     const env = { REDIS_URL: redis.url, SECRET_KEY: randomBytes(32).toString('hex'), IMAP_MAX_SESSIONS_PER_ACCOUNT: '1' };
     const holder = await startGateway(env);
     const waiter = await startGateway({ ...env, POOL_ACQUIRE_TIMEOUT_MS: '1500' });
-    let download: ClientRequest | undefined;
+    // The server's answers held back: a command keeps the account's only session (and slot) busy.
+    const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });
     try {
-      const account = await createImapAccount(holder.app, dovecot, user);
-      const base = await holder.app.listen({ host: '127.0.0.1', port: 0 });
-      const id = ((await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).json() as { messages: Array<{ id: string }> }).messages[0]!.id;
-      // An attachment download its client does not read holds the account's only session (and slot) busy.
-      const detail = (await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${id}` })).json() as { attachments: Array<{ id: string }> };
-      const res = await new Promise<IncomingMessage>((resolve, reject) => {
-        download = http.get(`${base}/v1/accounts/${account}/mailboxes/INBOX/messages/${id}/attachments/${detail.attachments[0]!.id}`, resolve);
-        download.on('error', reject);
-      });
-      expect(res.statusCode).toBe(200);
+      const account = await createImapAccount(holder.app, dovecot, user, { host: proxy.host, port: proxy.port });
+      expect((await holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).statusCode).toBe(200);
+      proxy.delayMs = 4000;
+      const holding = holder.app.inject({ url: `/v1/accounts/${account}/mailboxes/Other/messages` });
+      await proxy.clientSends(/ (LIST|STATUS|SELECT|NOOP) /);
 
       const started = Date.now();
       const listing = await waiter.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
@@ -149,10 +144,13 @@ describe('a process that waits for a slot another process holds busy', () => {
       expect(listing.headers['retry-after']).toBeDefined();
       // Retrying for a slot every 200 ms must not restart the wait: it ends near the configured 1.5 s.
       expect(Date.now() - started).toBeLessThan(6_000);
+      proxy.delayMs = 0;
+      expect((await holding).statusCode).toBe(200);
     } finally {
-      download?.destroy();
+      proxy.delayMs = 0;
       await waiter.close();
       await holder.close();
+      await proxy.close();
     }
   });
 });

@@ -23,7 +23,7 @@ export interface TestGateway {
 
 export async function startGateway(
   env: Record<string, string> = {},
-  options: { captureLogs?: boolean; events?: EventServices } = {},
+  options: { captureLogs?: boolean; events?: EventServices; downloadChunkBytes?: number } = {},
 ): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-test-'));
   // Rate limits off unless a test sets them: a test file makes more requests a minute than a client would
@@ -48,7 +48,11 @@ export async function startGateway(
         }),
       )
     : pino({ level: 'silent' });
-  const app = await buildApp(config, { logger, ...(options.events ? { events: options.events } : {}) });
+  const app = await buildApp(config, {
+    logger,
+    ...(options.events ? { events: options.events } : {}),
+    ...(options.downloadChunkBytes !== undefined ? { downloadChunkBytes: options.downloadChunkBytes } : {}),
+  });
   await app.ready();
   return {
     app,

@@ -25,6 +25,18 @@ export function textMessage(options: {
   return Buffer.from(lines.join('\r\n'), 'utf8');
 }
 
+/** The header lines every test message starts with, up to MIME-Version (add Content-Type after). */
+export function headerLines(subject: string): string[] {
+  return [
+    'From: Sender <sender@example.com>',
+    'To: Rcpt <rcpt@example.com>',
+    `Subject: ${subject}`,
+    'Date: Wed, 01 May 2024 10:00:00 +0000',
+    `Message-ID: <${randomBytes(6).toString('hex')}@example.com>`,
+    'MIME-Version: 1.0',
+  ];
+}
+
 /** A multipart/mixed message with one base64 attachment of the given bytes. */
 export function messageWithAttachment(options: {
   subject: string;
@@ -40,12 +52,7 @@ export function messageWithAttachment(options: {
     : `*=UTF-8''${encodeURIComponent(options.filename)}`;
   const param = encodedName.startsWith('*') ? `filename${encodedName}` : `filename=${encodedName}`;
   const lines = [
-    'From: Sender <sender@example.com>',
-    'To: Rcpt <rcpt@example.com>',
-    `Subject: ${options.subject}`,
-    'Date: Wed, 01 May 2024 10:00:00 +0000',
-    `Message-ID: <${randomBytes(6).toString('hex')}@example.com>`,
-    'MIME-Version: 1.0',
+    ...headerLines(options.subject),
     `Content-Type: multipart/mixed; boundary="${boundary}"`,
     '',
     `--${boundary}`,

@@ -160,7 +160,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         operationId: 'getAttachment',
         summary: 'Download an attachment',
         description:
-          "The attachment's decoded bytes, streamed, with its `Content-Type` and a `Content-Disposition` carrying its filename (RFC 6266; `filename*` for non-ASCII names).",
+          "The attachment's decoded bytes (base64 and quoted-printable undone), streamed, with its `Content-Type` and a `Content-Disposition` carrying its filename (RFC 6266; `filename*` for non-ASCII names). A part in a transfer encoding the gateway does not know (`x-uuencode`, say) is sent as it is, with `Content-Transfer-Encoding: <that encoding>` saying so.",
         params: AttachmentParams,
         response: {
           200: binaryResponse('application/octet-stream', "The decoded attachment, sent with the attachment's own Content-Type"),
@@ -171,6 +171,8 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
     async (request, reply) => {
       const { account, mailbox, id, attachmentId } = request.params;
       const attachment = await mail.openAttachment(account, mailbox, id, attachmentId);
+      // Still encoded (an encoding the gateway does not know): the MIME header says which (RFC 2045 §6).
+      if (attachment.transferEncoding !== undefined) void reply.header('content-transfer-encoding', attachment.transferEncoding);
       return reply
         .header('content-type', attachment.contentType)
         .header('content-disposition', contentDisposition('attachment', attachment.filename))

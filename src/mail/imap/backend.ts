@@ -4,6 +4,7 @@
  * and maps errors; the work itself lives in one module per operation, and listings' shared state
  * checks in state-check.ts.
  */
+import type { Readable } from 'node:stream';
 import type { ImapFlow } from 'imapflow';
 import type { Logger } from 'pino';
 import { GatewayError } from '../../errors.js';
@@ -41,7 +42,9 @@ import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
 import { SharedStateChecks } from './state-check.js';
 import { AccountPool, PoolClosed, type Lease, type LeaseKind, type PoolStats } from './pool.js';
-import { createRawStream } from './raw-stream.js';
+import { createChunkStream, type ChunkStreamOptions } from './chunk-stream.js';
+import { findBodyPart } from './body-part.js';
+import { transferDecoding } from '../mime/transfer-decoding.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
 import type { AccountWatch, WatchOptions, WatchSink } from '../watch.js';
@@ -56,9 +59,9 @@ export interface ImapBackendOptions {
   sessionIdleTimeoutMs: number;
   acquireTimeoutMs: number;
   upstreamTimeoutMs: number;
-  /** Bytes per partial FETCH of a raw download. */
+  /** Bytes per partial FETCH of a download (raw message or attachment); default 1 MiB. */
   downloadChunkBytes?: number;
-  /** A raw download whose client reads nothing for this long is ended. */
+  /** A download whose client reads nothing for this long is ended. */
   downloadIdleTimeoutMs?: number;
   log: Logger;
   metrics?: Metrics;
@@ -181,8 +184,7 @@ export class ImapBackend implements MailBackend {
 
   /**
    * A download holds a session only while one of its chunks is being fetched, never while its
-   * client is slow to read: each partial FETCH leases a session (a `stream` lease, so a listing
-   * always finds one free) and returns it at once. So any number of slow readers of an account are
+   * client is slow to read (download(), below). So any number of slow readers of an account are
    * served in turn, and a reader that reads nothing for `downloadIdleTimeoutMs` is ended.
    */
   async openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage> {
@@ -193,51 +195,83 @@ export class ImapBackend implements MailBackend {
       if (!msg || msg.uid !== uid || msg.size === undefined) throw messageNotFound();
       return { size: msg.size, range: rangeFor?.(msg.size) ?? { start: 0, end: msg.size } };
     });
-    const stream = createRawStream({
+    const stream = this.download(accountId, mailbox, ref, 'download_chunk', async (client, start, length) => {
+      const fetched = await client.fetchOne(String(uid), { source: { start, maxLength: length } }, { uid: true });
+      return fetched ? fetched.source : undefined;
+    }, { start: value.range.start, end: value.range.end, until: 'end' });
+    return { size: value.size, range: value.range, stream };
+  }
+
+  /**
+   * One body part, decoded: where it is, its transfer encoding and charset come from BODYSTRUCTURE;
+   * its bytes, like a raw download's, from partial FETCHes of its section, each on a session leased
+   * for that chunk alone; base64 and quoted-printable are undone here, across chunk boundaries
+   * (mime/transfer-decoding.ts). An encoding the gateway does not know goes out as it is, and says so.
+   */
+  async openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream> {
+    const { uid } = this.imapRef(ref);
+    const part = await this.run(accountId, 'open_part', { path: mailbox, sync: true }, async (client) => {
+      this.checkUidValidity(client, ref);
+      const msg = await client.fetchOne(String(uid), { uid: true, bodyStructure: true }, { uid: true });
+      if (!msg || msg.uid !== uid) throw messageNotFound();
+      const found = findBodyPart(msg.bodyStructure, partId);
+      if (found === null) throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
+      return found;
+    });
+    const decoding = transferDecoding(part.encoding);
+    if (decoding.kind === 'unknown') {
+      this.options.log.warn({ account: accountId, part: partId, encoding: decoding.encoding }, 'an attachment in a transfer encoding the gateway does not know is sent as it is');
+    }
+    const stream = this.download(accountId, mailbox, ref, 'download_part_chunk', async (client, start, length) => {
+      const fetched = await client.fetchOne(String(uid), { uid: true, bodyParts: [{ key: part.section, start, maxLength: length }] }, { uid: true });
+      if (!fetched || fetched.uid !== uid) return undefined;
+      return fetched.bodyParts?.get(part.section) ?? Buffer.alloc(0);
+    }, {
+      start: 0,
+      // Only a bound: the part ends where the server's bytes do (chunk-stream.ts).
+      end: part.sizeBytes * 2 + this.chunkBytes,
+      until: 'short-chunk',
+      ...(decoding.kind === 'decoded' ? { decoder: decoding.decoder } : {}),
+    });
+    return {
+      stream,
+      size: null,
+      charset: part.charset,
+      ...(decoding.kind === 'unknown' ? { transferEncoding: decoding.encoding } : {}),
+    };
+  }
+
+  private get chunkBytes(): number {
+    return this.options.downloadChunkBytes ?? 1024 * 1024;
+  }
+
+  /**
+   * A download in chunks (chunk-stream.ts): each chunk's FETCH leases a session for itself (a
+   * `stream` lease, so a listing always finds one free) and gives it back as soon as the chunk is
+   * in. The next chunk may come from another session, so the mailbox's UIDVALIDITY is checked again
+   * for every chunk: an id never reads another message's bytes.
+   */
+  private download(
+    accountId: string,
+    mailbox: string,
+    ref: MessageRef,
+    operation: string,
+    fetch: (client: ImapFlow, start: number, length: number) => Promise<Buffer | undefined>,
+    range: Pick<ChunkStreamOptions, 'start' | 'end' | 'until' | 'decoder'>,
+  ): Readable {
+    return createChunkStream({
+      ...range,
       fetchChunk: async (start, length) => {
-        const { lease, value: chunk } = await this.leaseFor(accountId, 'download_chunk', { path: mailbox, sync: false }, 'stream', async (client) => {
-          // The session may be another one than the last chunk's: the id must still name this message.
+        const { lease, value: chunk } = await this.leaseFor(accountId, operation, { path: mailbox, sync: false }, 'stream', async (client) => {
           this.checkUidValidity(client, ref);
-          const fetched = await client.fetchOne(String(uid), { source: { start, maxLength: length } }, { uid: true });
-          return fetched ? fetched.source : undefined;
+          return fetch(client, start, length);
         });
         lease.release();
         return chunk;
       },
-      start: value.range.start,
-      end: value.range.end,
-      chunkBytes: this.options.downloadChunkBytes ?? 1024 * 1024,
+      chunkBytes: this.chunkBytes,
       idleTimeoutMs: this.options.downloadIdleTimeoutMs ?? 60_000,
     });
-    return { size: value.size, range: value.range, stream };
-  }
-
-  async openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream> {
-    const { uid } = this.imapRef(ref);
-    const { lease, value: download } = await this.leaseFor(
-      accountId,
-      'open_part',
-      { path: mailbox, sync: true },
-      'stream',
-      async (client) => {
-        this.checkUidValidity(client, ref);
-        // decodeText: false streams the part's bytes with only the transfer encoding undone.
-        const result = await client.download(String(uid), partId, { uid: true, decodeText: false, chunkSize: 256 * 1024 });
-        if (!result.content) throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
-        return result;
-      },
-    );
-    let returned = false;
-    const giveBack = (): void => {
-      if (returned) return;
-      returned = true;
-      if (lease.client.usable) lease.release();
-      else lease.evict();
-    };
-    download.content.once('close', giveBack);
-    download.content.once('end', giveBack);
-    download.content.once('error', giveBack);
-    return { stream: download.content, size: null, charset: download.meta.charset };
   }
 
   /**

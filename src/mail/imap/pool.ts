@@ -7,8 +7,8 @@
  * - a request goes to an idle session that already has its mailbox selected (a SELECT of a large
  *   mailbox costs far more than the request), else to a new session while under the cap, else to
  *   the least recently used idle session (which then re-selects);
- * - streams (downloads) may hold at most `maxSessions - 1` sessions, so a listing never waits behind
- *   a long transfer;
+ * - streams (a download's chunk in flight; between chunks a download holds nothing) may hold at most
+ *   `maxSessions - 1` sessions, so a listing never waits behind transfers;
  * - a session that errs is evicted and never handed out again; idle sessions log out after a TTL;
  * - a waiter gives up after `acquireTimeoutMs` with `POOL_EXHAUSTED`.
  */

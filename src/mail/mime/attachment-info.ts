@@ -52,6 +52,17 @@ export function safeCharset(charset: unknown): string | null {
 }
 
 /**
+ * A transfer encoding as the message names it, if it is an RFC 2045 token (§6.1: `x-` names and
+ * IANA ones, at most 40 characters here), else null: the sender writes it, and it goes into a
+ * response header.
+ */
+export function safeTransferEncoding(encoding: unknown): string | null {
+  if (typeof encoding !== 'string') return null;
+  const token = encoding.trim().toLowerCase();
+  return /^[a-z0-9][a-z0-9._+-]{0,39}$/.test(token) ? token : null;
+}
+
+/**
  * The Content-Type an attachment is served with: its type (already reduced to `type/subtype` by
  * contentTypeOf), and for text, whose bytes are served unconverted, the charset they were written in.
  * The one builder of this header from message data, for IMAP and POP3 alike.
