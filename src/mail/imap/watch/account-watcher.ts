@@ -25,7 +25,7 @@ import { encodeImapMessageId } from '../../message-id.js';
 import type { Lease } from '../pool.js';
 import { diffSelectedMailbox, selectedState, type StoredMailbox } from './mailbox-diff.js';
 import { compareLists, listSelectable, sameState } from './mailbox-list.js';
-import { enableNotify, offersNotify } from './notify.js';
+import { enableNotify, listedNames, offersNotify } from './notify.js';
 
 export interface ImapWatcherDeps {
   accountId: string;
@@ -161,11 +161,23 @@ class ImapAccountWatcher implements AccountWatch {
       let nextListMs = 0;
       let nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
       let idle: Promise<void> | null = null;
+      let nextNamesMs = 0;
+      let names: string | null = null;
       while (!this.stopped && client.usable) {
         const nowMs = performance.now();
         if (nowMs >= nextListMs) {
           this.listDue = true;
           nextListMs = nowMs + (this.pushes ? this.deps.options.reconcileIntervalMs : this.deps.options.pollIntervalMs);
+        }
+        if (this.pushes && nowMs >= nextNamesMs) {
+          // The folder list's names, compared at every poll even under NOTIFY (listedNames).
+          nextNamesMs = nowMs + this.deps.options.pollIntervalMs;
+          // imapflow breaks IDLE only for its own commands, not for a raw one: a NOOP does it first.
+          await client.noop();
+          const current = await listedNames(client);
+          if (names !== null && current !== names) this.listDue = true;
+          names = current;
+          nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
         }
         if (this.listDue) {
           const pushed = this.pushed;
@@ -203,7 +215,7 @@ class ImapAccountWatcher implements AccountWatch {
             },
           );
         }
-        const wakeInMs = Math.max(0, Math.min(nextListMs, nextKeepaliveMs) - performance.now());
+        const wakeInMs = Math.max(0, Math.min(nextListMs, nextKeepaliveMs, this.pushes ? nextNamesMs : Infinity) - performance.now());
         await Promise.race([idle, closed, this.nextWake(wakeInMs)]);
       }
       if (!this.stopped && !client.usable) throw new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost');

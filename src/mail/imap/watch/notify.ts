@@ -12,7 +12,11 @@ import type { ImapFlow } from 'imapflow';
 
 /** The slice of imapflow's connection internals used here (stable across imapflow 1.x and 2.x). */
 interface ImapFlowInternals {
-  exec(command: string, attributes: unknown[]): Promise<{ next?: () => void }>;
+  exec(
+    command: string,
+    attributes: unknown[],
+    options?: { untagged?: Record<string, (untagged: { attributes?: Array<{ value?: unknown } | unknown[]> }) => unknown> },
+  ): Promise<{ next?: () => void }>;
   untaggedHandlers: Record<string, ((untagged: unknown) => unknown) | null | undefined>;
 }
 
@@ -40,4 +44,31 @@ export async function enableNotify(client: ImapFlow, onPush: () => void): Promis
   ]);
   // imapflow holds the reader until the command's handler lets go of the response.
   response.next?.();
+}
+
+/**
+ * The names of the account's mailboxes as the server sends them (modified UTF-7, RFC 3501 §5.1.3),
+ * from a plain `LIST "" "*"` that claims only LIST responses: a STATUS pushed meanwhile still reaches
+ * the connection's handler (imapflow's own `list()` would take it). Dovecot does not push every
+ * change of the folder list (a RENAME is sometimes not told), so the watcher compares these names
+ * at every poll; they are only compared with each other, never decoded.
+ */
+export async function listedNames(client: ImapFlow): Promise<string> {
+  const internals = client as unknown as ImapFlowInternals;
+  const names: string[] = [];
+  const response = await internals.exec('LIST', [{ type: 'STRING', value: '' }, { type: 'STRING', value: '*' }], {
+    untagged: {
+      LIST: (untagged) => {
+        const attributes = untagged.attributes ?? [];
+        const flags = Array.isArray(attributes[0]) ? attributes[0].map((f) => String((f as { value?: unknown }).value ?? '')) : [];
+        const name = (attributes[2] as { value?: unknown } | undefined)?.value;
+        // A LIST pushed by NOTIFY while this one runs lands here: a deleted (\NonExistent) or
+        // renamed (extended data, RFC 5258 OLDNAME) mailbox must not look like an unchanged list.
+        if (flags.some((f) => /^\\nonexistent$/i.test(f)) || attributes.length > 3) names.push(`\u0001pushed${names.length}`);
+        else if (name !== undefined) names.push(String(name));
+      },
+    },
+  });
+  response.next?.();
+  return names.sort().join('\u0000');
 }
