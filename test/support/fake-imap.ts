@@ -3,7 +3,9 @@
  * PERMANENTFLAGS lack `\*`, so it stores no keywords (Dovecot always offers `\*`). It knows one
  * mailbox, INBOX, holding one message (UID 1), and answers just what a login, a SELECT, UID FETCH,
  * UID STORE and LOGOUT need. Anything else gets `BAD`, so an unexpected command shows up in a test.
- * It can also answer LOGIN as a careless server does, echoing the credentials.
+ * It can also answer LOGIN as a careless server does, echoing the credentials, and a folder list
+ * that lags behind the mailboxes (Dovecot's list index does so for a while after a delete, but not
+ * on cue).
  */
 import net from 'node:net';
 
@@ -13,6 +15,12 @@ export interface FakeImapOptions {
   uidValidity: number;
   /** The answer to LOGIN (default: OK), e.g. one that echoes the arguments as some servers do. */
   loginAnswer?: (tag: string, args: string) => string[];
+  /**
+   * Offers LIST-STATUS: `listed` answers `LIST ... RETURN (STATUS ...)` (untagged lines as sent);
+   * `status` is what STATUS says of each mailbox that exists (`(MESSAGES 0 UIDNEXT 1 ...)`), any
+   * other mailbox gets NO.
+   */
+  folders?: { listed: string[]; status: Record<string, string> };
 }
 
 export interface FakeImap {
@@ -33,14 +41,27 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImap>
   const sockets = new Set<net.Socket>();
   const fetchLine = (): string => `* 1 FETCH (UID 1 FLAGS (${[...flags].join(' ')}) RFC822.SIZE 42)`;
 
+  const capabilities = options.folders ? `${CAPABILITIES} LIST-EXTENDED LIST-STATUS` : CAPABILITIES;
+  const unquote = (name: string): string => name.replace(/^"(.*)"$/, '$1');
   const answer = (tag: string, command: string, args: string): string[] => {
     switch (command) {
       case 'CAPABILITY':
-        return [`* CAPABILITY ${CAPABILITIES}`, `${tag} OK done`];
+        return [`* CAPABILITY ${capabilities}`, `${tag} OK done`];
       case 'LOGIN':
-        return options.loginAnswer?.(tag, args) ?? [`${tag} OK [CAPABILITY ${CAPABILITIES}] Logged in`];
-      case 'LIST':
-        return ['* LIST (\\HasNoChildren) "/" INBOX', `${tag} OK done`];
+        return options.loginAnswer?.(tag, args) ?? [`${tag} OK [CAPABILITY ${capabilities}] Logged in`];
+      case 'LIST': {
+        const folders = options.folders;
+        if (folders === undefined) return ['* LIST (\\HasNoChildren) "/" INBOX', `${tag} OK done`];
+        if (/ RETURN /i.test(args)) return [...folders.listed, `${tag} OK done`];
+        // imapflow's check of a refused STATUS: `LIST "" name`.
+        const name = unquote(args.split(' ').slice(1).join(' '));
+        return [...(folders.status[name] !== undefined ? [`* LIST () "/" ${name}`] : []), `${tag} OK done`];
+      }
+      case 'STATUS': {
+        const name = unquote(args.slice(0, args.indexOf(' (')));
+        const status = options.folders?.status[name];
+        return status === undefined ? [`${tag} NO Mailbox doesn't exist: ${name}`] : [`* STATUS ${name} ${status}`, `${tag} OK done`];
+      }
       case 'SELECT':
       case 'EXAMINE':
         return [
@@ -78,7 +99,7 @@ export async function startFakeImap(options: FakeImapOptions): Promise<FakeImap>
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    socket.write(`* OK [CAPABILITY ${CAPABILITIES}] fake ready\r\n`);
+    socket.write(`* OK [CAPABILITY ${capabilities}] fake ready\r\n`);
     let buffered = '';
     socket.on('data', (chunk) => {
       buffered += chunk.toString('latin1');

@@ -24,7 +24,7 @@ import { mapImapError } from '../errors.js';
 import { encodeImapMessageId } from '../../message-id.js';
 import type { Lease } from '../pool.js';
 import { diffSelectedMailbox, selectedState, type StoredMailbox } from './mailbox-diff.js';
-import { compareLists, listSelectable, sameState } from './mailbox-list.js';
+import { compareLists, listChecked, sameState } from './mailbox-list.js';
 import { enableNotify, listedNames, offersNotify } from './notify.js';
 
 export interface ImapWatcherDeps {
@@ -252,7 +252,8 @@ class ImapAccountWatcher implements AccountWatch {
   private async lookAtList(client: ImapFlow): Promise<void> {
     const seenAtMs = this.seenAtMs;
     // Under NOTIFY the watcher's own session runs no LIST or STATUS (see `pushes`).
-    const listed = this.pushes ? await this.deps.onSession(listSelectable) : await listSelectable(client);
+    const known = [...this.states.keys()];
+    const listed = this.pushes ? await this.deps.onSession((c) => listChecked(c, known)) : await listChecked(client, known);
     const moves = compareLists(this.states, listed, { baseline: this.baseline, seenAtMs });
     const changes: WatchStateChange[] = [];
     for (const path of moves.deleted) changes.push({ mailbox: path, state: null });

@@ -15,20 +15,66 @@ export interface ListedMailbox {
   state: MailboxWatchState;
 }
 
-export async function listSelectable(client: ImapFlow): Promise<ListedMailbox[]> {
+/**
+ * The selectable mailboxes and their states, as one session sees them, with every entry checked
+ * that the LIST alone may get wrong. Dovecot 2.3's mailbox list index lags in a long-lived session
+ * after another session deletes or renames a mailbox: for a while, sometimes seconds, LIST still
+ * shows the deleted one (its LIST-STATUS answer then carries `* NO Mailbox doesn't exist` instead of
+ * a STATUS) or leaves out one that exists. So an entry without a STATUS is asked for it once more,
+ * and dropped if the server refuses; and each mailbox in `known` (what the watcher has stored) that
+ * the LIST left out is asked for its STATUS before it is taken for deleted. STATUS opens the
+ * mailbox itself, not the list index. Deletions are rare, so these extra commands are too.
+ */
+export async function listChecked(client: ImapFlow, known: Iterable<string> = []): Promise<ListedMailbox[]> {
+  const query = statusQuery(client);
+  const listed = await client.list({ statusQuery: query });
+  const result: ListedMailbox[] = [];
+  for (const entry of listed.filter(selectable)) {
+    const status = hasStatus(entry.status) ? entry.status : await statusOf(client, entry.path, query);
+    if (status !== null) result.push({ path: entry.path, state: stateOf(status) });
+  }
+  const seen = new Set(result.map((m) => m.path));
+  for (const path of known) {
+    if (seen.has(path)) continue;
+    const status = await statusOf(client, path, query);
+    if (status !== null) result.push({ path, state: stateOf(status) });
+  }
+  return result;
+}
+
+type StatusQuery = { messages: true; uidNext: true; uidValidity: true; highestModseq?: true };
+type Status = NonNullable<ListResponse['status']>;
+
+function statusQuery(client: ImapFlow): StatusQuery {
   const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
-  const listed = await client.list({
-    statusQuery: { messages: true, uidNext: true, uidValidity: true, ...(condstore ? { highestModseq: true } : {}) },
-  });
-  return listed.filter(selectable).map((entry) => ({
-    path: entry.path,
-    state: {
-      uidValidity: String(entry.status?.uidValidity ?? ''),
-      uidNext: entry.status?.uidNext ?? 0,
-      highestModseq: entry.status?.highestModseq !== undefined ? String(entry.status.highestModseq) : null,
-      messages: entry.status?.messages ?? 0,
-    },
-  }));
+  return { messages: true, uidNext: true, uidValidity: true, ...(condstore ? { highestModseq: true as const } : {}) };
+}
+
+/** imapflow leaves `status` out when LIST-STATUS answered NO for the entry, or sets `{ error }`. */
+function hasStatus(status: ListResponse['status'] | { error?: unknown } | undefined): status is Status {
+  return status !== undefined && !('error' in status) && (status as Status).uidValidity !== undefined;
+}
+
+/** The mailbox's STATUS, or null when the server refuses it (the mailbox does not exist). */
+async function statusOf(client: ImapFlow, path: string, query: StatusQuery): Promise<Status | null> {
+  try {
+    const status = (await client.status(path, query)) as Status | false;
+    return status === false || !hasStatus(status) ? null : status;
+  } catch (err) {
+    // imapflow throws NotFound when a LIST confirms the mailbox is gone; anything else (a lost
+    // connection) is the session's failure, not the mailbox's.
+    if ((err as { code?: unknown }).code === 'NotFound') return null;
+    throw err;
+  }
+}
+
+function stateOf(status: Status): MailboxWatchState {
+  return {
+    uidValidity: String(status.uidValidity ?? ''),
+    uidNext: status.uidNext ?? 0,
+    highestModseq: status.highestModseq !== undefined ? String(status.highestModseq) : null,
+    messages: status.messages ?? 0,
+  };
 }
 
 function selectable(entry: ListResponse): boolean {
