@@ -11,7 +11,7 @@
  */
 import type { Schedule } from './load.js';
 
-export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr'] as const;
+export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr', 'j', 'k'] as const;
 export type RowId = (typeof ROW_IDS)[number];
 
 export interface BenchOptions {
@@ -38,7 +38,9 @@ export interface BenchOptions {
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
-  const unknown = argv.filter((arg) => !/^--(quick|profile|only=[a-j](,[a-j])*|ab-rounds=[1-9][0-9]*|gateway-env=[A-Za-z_][A-Za-z0-9_]*=.*)$/.test(arg));
+  const rowIds = ROW_IDS.join('|');
+  const flag = new RegExp(`^--(quick|profile|only=(${rowIds})(,(${rowIds}))*|ab-rounds=[1-9][0-9]*|gateway-env=[A-Za-z_][A-Za-z0-9_]*=.*)$`);
+  const unknown = argv.filter((arg) => !flag.test(arg));
   if (unknown.length > 0) {
     throw new Error(
       `unknown argument(s): ${unknown.join(' ')}\nusage: npm run bench -- [--quick] [--profile] [--only=a,b,...] [--ab-rounds=N] [--gateway-env=NAME=VALUE ...]`,

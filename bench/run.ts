@@ -25,6 +25,8 @@ import { rowG, TITLE_G } from './rows/g-download.js';
 import { rowH, TITLE_H } from './rows/h-listing-during-download.js';
 import { rowI, TITLE_I } from './rows/i-pop3-header-cache.js';
 import { rowCr, TITLE_CR } from './rows/cr-rate-limit-cost.js';
+import { rowJ, TITLE_J } from './rows/j-event-latency.js';
+import { rowK, TITLE_K } from './rows/k-many-accounts.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
 
@@ -37,7 +39,7 @@ async function main(): Promise<number> {
   const loadBefore = os.loadavg();
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
-    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR,
+    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR, j: TITLE_J, k: TITLE_K,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -70,12 +72,14 @@ async function main(): Promise<number> {
   const ctx: RowContext = { options, servers, accounts: { small: 'bench-small', large: 'bench-large' } };
   const profiles: string[] = [];
   /** Runs rows against one gateway process, stopped afterwards (which writes its profile). */
-  const withGateway = async (name: string, listingCache: boolean, work: (gateway: Gateway) => Promise<void>): Promise<void> => {
+  const withGateway = async (name: string, listingCache: boolean, work: (gateway: Gateway) => Promise<void>, accounts = true): Promise<void> => {
     const gateway = await startGateway(servers, { name, listingCache, profile: options.profile, env: options.gatewayEnv });
     cleanups.push(() => gateway.stop());
     try {
-      await mustCreateAccount(gateway, ctx.accounts.small, 'imap', servers.small);
-      await mustCreateAccount(gateway, ctx.accounts.large, 'imap', servers.large);
+      if (accounts) {
+        await mustCreateAccount(gateway, ctx.accounts.small, 'imap', servers.small);
+        await mustCreateAccount(gateway, ctx.accounts.large, 'imap', servers.large);
+      }
       await work(gateway);
     } finally {
       await gateway.stop();
@@ -99,6 +103,19 @@ async function main(): Promise<number> {
         await measure(['c', 'd'], async () => Object.values(await rowsCD(ctx, gateway)));
         await measure(['cr'], async () => [await rowCr(ctx, gateway)]);
       });
+    }
+    if (uses(['j', 'k'])) {
+      // A gateway of its own, without the two big mailboxes registered: row (k)'s stream covers every
+      // account the gateway has, and the watchers' first looks would record 102,000 messages.
+      await withGateway(
+        'gateway-events',
+        false,
+        async (gateway) => {
+          await measure(['j'], async () => [await rowJ(ctx, gateway)]);
+          await measure(['k'], async () => [await rowK(ctx, gateway)]);
+        },
+        false,
+      );
     }
   } finally {
     await cleanUp();

@@ -34,6 +34,20 @@ export interface BigMessage {
 }
 
 const SEED_BATCH = 5_000;
+
+/**
+ * Row (k) holds 1,000 accounts live twice over (the bare client's IDLE connections, then the
+ * gateway's watchers and their pool sessions). Dovecot runs one `imap` process per session, capped at
+ * 1,024 by default (`default_process_limit`, 100, caps the login processes), and its anvil and
+ * auth services count every process as a client (`default_client_limit`, 1,000).
+ */
+const MANY_SESSIONS_CONFIG = `
+default_process_limit = 5000
+default_client_limit = 20000
+service imap {
+  process_limit = 5000
+}
+`;
 const NAMES = ['Alice Adams', 'Bob Brown', 'Carol Chen', 'Dan Dubois', 'Eve Evans', 'Frank Fischer'];
 
 function smallMessage(index: number): Buffer {
@@ -87,7 +101,7 @@ export async function startMailServers(options: BenchOptions): Promise<MailServe
   const timings: Record<string, number> = {};
   const [dovecot, redis] = await timed(timings, 'startServersMs', () =>
     // Row (e) opens a connection per request, several at once: well above Dovecot's default of 10.
-    Promise.all([startDovecot({ users: [small, large], maxUserIpConnections: 500 }), startRedis()]),
+    Promise.all([startDovecot({ users: [small, large], maxUserIpConnections: 500, extraConfig: MANY_SESSIONS_CONFIG }), startRedis()]),
   );
   const stop = async (): Promise<void> => {
     await Promise.allSettled([dovecot.stop(), redis.stop()]);

@@ -46,7 +46,7 @@ export interface SeedOptions {
 /** The operations on a test Dovecot, bound to its coordinates. */
 export interface DovecotOps {
   /** Adds a user (its own passwd-file, read at the next login) and creates its home dir. Usable at once. */
-  addUser(username: string, password: string): Promise<void>;
+  addUser(username: string, password: string, options?: { ownUid?: number }): Promise<void>;
   /** Adds a user with a random name (prefix + hex) and password: one per test file keeps files apart. */
   createUser(prefix?: string): Promise<DovecotUser>;
   /** Path of the user's Maildir (INBOX). */
@@ -148,13 +148,23 @@ async function ensureMaildirTree(folder: string, subfolder: boolean): Promise<vo
   }
 }
 
-export async function addUser(dovecot: Pick<DovecotCoordinates, 'dir'>, username: string, password: string): Promise<void> {
+/**
+ * `ownUid` (honoured as root only): the user's mail processes run under this uid instead of the shared
+ * mail uid. The kernel caps inotify instances per uid (fs.inotify.max_user_instances, 128 by default),
+ * and Dovecot's IDLE falls back to polling every `mailbox_idle_check_interval` once they run out; the
+ * bench's 1,000 watched users each get a uid of their own so that IDLE stays push-driven. Must be above
+ * `first_valid_uid` (the shared mail uid).
+ */
+export async function addUser(dovecot: Pick<DovecotCoordinates, 'dir'>, username: string, password: string, options: { ownUid?: number } = {}): Promise<void> {
   // passwd-file fields are colon-separated with no escaping.
   if (!/^[A-Za-z0-9._@+-]+$/.test(username)) throw new Error(`addUser: unsupported username ${JSON.stringify(username)}`);
   if (/[:\r\n]/.test(password) || password === '') throw new Error('addUser: the password must be non-empty without ":" or newlines');
-  const { uid, gid } = mailOwner();
+  const owner = mailOwner();
+  const gid = owner.gid;
+  const uid = isRoot && options.ownUid !== undefined ? options.ownUid : owner.uid;
   const home = homeOf(dovecot.dir, username);
   await ensureMailDir(home);
+  if (uid !== owner.uid) await chown(home, uid, gid);
   // The explicit {PLAIN} prefix keeps a password that starts with "{" from being read as a scheme.
   // 'wx': a user is added once (a rewritten file could be served from Dovecot's copy for a second).
   // 0644: the auth process runs as the internal user (dovecot) and must read it.
@@ -240,7 +250,7 @@ export function doveadm(dovecot: Pick<DovecotCoordinates, 'confPath'>, args: str
 /** The operations bound to one server's coordinates. */
 export function dovecotOps(dovecot: DovecotCoordinates): DovecotOps {
   return {
-    addUser: (username, password) => addUser(dovecot, username, password),
+    addUser: (username, password, options) => addUser(dovecot, username, password, options),
     createUser: (prefix) => createUser(dovecot, prefix),
     maildir: (username) => maildirPath(dovecot, username),
     seedMaildir: (username, messages, options) => seedMaildir(dovecot, username, messages, options),

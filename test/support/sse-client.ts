@@ -14,6 +14,8 @@ export interface SseEvent {
   hadId: boolean;
   event: string;
   data: string;
+  /** performance.now() when the event was dispatched (the bench measures latency with it). */
+  receivedAtMs: number;
 }
 
 export type StreamAnswer =
@@ -140,7 +142,7 @@ export class SseClient {
       const { event, data, hadId } = this.block;
       this.block = { event: '', data: [], hadId: false };
       if (data.length === 0) return;
-      this.events.push({ lastEventId: this.lastEventId, hadId, event: event || 'message', data: data.join('\n') });
+      this.events.push({ lastEventId: this.lastEventId, hadId, event: event || 'message', data: data.join('\n'), receivedAtMs: performance.now() });
       return;
     }
     if (line.startsWith(':')) {
