@@ -7,10 +7,9 @@
 import type { ImapFlow } from 'imapflow';
 import { randomBytes } from 'node:crypto';
 import type { DovecotUser } from '../test/support/dovecot.js';
-import { directImapClient } from '../test/support/imap-client.js';
 import { textMessage } from '../test/support/messages.js';
 import { connect, type SseClient, type SseEvent } from '../test/support/sse-client.js';
-import type { MailServers } from './servers.js';
+import { openImap, type MailServers } from './servers.js';
 
 export interface EventData {
   id: string;
@@ -23,16 +22,10 @@ export interface EventData {
 export const eventData = (event: SseEvent): EventData => JSON.parse(event.data) as EventData;
 
 /** Opens an event stream (an account's, or `/v1/events`) that must answer 200. */
-export function openEvents(url: string): Promise<SseClient> {
-  return connect(url);
-}
+export const openEvents = connect;
 
-/** A client of the test's own that changes mailboxes (connected, nothing selected). */
-export async function changer(servers: Pick<MailServers, 'dovecot'>, user: DovecotUser): Promise<ImapFlow> {
-  const client = directImapClient(servers.dovecot, user, { disableAutoIdle: true });
-  await client.connect();
-  return client;
-}
+/** A client of the bench's own that changes mailboxes (connected, nothing selected). */
+export const changer = openImap;
 
 /** A unique subject, so a sample's event is told from every other. */
 export const sampleSubject = (label: string): string => `${label} ${randomBytes(6).toString('hex')}`;
@@ -67,7 +60,7 @@ export async function untilReporting(stream: SseClient, client: ImapFlow, timeou
   for (;;) {
     const subject = sampleSubject('probe');
     probes.push(subject);
-    await client.append('INBOX', textMessage({ subject }));
+    await appendAt(client, 'INBOX', subject);
     const left = deadline - Date.now();
     if (left <= 0) throw new Error(`no event for any of ${probes.length} probes within ${timeoutMs} ms`);
     try {
@@ -94,8 +87,7 @@ export class BareIdler {
   }
 
   static async start(servers: Pick<MailServers, 'dovecot'>, user: DovecotUser): Promise<BareIdler> {
-    const client = directImapClient(servers.dovecot, user, { disableAutoIdle: true });
-    await client.connect();
+    const client = await openImap(servers, user);
     await client.mailboxOpen('INBOX');
     void client.idle().catch(() => undefined);
     return new BareIdler(client);
