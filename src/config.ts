@@ -254,7 +254,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     eventStreams: {
       pingIntervalMs: int('EVENTS_PING_INTERVAL_MS', 30_000, 10, 3_600_000),
-      pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 3_000, 10, 600_000),
+      // A safety net only: every stream reads again whenever the hint channel reconnects (redis-channel.ts).
+      pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 30_000, 10, 600_000),
       clientBufferBytes: int('EVENTS_CLIENT_BUFFER_BYTES', 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
       clientDrainTimeoutMs: int('EVENTS_CLIENT_DRAIN_TIMEOUT_MS', 30_000, 10, 3_600_000),
     },

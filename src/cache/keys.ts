@@ -54,6 +54,9 @@ export const keys = {
   sessionSlotsWanted: (accountId: string, protocol: 'imap' | 'pop3'): string =>
     `${KEY_PREFIX}slots:${accountTag(accountId)}:${protocol}:wanted`,
 
+  /** Pub/sub channel: a process waits for a session slot of the set named in the message. */
+  sessionSlotsWantedChannel: (): string => `${KEY_PREFIX}slots:wanted`,
+
   /**
    * The account's event log: one Redis stream, entries `<ms>-<seq>` with one field `e` (the event's
    * JSON). Outside `acct:` so that a cache purge of the account never touches it. TTL'd (twice the

@@ -4,8 +4,14 @@
  *
  * Each open session holds one slot. In Redis a slot is a member of a sorted set per account and
  * protocol, scored with its expiry time (Redis server time, so replicas' clocks do not matter).
- * Holders renew their slots every third of the TTL; a process that crashes stops renewing and its
- * slots expire, so the others can use them again. Without Redis the pool's own count is the cap.
+ * Holders renew their slots every third of the TTL, every account at once; a process that crashes
+ * stops renewing and its slots expire, so the others can use them again. Without Redis the pool's
+ * own count is the cap.
+ *
+ * A process refused a slot raises the account's "wanted" flag and says so on a channel
+ * (`keys.sessionSlotsWantedChannel()`), so a holder frees an idle session at once rather than at its
+ * next renewal; the renewal still reads the flag, for a message lost while a subscriber reconnected.
+ * A thousand watched accounts thus cost one pass of renewals per third of the TTL, not one per second.
  *
  * A Redis outage must not stop mail: when Redis cannot be asked, a slot is granted (the per-process
  * cap still holds) and the outage is logged once.
@@ -13,6 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { keys } from '../cache/keys.js';
+import { RedisChannel } from '../cache/redis-channel.js';
 import type { RedisClient } from '../cache/redis-connection.js';
 
 export interface Slot {
@@ -69,8 +76,6 @@ end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
 return redis.call('EXISTS', KEYS[2])`;
 
-/** How often held slots are renewed and demand from other processes is looked for. */
-const RENEW_INTERVAL_MS = 1000;
 
 export class RedisSessionSlots implements SessionSlots {
   /** Slot members this process holds, by slot-set key, with the key of that set's "wanted" flag. */
@@ -78,6 +83,8 @@ export class RedisSessionSlots implements SessionSlots {
   /** Who to tell, by slot-set key, when another process waits for a slot. */
   private readonly watchers = new Map<string, Set<() => void>>();
   private readonly timer: NodeJS.Timeout;
+  private readonly renewIntervalMs: number;
+  private readonly wantedChannel: RedisChannel;
   private degraded = false;
 
   constructor(
@@ -85,8 +92,11 @@ export class RedisSessionSlots implements SessionSlots {
     private readonly log: Logger,
     private readonly ttlMs = 30_000,
   ) {
-    this.timer = setInterval(() => void this.renew(), Math.min(RENEW_INTERVAL_MS, Math.floor(ttlMs / 3)));
+    this.renewIntervalMs = Math.max(10, Math.floor(ttlMs / 3));
+    this.timer = setInterval(() => void this.renew(), this.renewIntervalMs);
     this.timer.unref();
+    this.wantedChannel = new RedisChannel(redis, keys.sessionSlotsWantedChannel(), (key) => this.tellWanted(key));
+    void this.wantedChannel.start();
   }
 
   async acquire(accountId: string, protocol: 'imap' | 'pop3', max: number): Promise<Slot | null> {
@@ -95,13 +105,17 @@ export class RedisSessionSlots implements SessionSlots {
     const member = randomUUID();
     let granted: unknown;
     try {
-      granted = await this.redis.eval(ACQUIRE_SCRIPT, 2, key, wantedKey, member, String(this.ttlMs), String(max), String(RENEW_INTERVAL_MS * 3));
+      // The flag outlives one renewal pass, so a holder whose channel message was lost still sees it.
+      granted = await this.redis.eval(ACQUIRE_SCRIPT, 2, key, wantedKey, member, String(this.ttlMs), String(max), String(Math.ceil(this.renewIntervalMs * 1.5)));
       this.noteHealthy();
     } catch (err) {
       this.noteOutage(err);
       return FREE_SLOT;
     }
-    if (Number(granted) !== 1) return null;
+    if (Number(granted) !== 1) {
+      this.redis.publish(keys.sessionSlotsWantedChannel(), key).catch((err: unknown) => this.noteOutage(err));
+      return null;
+    }
     let holding = this.held.get(key);
     if (holding === undefined) this.held.set(key, (holding = { wantedKey, members: new Set() }));
     const members = holding.members;
@@ -128,22 +142,31 @@ export class RedisSessionSlots implements SessionSlots {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    await this.wantedChannel.close();
     const pending = [...this.held].map(([key, { members }]) => this.redis.zrem(key, ...members).catch(() => 0));
     this.held.clear();
     await Promise.all(pending);
   }
 
+  /** Every held slot's expiry pushed on, all accounts' scripts sent at once (ioredis pipelines them). */
   private async renew(): Promise<void> {
-    for (const [key, { wantedKey, members }] of this.held) {
-      if (members.size === 0) continue;
-      try {
-        const wanted = await this.redis.eval(RENEW_SCRIPT, 2, key, wantedKey, String(this.ttlMs), ...members);
-        this.noteHealthy();
-        if (Number(wanted) === 1) for (const onWanted of this.watchers.get(key) ?? []) onWanted();
-      } catch (err) {
-        this.noteOutage(err);
-      }
-    }
+    await Promise.all(
+      [...this.held].map(async ([key, { wantedKey, members }]) => {
+        if (members.size === 0) return;
+        try {
+          const wanted = await this.redis.eval(RENEW_SCRIPT, 2, key, wantedKey, String(this.ttlMs), ...members);
+          this.noteHealthy();
+          if (Number(wanted) === 1) this.tellWanted(key);
+        } catch (err) {
+          this.noteOutage(err);
+        }
+      }),
+    );
+  }
+
+  /** Another process waits for a slot of the set `key`: whoever here watches it frees an idle session. */
+  private tellWanted(key: string): void {
+    for (const onWanted of this.watchers.get(key) ?? []) onWanted();
   }
 
   private noteOutage(err: unknown): void {

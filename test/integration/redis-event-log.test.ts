@@ -101,6 +101,31 @@ describe('RedisEventLog on a single Redis', () => {
     expect((await reader.readAfter(acct, '0-0', 10)).events).toEqual([event]);
   });
 
+  it('has its listeners read again when its subscriber connection comes back, since hints sent meanwhile are lost', async () => {
+    const name = `reader-${randomUUID()}`;
+    const otherClient = new Redis(redisUrl, { maxRetriesPerRequest: 1, retryStrategy: () => 100, connectionName: name });
+    otherClient.on('error', () => undefined);
+    extra.push(otherClient);
+    const writer = make();
+    const reader = make(otherClient);
+    const acct = account();
+    let hints = 0;
+    reader.onAppend(acct, () => hints++);
+    expect(await reader.listening()).toBe(true);
+    // The reader's subscriber (a duplicate of its client, under the same name) is cut, and an append
+    // follows at once: its hint goes nowhere.
+    const subscribers = String(await redis.call('CLIENT', 'LIST', 'TYPE', 'pubsub'))
+      .split('\n')
+      .filter((line) => line.includes(`name=${name} `))
+      .map((line) => /\bid=(\d+)/.exec(line)?.[1]);
+    expect(subscribers).toHaveLength(1);
+    await redis.call('CLIENT', 'KILL', 'ID', subscribers[0]!);
+    await writer.append(acct, [newEvent('message.new', 'INBOX')]);
+    // Once the subscriber is back, every listener here is called, and reads what it missed.
+    await expect.poll(() => hints, { timeout: 5000 }).toBeGreaterThanOrEqual(1);
+    expect((await reader.readAfter(acct, '0-0', 10)).events).toHaveLength(1);
+  });
+
   it('after its stream expired or was evicted: a reader that had everything is not lost, one behind is, and ids go on', async () => {
     const log = make();
     const acct = account();

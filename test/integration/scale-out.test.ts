@@ -67,6 +67,27 @@ describe('several gateway processes on one Redis', () => {
     }
   });
 
+  it('has a process free its idle session at once when another one waits for the slot, not at its next renewal', async () => {
+    // One slot; renewals every 10 s (a third of the default TTL), idle sessions kept for minutes: the
+    // waiter gets the slot within its 3 s only because the holder hears that it waits.
+    const env = { REDIS_URL: redis.url, SECRET_KEY: secretKey, IMAP_MAX_SESSIONS_PER_ACCOUNT: '1', SESSION_SLOT_TTL_MS: '30000', POOL_ACQUIRE_TIMEOUT_MS: '3000' };
+    const a = await startGateway(env);
+    const b = await startGateway(env);
+    try {
+      const user = await dovecot.createUser('wanted');
+      await dovecot.seedMaildir(user.username, [textMessage({ subject: 'W' })]);
+      const account = await createImapAccount(a.app, dovecot, user);
+      expect((await a.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).statusCode).toBe(200);
+      expect(await connectionsOf(user.username)).toBe(1);
+      const res = await b.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json().messages.map((m: { subject: string }) => m.subject)).toEqual(['W']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('takes over the sessions of a gateway process that was killed, once its slots expire', async () => {
     const user = await dovecot.createUser('crash');
     await dovecot.seedMaildir(user.username, [textMessage({ subject: 'Survivor' })]);

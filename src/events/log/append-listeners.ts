@@ -41,6 +41,11 @@ export class AppendListeners {
     this.scheduled ??= setImmediate(() => this.flush());
   }
 
+  /** Schedules every listener for the next turn (hints may have been lost meanwhile). */
+  hintAll(): void {
+    for (const accountId of this.listeners.keys()) this.hint(accountId);
+  }
+
   /** Drops every listener and any scheduled call. */
   clear(): void {
     this.listeners.clear();

@@ -35,7 +35,7 @@ import type { EventLog, MailboxWatchState, MailEvent, NewEvent, ReadResult, Watc
 import { AppendListeners } from './append-listeners.js';
 import { ZERO_ID, compareEventIds, isValidEventId, maxEventId } from './event-id.js';
 import { checkEvents, decodeEvent, encodeEvent } from './event-shape.js';
-import { RedisAppendHints } from './redis-append-hints.js';
+import { RedisChannel } from '../../cache/redis-channel.js';
 import { APPEND_SCRIPT, LATEST_SCRIPT, READ_SCRIPT, appendArguments, type AppendScriptSettings } from './redis-scripts.js';
 import { checkRead } from './read-args.js';
 import { checkChanges, decodeFlags, decodeState } from './watch-state.js';
@@ -72,7 +72,7 @@ export class RedisEventLog implements EventLog {
   private readonly operationTimeoutMs: number;
   private readonly now: () => number;
   private readonly listeners = new AppendListeners();
-  private readonly hints: RedisAppendHints;
+  private readonly hints: RedisChannel;
   /** Accounts whose state this process wrote or loaded since it started: their TTLs are kept fresh. */
   private readonly stateAccounts = new Set<string>();
   private readonly refreshTimer: NodeJS.Timeout;
@@ -95,7 +95,13 @@ export class RedisEventLog implements EventLog {
     };
     this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS;
     this.now = options.now ?? Date.now;
-    this.hints = new RedisAppendHints(redis, this.settings.channel, (accountId) => this.listeners.hint(accountId));
+    // Hints sent while the subscriber was reconnecting are lost: every reader here then reads again.
+    this.hints = new RedisChannel(
+      redis,
+      this.settings.channel,
+      (accountId) => this.listeners.hint(accountId),
+      () => this.listeners.hintAll(),
+    );
     // A write refreshes only the keys it touches: a quiet mailbox of an account watched here for
     // weeks would otherwise expire. setInterval takes at most 2^31 - 1 ms.
     this.refreshTimer = setInterval(() => void this.refreshAll(), Math.min(2 ** 31 - 1, Math.max(1_000, Math.floor(stateTtlMs / 4))));

@@ -48,6 +48,12 @@ const INBOX = 'INBOX';
 /** After a look that a push asked for, the folder list is looked at once more this much later. */
 const FOLLOW_UP_MS = 500;
 
+/** After a push, the folder names are compared at every poll for this long (see `namesUntilMs`). */
+const NAMES_WATCH_MS = 10_000;
+
+/** Names that differ through this many looks that report nothing are taken as they are (a \Noselect parent, say). */
+const NAMES_TRIES = 3;
+
 /** A watcher session that has said nothing for this long sends a NOOP. */
 const KEEPALIVE_MS = 120_000;
 
@@ -79,6 +85,22 @@ class ImapAccountWatcher implements AccountWatch {
   private pushes = false;
   /** The next look at the folder list was asked for by a push (not by the clock). */
   private pushed = false;
+  /**
+   * Under NOTIFY the folder names are compared on the watcher's own session (listedNames) at every
+   * poll until this time: for a while after each push, and for as long as they differ from what the
+   * last look saw. A pushed change of the folder list may reach a look on a pool session before that
+   * session's list shows it (Dovecot 2.3's list index lags in a long-lived session); a quiet account
+   * costs nothing between two reconciling looks.
+   */
+  private namesUntilMs = 0;
+  /**
+   * When the names are compared next. A push has them compared at once, before the look it asks for:
+   * this session's LIST brings the account's list index up to date, which a pool session's LIST then
+   * reads.
+   */
+  private nextNamesMs = 0;
+  /** Names that differed from the last look's, until a look reports the move. */
+  private pendingNames: string | null = null;
   private seenAtMs = 0;
 
   private readonly health: AccountHealth;
@@ -146,6 +168,9 @@ class ImapAccountWatcher implements AccountWatch {
     this.listDue = true;
     this.inboxDue = true;
     this.seenAtMs = performance.now();
+    this.namesUntilMs = 0;
+    this.nextNamesMs = 0;
+    this.pendingNames = null;
 
     const onInbox = (): void => {
       if (client.mailbox && client.mailbox.path === INBOX) this.signal('inbox');
@@ -161,30 +186,45 @@ class ImapAccountWatcher implements AccountWatch {
       let nextListMs = 0;
       let nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
       let idle: Promise<void> | null = null;
-      let nextNamesMs = 0;
-      let names: string | null = null;
+      // The folder names as of the last look that agreed with them (see `namesUntilMs`).
+      let names = this.pushes ? await listedNames(client) : null;
+      let namesTries = 0;
       while (!this.stopped && client.usable) {
         const nowMs = performance.now();
         if (nowMs >= nextListMs) {
           this.listDue = true;
           nextListMs = nowMs + (this.pushes ? this.deps.options.reconcileIntervalMs : this.deps.options.pollIntervalMs);
         }
-        if (this.pushes && nowMs >= nextNamesMs) {
-          // The folder list's names, compared at every poll even under NOTIFY (listedNames).
-          nextNamesMs = nowMs + this.deps.options.pollIntervalMs;
+        if (names !== null && nowMs < this.namesUntilMs && nowMs >= this.nextNamesMs) {
+          this.nextNamesMs = nowMs + this.deps.options.pollIntervalMs;
           // imapflow breaks IDLE only for its own commands, not for a raw one: a NOOP does it first.
           await client.noop();
           const current = await listedNames(client);
-          if (names !== null && current !== names) this.listDue = true;
-          names = current;
           nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
+          if (current !== names) {
+            // The names moved: a look follows. Until a look reports the move (a pool session's
+            // list may lag behind this one's), they are compared again at the next poll.
+            this.listDue = true;
+            this.namesUntilMs = Math.max(this.namesUntilMs, performance.now() + 2 * this.deps.options.pollIntervalMs);
+            if (++namesTries >= NAMES_TRIES) {
+              names = current;
+              namesTries = 0;
+            } else {
+              this.pendingNames = current;
+            }
+          }
         }
         if (this.listDue) {
           const pushed = this.pushed;
           this.listDue = false;
           this.pushed = false;
-          await this.lookAtList(client);
+          const listChanged = await this.lookAtList(client);
           nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
+          if (listChanged && this.pendingNames !== null) {
+            names = this.pendingNames;
+            namesTries = 0;
+          }
+          this.pendingNames = null;
           // Dovecot may push a change of the folder list a moment before its LIST shows it: one
           // more look shortly after each pushed one catches that (a look costs one LIST-STATUS).
           if (pushed) nextListMs = Math.min(nextListMs, performance.now() + FOLLOW_UP_MS);
@@ -215,7 +255,8 @@ class ImapAccountWatcher implements AccountWatch {
             },
           );
         }
-        const wakeInMs = Math.max(0, Math.min(nextListMs, nextKeepaliveMs, this.pushes ? nextNamesMs : Infinity) - performance.now());
+        const namesAtMs = performance.now() < this.namesUntilMs ? this.nextNamesMs : Infinity;
+        const wakeInMs = Math.max(0, Math.min(nextListMs, nextKeepaliveMs, namesAtMs) - performance.now());
         await Promise.race([idle, closed, this.nextWake(wakeInMs)]);
       }
       if (!this.stopped && !client.usable) throw new GatewayError('UPSTREAM_ERROR', 'The connection to the mail server was lost');
@@ -227,9 +268,13 @@ class ImapAccountWatcher implements AccountWatch {
   }
 
   private signal(what: 'inbox' | 'list'): void {
-    if (what === 'inbox') this.inboxDue = true;
-    else this.listDue = this.pushed = true;
     this.seenAtMs = performance.now();
+    if (what === 'inbox') this.inboxDue = true;
+    else {
+      this.listDue = this.pushed = true;
+      this.namesUntilMs = this.seenAtMs + NAMES_WATCH_MS;
+      this.nextNamesMs = this.seenAtMs;
+    }
     this.wake();
   }
 
@@ -248,8 +293,8 @@ class ImapAccountWatcher implements AccountWatch {
     return this.nextWake(ms);
   }
 
-  /** The folder list: mailbox events, and a look at every mailbox whose state moved. */
-  private async lookAtList(client: ImapFlow): Promise<void> {
+  /** The folder list: mailbox events, and a look at every mailbox whose state moved. Whether the list itself changed. */
+  private async lookAtList(client: ImapFlow): Promise<boolean> {
     const seenAtMs = this.seenAtMs;
     // Under NOTIFY the watcher's own session runs no LIST or STATUS (see `pushes`).
     const known = [...this.states.keys()];
@@ -281,8 +326,9 @@ class ImapAccountWatcher implements AccountWatch {
         this.messages.delete(r.from);
       }
     }
+    const listChanged = moves.events.length > 0 || changes.length > 0;
     for (const path of moves.moved) {
-      if (this.stopped) return;
+      if (this.stopped) return listChanged;
       const listedState = listedStates.get(path);
       if (path === INBOX) await this.lookAtInbox(client);
       else if (listedState !== undefined && listedState.messages === 0) await this.emptied(path, listedState, seenAtMs);
@@ -290,6 +336,7 @@ class ImapAccountWatcher implements AccountWatch {
     }
     // Whatever was there at the first look is recorded; from now on changes are reported.
     this.baseline = false;
+    return listChanged;
   }
 
   private async lookAtInbox(client: ImapFlow): Promise<void> {

@@ -49,9 +49,10 @@ export async function enableNotify(client: ImapFlow, onPush: () => void): Promis
 /**
  * The names of the account's mailboxes as the server sends them (modified UTF-7, RFC 3501 §5.1.3),
  * from a plain `LIST "" "*"` that claims only LIST responses: a STATUS pushed meanwhile still reaches
- * the connection's handler (imapflow's own `list()` would take it). Dovecot does not push every
- * change of the folder list (a RENAME is sometimes not told), so the watcher compares these names
- * at every poll; they are only compared with each other, never decoded.
+ * the connection's handler (imapflow's own `list()` would take it). A pushed change of the folder
+ * list can reach a look on another session before that session's LIST shows it, so for a while after
+ * each push the watcher compares these names, as this session sees them, with what its last look saw;
+ * they are only compared with each other, never decoded.
  */
 export async function listedNames(client: ImapFlow): Promise<string> {
   const internals = client as unknown as ImapFlowInternals;
