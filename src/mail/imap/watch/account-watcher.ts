@@ -54,8 +54,15 @@ const NAMES_WATCH_MS = 10_000;
 /** Names that differ through this many looks that report nothing are taken as they are (a \Noselect parent, say). */
 const NAMES_TRIES = 3;
 
-/** A watcher session that has said nothing for this long sends a NOOP. */
-const KEEPALIVE_MS = 120_000;
+/**
+ * A watcher session that has sent nothing for this long ends its IDLE with a NOOP and starts it
+ * again: RFC 2177 asks clients to restart IDLE at least every 29 minutes, or the server may log them
+ * out. Not more often: the connection is kept alive under NATs by TCP keepalive (imapflow turns it on)
+ * and by the server's own untagged "still here" during IDLE, and a server gone silent is found by
+ * imapflow's socket timeout (IMAP_SESSION_IDLE_TIMEOUT_MS plus a minute) — a thousand quiet accounts
+ * must not cost a thousand NOOPs every two minutes.
+ */
+const KEEPALIVE_MS = 25 * 60_000;
 
 export function watchImapAccount(deps: ImapWatcherDeps): AccountWatch {
   const watcher = new ImapAccountWatcher(deps);
@@ -236,8 +243,7 @@ class ImapAccountWatcher implements AccountWatch {
         }
         if (this.listDue || this.inboxDue || this.stopped) continue;
         if (performance.now() >= nextKeepaliveMs) {
-          // Some servers and NATs drop a connection that says nothing for minutes, IDLE or not
-          // (RFC 2177 asks clients to restart IDLE at least every 29 minutes).
+          // RFC 2177: IDLE restarted at least every 29 minutes (KEEPALIVE_MS).
           await client.noop();
           nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
           continue;
