@@ -23,6 +23,8 @@ export const TITLE_K = 'many watched accounts in one process';
 /** Uids of the row's users (above the shared mail uid, 65534, Dovecot's first_valid_uid here). */
 const FIRST_UID = 100_000;
 const REGISTER_CONCURRENCY = 8;
+/** The gateway's open IMAP sessions (watchers' and pool's), as its metrics say. */
+const OPEN_IMAP_SESSIONS = 'mailgw_pool_sessions\\{protocol="imap",state="open"\\}';
 
 export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult> {
   const count = ctx.options.quick ? 50 : 1_000;
@@ -74,6 +76,8 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
   const ready = new Set<string>();
   let settleMs = NaN;
   try {
+    // The sessions that checked each account's login at registration close first (10 s idle).
+    await untilSessionsAtMost(gateway, 0, notes);
     await pause(2_000);
     const before = await procStatusKb(gateway.pid, 'VmRSS');
     const watchStart = performance.now();
@@ -93,6 +97,9 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
         await pause(2_000);
         quiet = (await procCpuMs(gateway.pid)) - cpu < 200 ? quiet + 1 : 0;
       }
+      // Quiet accounts hold their watcher's session only: the pool sessions of the first looks close
+      // once idle (IMAP_SESSION_IDLE_TIMEOUT_MS, 10 s on this gateway).
+      await untilSessionsAtMost(gateway, count, notes);
       settleMs = performance.now() - watchStart;
       await pause(5_000);
       const after = await procStatusKb(gateway.pid, 'VmRSS');
@@ -100,7 +107,7 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
       await pause(idleSeconds * 1000);
       const idleCpuMs = (await procCpuMs(gateway.pid)) - cpuBefore;
       gatewayFigures = { rssKbPerAccount: (after - before) / count, idleCpuMs, watchMs };
-      notes.push(`gateway: every account watched after ${(watchMs / 1000).toFixed(1)} s, first looks through after ${(settleMs / 1000).toFixed(1)} s`);
+      notes.push(`gateway: every account watched after ${(watchMs / 1000).toFixed(1)} s, first looks through and their sessions closed after ${(settleMs / 1000).toFixed(1)} s`);
 
       for (let i = 0; i < samples; i++) {
         const user = users[Math.floor(Math.random() * count)]!;
@@ -142,4 +149,16 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
     notes,
     raw: { count, idleSeconds, bare, gateway: gatewayFigures, latenciesMs: latencies },
   };
+}
+
+/** Waits (at most 2 min, noting it otherwise) until the gateway holds at most `max` IMAP sessions. */
+async function untilSessionsAtMost(gateway: Gateway, max: number, notes: string[]): Promise<void> {
+  const deadline = Date.now() + 2 * 60_000;
+  while ((await metricValue(gateway.url, OPEN_IMAP_SESSIONS)) > max) {
+    if (Date.now() > deadline) {
+      notes.push(`gateway: still ${await metricValue(gateway.url, OPEN_IMAP_SESSIONS)} IMAP sessions open after 2 min (expected at most ${max})`);
+      return;
+    }
+    await pause(1_000);
+  }
 }

@@ -30,6 +30,11 @@ export interface EgressTarget {
    * the host was an IP literal (SNI carries no IP addresses, RFC 6066 §3).
    */
   servername: string | undefined;
+  /**
+   * The operator admitted this host by name in EGRESS_ALLOW, or every address it resolves to by an
+   * allow entry: a destination they named, not merely one outside the forbidden ranges.
+   */
+  admitted: boolean;
 }
 
 export interface EgressPolicy {
@@ -147,7 +152,8 @@ export function createEgressPolicy(allow: string[], options: EgressPolicyOptions
       // Every address passed; dial the first, in the resolver's order.
       const first = targets[0];
       if (!first) throw couldNotResolve(host);
-      return { address: first.address, family: first.family === 'ipv4' ? 4 : 6, servername };
+      const admitted = hostAllowed || targets.every((target) => isAllowed(target.address, target.family));
+      return { address: first.address, family: first.family === 'ipv4' ? 4 : 6, servername, admitted };
     },
   };
 }

@@ -84,19 +84,21 @@ describe('egress policy, default (nothing allowed)', () => {
     ['64:ff9b::808:808', 6], // NAT64 of a public address
     ['2002:808:808::1', 6], // 6to4 of a public address
   ])('lets a public IP literal %s through as is, without a servername', async (host, family) => {
-    expect(await policy.resolve(host)).toEqual({ address: host, family, servername: undefined });
+    expect(await policy.resolve(host)).toEqual({ address: host, family, servername: undefined, admitted: false });
   });
 
   it('dials an IPv4-mapped public address as the IPv4 address it maps', async () => {
-    expect(await policy.resolve('::ffff:8.8.4.4')).toEqual({ address: '8.8.4.4', family: 4, servername: undefined });
+    expect(await policy.resolve('::ffff:8.8.4.4')).toEqual({ address: '8.8.4.4', family: 4, servername: undefined, admitted: false });
   });
 });
 
 describe('egress policy, allow list', () => {
   it('allows exactly the listed CIDRs and IPs', async () => {
     const policy = createEgressPolicy(['127.0.0.1/32', '10.0.0.0/8', '::1']);
-    expect(await policy.resolve('127.0.0.1')).toEqual({ address: '127.0.0.1', family: 4, servername: undefined });
+    expect(await policy.resolve('127.0.0.1')).toEqual({ address: '127.0.0.1', family: 4, servername: undefined, admitted: true });
     expect((await policy.resolve('10.200.3.4')).address).toBe('10.200.3.4');
+    // A public address passes the policy without being one the operator named.
+    expect((await policy.resolve('8.8.8.8')).admitted).toBe(false);
     expect((await policy.resolve('::1')).address).toBe('::1');
     expect((await refusal(policy.resolve('127.0.0.2'))).code).toBe('HOST_NOT_ALLOWED');
     expect((await refusal(policy.resolve('192.168.0.1'))).code).toBe('HOST_NOT_ALLOWED');
@@ -105,7 +107,7 @@ describe('egress policy, allow list', () => {
 
   it('applies an IPv4 allowance to the IPv4-mapped form too, and dials the IPv4 address', async () => {
     const policy = createEgressPolicy(['127.0.0.0/8']);
-    expect(await policy.resolve('::ffff:127.0.0.1')).toEqual({ address: '127.0.0.1', family: 4, servername: undefined });
+    expect(await policy.resolve('::ffff:127.0.0.1')).toEqual({ address: '127.0.0.1', family: 4, servername: undefined, admitted: true });
   });
 
   it('reads an IPv4-mapped IPv6 CIDR as the IPv4 range it maps', async () => {
@@ -122,8 +124,8 @@ describe('egress policy, allow list', () => {
 
   it('an allowed host name allows what it resolves to, case-insensitively, and keeps the name for SNI', async () => {
     const policy = createEgressPolicy(['LocalHost.']);
-    expect(await policy.resolve('localhost')).toEqual({ address: '127.0.0.1', family: 4, servername: 'localhost' });
-    expect(await policy.resolve('LOCALHOST')).toEqual({ address: '127.0.0.1', family: 4, servername: 'localhost' });
+    expect(await policy.resolve('localhost')).toEqual({ address: '127.0.0.1', family: 4, servername: 'localhost', admitted: true });
+    expect(await policy.resolve('LOCALHOST')).toEqual({ address: '127.0.0.1', family: 4, servername: 'localhost', admitted: true });
     // The name allowance is for that name only, not for the address it happens to resolve to.
     expect((await refusal(policy.resolve('127.0.0.1'))).code).toBe('HOST_NOT_ALLOWED');
   });
