@@ -145,20 +145,20 @@ describe('egress policy, resolution', () => {
   it('returns the first resolved address to dial, with the host name as servername', async () => {
     const lookup = fakeDns({ 'mail.test': ['2606:4700::6810:84e5', '104.16.132.229'] });
     const policy = createEgressPolicy([], { lookup });
-    expect(await policy.resolve('Mail.Test')).toEqual({ address: '2606:4700::6810:84e5', family: 6, servername: 'mail.test' });
+    expect(await policy.resolve('Mail.Test')).toEqual({ address: '2606:4700::6810:84e5', family: 6, servername: 'mail.test', admitted: false });
   });
 
   it('a mixed answer is fine when the forbidden address is allowed', async () => {
     const lookup = fakeDns({ 'split.test': ['10.0.0.7', '203.0.114.7'] });
     const policy = createEgressPolicy(['10.0.0.0/24'], { lookup });
-    expect(await policy.resolve('split.test')).toEqual({ address: '10.0.0.7', family: 4, servername: 'split.test' });
+    expect(await policy.resolve('split.test')).toEqual({ address: '10.0.0.7', family: 4, servername: 'split.test', admitted: false });
   });
 
   it('a name resolving to an IPv4-mapped address is judged and dialled as IPv4', async () => {
     const lookup = fakeDns({ 'mapped.test': ['::ffff:127.0.0.1'], 'mapped-ok.test': ['::ffff:8.8.8.8'] });
     const policy = createEgressPolicy([], { lookup });
     expect((await refusal(policy.resolve('mapped.test'))).code).toBe('HOST_NOT_ALLOWED');
-    expect(await policy.resolve('mapped-ok.test')).toEqual({ address: '8.8.8.8', family: 4, servername: 'mapped-ok.test' });
+    expect(await policy.resolve('mapped-ok.test')).toEqual({ address: '8.8.8.8', family: 4, servername: 'mapped-ok.test', admitted: false });
   });
 
   it('a name that does not resolve is UPSTREAM_ERROR "could not resolve <host>"', async () => {
