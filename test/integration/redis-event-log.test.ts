@@ -21,8 +21,8 @@ const { redisUrl } = testServers();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const account = (): string => `acct-${randomUUID()}`;
 
-function client(url: string): Redis {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+function client(url: string, connectionName?: string): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => 100, ...(connectionName ? { connectionName } : {}) });
   redis.on('error', () => undefined);
   return redis;
 }
@@ -87,8 +87,9 @@ describe('RedisEventLog on a single Redis', () => {
     expect(await redis.pttl(keys.eventsMeta(acct))).toBeGreaterThan(streamTtl);
   });
 
-  it('hints another process that events were appended, and that process reads them', async () => {
-    const otherClient = client(redisUrl);
+  /** A writer, and a reader on a client of its own (as another process would be) listening to one account. */
+  async function writerAndListeningReader(connectionName?: string): Promise<{ writer: RedisEventLog; reader: RedisEventLog; acct: string; hints: () => number }> {
+    const otherClient = client(redisUrl, connectionName);
     extra.push(otherClient);
     const writer = make();
     const reader = make(otherClient);
@@ -96,22 +97,19 @@ describe('RedisEventLog on a single Redis', () => {
     let hints = 0;
     reader.onAppend(acct, () => hints++);
     expect(await reader.listening()).toBe(true);
+    return { writer, reader, acct, hints: () => hints };
+  }
+
+  it('hints another process that events were appended, and that process reads them', async () => {
+    const { writer, reader, acct, hints } = await writerAndListeningReader();
     const [event] = await writer.append(acct, [newEvent('message.new', 'INBOX')]);
-    await expect.poll(() => hints).toBeGreaterThanOrEqual(1);
+    await expect.poll(hints).toBeGreaterThanOrEqual(1);
     expect((await reader.readAfter(acct, '0-0', 10)).events).toEqual([event]);
   });
 
   it('has its listeners read again when its subscriber connection comes back, since hints sent meanwhile are lost', async () => {
     const name = `reader-${randomUUID()}`;
-    const otherClient = new Redis(redisUrl, { maxRetriesPerRequest: 1, retryStrategy: () => 100, connectionName: name });
-    otherClient.on('error', () => undefined);
-    extra.push(otherClient);
-    const writer = make();
-    const reader = make(otherClient);
-    const acct = account();
-    let hints = 0;
-    reader.onAppend(acct, () => hints++);
-    expect(await reader.listening()).toBe(true);
+    const { writer, reader, acct, hints } = await writerAndListeningReader(name);
     // The reader's subscriber (a duplicate of its client, under the same name) is cut, and an append
     // follows at once: its hint goes nowhere.
     const subscribers = String(await redis.call('CLIENT', 'LIST', 'TYPE', 'pubsub'))
@@ -122,7 +120,7 @@ describe('RedisEventLog on a single Redis', () => {
     await redis.call('CLIENT', 'KILL', 'ID', subscribers[0]!);
     await writer.append(acct, [newEvent('message.new', 'INBOX')]);
     // Once the subscriber is back, every listener here is called, and reads what it missed.
-    await expect.poll(() => hints, { timeout: 5000 }).toBeGreaterThanOrEqual(1);
+    await expect.poll(hints, { timeout: 5000 }).toBeGreaterThanOrEqual(1);
     expect((await reader.readAfter(acct, '0-0', 10)).events).toHaveLength(1);
   });
 
