@@ -76,7 +76,6 @@ end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
 return redis.call('EXISTS', KEYS[2])`;
 
-
 export class RedisSessionSlots implements SessionSlots {
   /** Slot members this process holds, by slot-set key, with the key of that set's "wanted" flag. */
   private readonly held = new Map<string, { wantedKey: string; members: Set<string> }>();
@@ -148,7 +147,7 @@ export class RedisSessionSlots implements SessionSlots {
     await Promise.all(pending);
   }
 
-  /** Every held slot's expiry pushed on, all accounts' scripts sent at once (ioredis pipelines them). */
+  /** Every held slot's expiry pushed on, all accounts' scripts sent without waiting for each other: one round trip's wait for all. */
   private async renew(): Promise<void> {
     await Promise.all(
       [...this.held].map(async ([key, { wantedKey, members }]) => {

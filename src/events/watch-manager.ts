@@ -116,8 +116,8 @@ export class WatchManager implements WatchDemand {
 
   private async tick(): Promise<void> {
     if (this.closed || this.ticking) return;
-    // Every account at once: ioredis pipelines the commands, so a thousand watched accounts cost one
-    // round of renewals per interval rather than a thousand round trips in a row.
+    // Every account at once: the commands go out without waiting for each other, so a thousand watched
+    // accounts wait for one round trip per interval rather than a thousand in a row.
     this.ticking = (async () => {
       await Promise.all([...this.owned.keys()].map((accountId) => this.keep(accountId)));
       await Promise.all([...this.demand.keys()].filter((id) => !this.owned.has(id) && !this.gone.has(id)).map((id) => this.claim(id)));

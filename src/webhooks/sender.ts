@@ -22,8 +22,6 @@ export interface SendOptions {
   egress: EgressPolicy;
   timeoutMs?: number;
   maxResponseBytes?: number;
-  /** Verify the receiver's TLS certificate (tests with their own CA may pass one). */
-  ca?: string | Buffer;
 }
 
 export interface SendOutcome {
@@ -93,7 +91,7 @@ export async function sendWebhook(url: string, body: string, headers: Record<str
         'user-agent': 'mailgw-webhooks',
         ...headers,
       },
-      ...(secure ? { servername: address.servername, ...(options.ca ? { ca: options.ca } : {}) } : {}),
+      ...(secure ? { servername: address.servername } : {}),
     };
     const request = (secure ? https : http).request(requestOptions, (response) => {
       const status = response.statusCode ?? 0;
