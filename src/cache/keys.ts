@@ -97,6 +97,16 @@ export const keys = {
   /** Prefix of every cached key of one account (in-memory cache purges by prefix). */
   accountCachePrefix: (accountId: string): string => `${KEY_PREFIX}acct:${accountTag(accountId)}:`,
 
+  /**
+   * Hash beside the account's stream, one pair of fields per webhook lane (src/webhooks/redis-lanes.ts):
+   * `<webhook id>` = the newest event id settled, `<webhook id>:retry` = the head's retry state JSON.
+   * In the stream's slot so a settle acknowledges and records in one MULTI. TTL'd like the watch state.
+   */
+  webhookLanes: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}:webhook-lanes`,
+
+  /** Which process delivers the account's events to webhooks (value: its owner id; TTL'd, renewed by it). */
+  deliveryLease: (accountId: string): string => `${KEY_PREFIX}webhooks:${accountTag(accountId)}:owner`,
+
   /** Which process watches the account (value: that process's owner id; TTL'd, renewed by it). */
   watchLease: (accountId: string): string => `${KEY_PREFIX}watch:${accountTag(accountId)}:owner`,
 

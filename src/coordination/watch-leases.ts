@@ -9,6 +9,9 @@
  * does not serve itself, and gives the watch up once nobody anywhere wants it.
  *
  * Without Redis there is one process, and it always owns every watch.
+ *
+ * The same lease, under another key, says which process delivers an account's events to webhooks
+ * (src/webhooks/dispatcher.ts): `leaseKey` picks the key; that use has no "wanted" side.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -67,22 +70,23 @@ export class RedisWatchLeases implements WatchLeases {
     private readonly redis: RedisClient,
     private readonly log: Logger,
     private readonly ttlMs = 30_000,
+    private readonly leaseKey: (accountId: string) => string = keys.watchLease,
   ) {
     this.renewIntervalMs = Math.max(100, Math.floor(ttlMs / 3));
   }
 
   async tryAcquire(accountId: string): Promise<boolean> {
-    const answer = await this.redis.set(keys.watchLease(accountId), this.owner, 'PX', this.ttlMs, 'NX');
+    const answer = await this.redis.set(this.leaseKey(accountId), this.owner, 'PX', this.ttlMs, 'NX');
     return answer === 'OK';
   }
 
   async renew(accountId: string): Promise<boolean> {
-    const renewed = await this.redis.eval(RENEW_SCRIPT, 1, keys.watchLease(accountId), this.owner, String(this.ttlMs));
+    const renewed = await this.redis.eval(RENEW_SCRIPT, 1, this.leaseKey(accountId), this.owner, String(this.ttlMs));
     return Number(renewed) === 1;
   }
 
   async release(accountId: string): Promise<void> {
-    await this.redis.eval(RELEASE_SCRIPT, 1, keys.watchLease(accountId), this.owner).catch((err: unknown) => {
+    await this.redis.eval(RELEASE_SCRIPT, 1, this.leaseKey(accountId), this.owner).catch((err: unknown) => {
       this.log.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not release a watch lease; it expires on its own');
     });
   }

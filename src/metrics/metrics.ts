@@ -106,6 +106,33 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookDeliveries = new Counter({
+    name: 'mailgw_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, retrying: failed and tried again, failed: given up or 410)',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly webhookAttemptDuration = new Histogram({
+    name: 'mailgw_webhook_attempt_duration_seconds',
+    help: 'One webhook delivery attempt, from resolving the host to the answer (or the 10 s timeout)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly webhookLag = new Histogram({
+    name: 'mailgw_webhook_lag_seconds',
+    help: 'From an event being seen to its delivery being acknowledged by the receiver (retries included)',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+    registers: [this.registry],
+  });
+
+  readonly webhookAccounts = new Gauge({
+    name: 'mailgw_webhook_delivering_accounts',
+    help: 'Accounts whose webhook deliveries this process runs now (it holds their delivery lease)',
+    registers: [this.registry],
+  });
+
   /** Only with Redis configured: without it there is nothing to be up or down. */
   readonly redisUp: Gauge | undefined;
 

@@ -2,39 +2,14 @@
  * One delivery attempt against real local HTTP receivers: what a receiver gets, and what the sender
  * makes of each kind of answer (or of none).
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEgressPolicy } from '../../src/net/egress.js';
 import { sendWebhook } from '../../src/webhooks/sender.js';
 import { newWebhookSecret, signWebhook } from '../../src/webhooks/signing.js';
+import { closeReceivers, receiver } from '../support/webhook-receiver.js';
 
-interface Received {
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  url: string;
-}
-
-const servers: http.Server[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => (s.closeAllConnections(), s.close(resolve)))));
-});
-
-async function receiver(answer: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<{ port: number; received: Received[] }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), url: req.url ?? '' });
-      answer(req, res);
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { port: (server.address() as AddressInfo).port, received };
-}
+afterEach(closeReceivers);
 
 const loopback = createEgressPolicy(['127.0.0.1/32']);
 const body = JSON.stringify({ id: '1-0', type: 'message.new', account: 'alice' });

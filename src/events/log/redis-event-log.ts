@@ -55,6 +55,11 @@ export const DEFAULT_STATE_TTL_MS = 30 * 24 * 3_600_000;
 const DEFAULT_OPERATION_TIMEOUT_MS = 5_000;
 /** The stream outlives the retention by this much at least, so an account quiet for a while keeps its `last`. */
 const MIN_STREAM_GRACE_MS = 3_600_000;
+
+/** How long an account's stream lives after its last append (also given to a stream a webhook lane creates). */
+export function streamTtlMs(retentionMs: number): number {
+  return retentionMs + Math.max(retentionMs, MIN_STREAM_GRACE_MS);
+}
 /** HSCAN page when loading a mailbox's messages: no single reply of a 100k-message hash blocks Redis (~5 ms each). */
 const SCAN_COUNT = 5_000;
 /**
@@ -84,12 +89,12 @@ export class RedisEventLog implements EventLog {
   ) {
     if (!(options.retentionMs >= 1)) throw new Error('retentionMs must be at least 1');
     const stateTtlMs = options.stateTtlMs ?? DEFAULT_STATE_TTL_MS;
-    const streamTtlMs = options.retentionMs + Math.max(options.retentionMs, MIN_STREAM_GRACE_MS);
+    const streamTtl = streamTtlMs(options.retentionMs);
     this.settings = {
       retentionMs: Math.floor(options.retentionMs),
-      streamTtlMs,
+      streamTtlMs: streamTtl,
       // The meta outlives the stream, so a resume point older than a stream that expired is still told lost.
-      metaTtlMs: streamTtlMs + stateTtlMs,
+      metaTtlMs: streamTtl + stateTtlMs,
       stateTtlMs,
       channel: keys.eventsAppended(),
     };

@@ -1,0 +1,202 @@
+/**
+ * Works one delivery lane (lanes.ts): reads its head, sends it, and moves on only once the head is
+ * settled, so a webhook gets one account's events in log order (API.md, Webhooks). A failed attempt
+ * is tried again on the retry schedule (retry-schedule.ts) with its state stored first, so a restart
+ * keeps the back-off and the give-up time; a 410 Gone disables the webhook and leaves the head where it
+ * is (re-enabled, the webhook resumes from it); past WEBHOOK_RETRY_HOURS the head is failed and the
+ * lane goes on with the next event.
+ *
+ * One runner per lane, only in the process holding the account's delivery lease (dispatcher.ts).
+ */
+import type { Logger } from 'pino';
+import type { MailEvent } from '../events/types.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { laneStartId, type DeliveryLanes, type LaneKey, type RetryState } from './lanes.js';
+import { nextAttempt } from './retry-schedule.js';
+import type { SendOutcome } from './sender.js';
+import type { DeliveryRecord, DeliveryWebhook } from './webhook-directory.js';
+
+/** Events read per look at the lane (later ones wait in the queue, not in memory). */
+const READ_BATCH = 50;
+/** Pause after the queue could not be read or written (Redis down): no hot loop. */
+const STORE_PAUSE_MS = 2_000;
+
+export interface LaneContext {
+  lanes: DeliveryLanes;
+  /** The webhook as it is now (its URL, secret or filter may change between attempts); undefined once gone. */
+  webhook(): DeliveryWebhook | undefined;
+  /** One signed attempt. */
+  send(webhook: DeliveryWebhook, event: MailEvent): Promise<SendOutcome>;
+  /** Keeps a record of an attempt (best effort: a lost record never holds a delivery). */
+  record(webhookId: string, record: DeliveryRecord): Promise<void>;
+  /** The receiver answered 410 Gone. */
+  disable(webhookId: string, reason: string): Promise<void>;
+  retryHours: number;
+  /** A lane with nothing to do reads again after this long even without a hint. */
+  pollIntervalMs: number;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+export class LaneRunner {
+  private stopped = false;
+  private woken = false;
+  /** The store failed and that was logged: the next failures of this streak are not (no log flood in an outage). */
+  private failing = false;
+  private wakeUp: (() => void) | null = null;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly key: LaneKey,
+    private readonly context: LaneContext,
+  ) {
+    this.done = this.run();
+  }
+
+  /** Something was appended to the account's log: read now. */
+  wake(): void {
+    this.woken = true;
+    this.wakeUp?.();
+  }
+
+  /** Ends the runner after the attempt in flight (whose outcome is still recorded). */
+  stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeUp?.();
+    return this.done;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const webhook = this.context.webhook();
+      if (webhook === undefined) return;
+      this.woken = false;
+      let entries;
+      try {
+        entries = await this.context.lanes.pending(this.key, laneStartId(webhook.createdAtMs), READ_BATCH);
+        this.failing = false;
+      } catch (err) {
+        this.warn(err, 'could not read a webhook delivery lane; trying again');
+        await this.pause(STORE_PAUSE_MS, false);
+        continue;
+      }
+      // Events this webhook does not take (its filter), or entries gone from the log, are settled in
+      // one go; the first one it takes is the head.
+      const passed: string[] = [];
+      let head: MailEvent | undefined;
+      for (const entry of entries) {
+        if (entry.event !== null && takes(webhook, entry.event.type)) {
+          head = entry.event;
+          break;
+        }
+        passed.push(entry.id);
+      }
+      if (passed.length > 0 && !(await this.settle(passed))) continue;
+      if (head !== undefined) await this.deliver(webhook, head);
+      else if (passed.length === 0 && !this.woken) await this.pause(this.context.pollIntervalMs, true);
+    }
+  }
+
+  private async deliver(webhook: DeliveryWebhook, event: MailEvent): Promise<void> {
+    let retry: RetryState | null;
+    try {
+      retry = await this.context.lanes.retryState(this.key);
+    } catch (err) {
+      this.warn(err, 'could not read a webhook retry state; trying again');
+      return this.pause(STORE_PAUSE_MS, false);
+    }
+    if (retry !== null && retry.eventId !== event.id) retry = null;
+    if (retry !== null && retry.nextAttemptAtMs > Date.now()) {
+      // Not before its time, whatever is appended meanwhile; the loop then reads the lane again.
+      return this.pause(retry.nextAttemptAtMs - Date.now(), false);
+    }
+    const attempt = (retry?.attempts ?? 0) + 1;
+    const firstAttemptAtMs = retry?.firstAttemptAtMs ?? Date.now();
+    const outcome = await this.context.send(webhook, event);
+    const at = new Date().toISOString();
+    const base = { eventId: event.id, type: event.type, attempt, at, responseStatus: outcome.status, error: outcome.error };
+    this.context.metrics?.webhookAttemptDuration.observe(outcome.durationMs / 1000);
+
+    if (outcome.ok) {
+      this.context.metrics?.webhookDeliveries.inc({ status: 'delivered' });
+      this.context.metrics?.webhookLag.observe(Math.max(0, Date.now() - Date.parse(event.at)) / 1000);
+      await this.record(webhook, { ...base, status: 'delivered', nextAttemptAt: null });
+      await this.settleSurely([event.id]);
+      return;
+    }
+    if (outcome.gone) {
+      this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
+      const reason = 'the receiver answered 410 Gone';
+      await this.record(webhook, { ...base, status: 'failed', error: `${reason}: the webhook is disabled`, nextAttemptAt: null });
+      this.stopped = true;
+      await this.context.disable(webhook.id, reason).catch((err: unknown) => this.warn(err, 'could not disable a webhook'));
+      return;
+    }
+    const next = nextAttempt(attempt, Date.now(), firstAttemptAtMs, this.context.retryHours, outcome.retryAfterMs).nextAttemptAtMs;
+    if (next === null) {
+      this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
+      await this.record(webhook, { ...base, status: 'failed', nextAttemptAt: null });
+      await this.settleSurely([event.id]);
+      return;
+    }
+    this.context.metrics?.webhookDeliveries.inc({ status: 'retrying' });
+    const state: RetryState = { eventId: event.id, attempts: attempt, firstAttemptAtMs, nextAttemptAtMs: next };
+    try {
+      await this.context.lanes.saveRetryState(this.key, state);
+    } catch (err) {
+      // Unsaved, the next attempt comes after the pause with the count starting again: sooner, never lost.
+      this.warn(err, 'could not store a webhook retry state');
+    }
+    await this.record(webhook, { ...base, status: 'retrying', nextAttemptAt: new Date(next).toISOString() });
+  }
+
+  private async settle(eventIds: string[]): Promise<boolean> {
+    try {
+      await this.context.lanes.settle(this.key, eventIds);
+      return true;
+    } catch (err) {
+      this.warn(err, 'could not settle webhook deliveries; trying again');
+      await this.pause(STORE_PAUSE_MS, false);
+      return false;
+    }
+  }
+
+  /** A delivered event is settled before the next one goes out, or it would be sent twice. */
+  private async settleSurely(eventIds: string[]): Promise<void> {
+    while (!(await this.settle(eventIds)) && !this.stopped) {
+      // settle paused already
+    }
+  }
+
+  private async record(webhook: DeliveryWebhook, record: DeliveryRecord): Promise<void> {
+    await this.context.record(webhook.id, record).catch((err: unknown) => this.warn(err, 'could not keep a webhook delivery record'));
+  }
+
+  /** Waits `ms`; a wake cuts it short only when `wakeable` (a retry's wait is not). Stop always does. */
+  private pause(ms: number, wakeable: boolean): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.wakeUp = null;
+        resolve();
+      };
+      // setTimeout takes at most 2^31 - 1 ms; a longer wait simply looks again then.
+      const timer = setTimeout(finish, Math.min(Math.max(ms, 0), 2 ** 31 - 1));
+      this.wakeUp = () => {
+        if (wakeable || this.stopped) finish();
+      };
+    });
+  }
+
+  private warn(err: unknown, message: string): void {
+    if (this.failing) return;
+    this.failing = true;
+    this.context.logger.warn({ webhook: this.key.webhookId, account: this.key.accountId, err: { message: (err as Error).message } }, message);
+  }
+}
+
+/** Whether a webhook takes events of this type (its `events` filter; null: every type). */
+export function takes(webhook: DeliveryWebhook, type: string): boolean {
+  return webhook.events === null || webhook.events.has(type);
+}

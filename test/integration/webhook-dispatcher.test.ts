@@ -1,0 +1,271 @@
+/**
+ * The webhook dispatcher on both queue backends (the event log under a data directory with file
+ * lanes; Redis Streams with consumer groups), delivering to real HTTP receivers on loopback: order
+ * per account, a failing receiver holding back only its account, filters, a 410, and an event that
+ * was handed out but never settled (a process died mid-delivery) being sent again.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '../../src/cache/keys.js';
+import { LocalWatchLeases, RedisWatchLeases, type WatchLeases } from '../../src/coordination/watch-leases.js';
+import { FileEventLog } from '../../src/events/log/file-event-log.js';
+import { RedisEventLog } from '../../src/events/log/redis-event-log.js';
+import type { EventLog } from '../../src/events/types.js';
+import { createEgressPolicy } from '../../src/net/egress.js';
+import { WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
+import { FileDeliveryLanes } from '../../src/webhooks/file-lanes.js';
+import { laneStartId, type DeliveryLanes } from '../../src/webhooks/lanes.js';
+import { RedisDeliveryLanes } from '../../src/webhooks/redis-lanes.js';
+import { newWebhookSecret } from '../../src/webhooks/signing.js';
+import type { DeliveryRecord, DeliveryWebhook, WebhookDirectory } from '../../src/webhooks/webhook-directory.js';
+import { newEvent } from '../support/event-log-contract.js';
+import { RecordingDemand } from '../support/memory-event-log.js';
+import { testServers } from '../support/servers.js';
+import { closeReceivers, receiver, type Received } from '../support/webhook-receiver.js';
+
+const DAY_MS = 86_400_000;
+const logger = pino({ level: 'silent' });
+const egress = createEgressPolicy(['127.0.0.1/32']);
+
+/** The webhooks as a store would hand them over, kept in a map the test edits. */
+class Directory implements WebhookDirectory {
+  readonly hooks = new Map<string, DeliveryWebhook & { enabled: boolean; disabledReason?: string }>();
+  readonly records = new Map<string, DeliveryRecord[]>();
+
+  add(url: string, fields: Partial<DeliveryWebhook> = {}): DeliveryWebhook {
+    const hook = { id: `wh_${randomUUID()}`, url, events: null, accounts: null, createdAtMs: Date.now() - 1, secret: newWebhookSecret(), enabled: true, ...fields };
+    this.hooks.set(hook.id, hook);
+    return hook;
+  }
+  async enabled(): Promise<DeliveryWebhook[]> {
+    return [...this.hooks.values()].filter((hook) => hook.enabled);
+  }
+  async get(id: string): Promise<DeliveryWebhook | null> {
+    return this.hooks.get(id) ?? null;
+  }
+  async disable(id: string, reason: string): Promise<void> {
+    const hook = this.hooks.get(id);
+    if (hook) Object.assign(hook, { enabled: false, disabledReason: reason });
+  }
+  async record(webhookId: string, record: DeliveryRecord): Promise<void> {
+    const list = this.records.get(webhookId) ?? [];
+    list.unshift(record);
+    this.records.set(webhookId, list);
+  }
+}
+
+interface Backend {
+  name: string;
+  setup(): Promise<{ log: EventLog; lanes: () => Promise<DeliveryLanes>; leases: () => WatchLeases; cleanup(): Promise<void> }>;
+}
+
+const { redisUrl } = testServers();
+let redis: Redis;
+beforeAll(() => {
+  redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+});
+afterAll(() => redis?.disconnect());
+
+const backends: Backend[] = [
+  {
+    name: 'files under the data directory',
+    async setup() {
+      const dir = await mkdtemp(path.join(tmpdir(), 'mailgw-webhooks-'));
+      const log = new FileEventLog({ dataDir: dir, retentionMs: DAY_MS });
+      return {
+        log,
+        lanes: () => FileDeliveryLanes.open(dir, log),
+        leases: () => new LocalWatchLeases(),
+        cleanup: async () => {
+          await log.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+  {
+    name: 'Redis Streams consumer groups',
+    async setup() {
+      const log = new RedisEventLog(redis, { retentionMs: DAY_MS });
+      return {
+        log,
+        lanes: async () => new RedisDeliveryLanes(redis, { retentionMs: DAY_MS }),
+        leases: () => new RedisWatchLeases(redis, logger, 3_000, keys.deliveryLease),
+        cleanup: () => log.close(),
+      };
+    },
+  },
+];
+
+afterEach(closeReceivers);
+
+for (const backend of backends) {
+  describe(`webhook dispatcher on ${backend.name}`, () => {
+    let env: Awaited<ReturnType<Backend['setup']>>;
+    const dispatchers: WebhookDispatcher[] = [];
+    beforeAll(async () => {
+      env = await backend.setup();
+    });
+    afterEach(async () => {
+      await Promise.all(dispatchers.splice(0).map((d) => d.close()));
+    });
+    afterAll(() => env?.cleanup());
+
+    async function start(directory: Directory, accounts: string[]): Promise<WebhookDispatcher> {
+      const dispatcher = new WebhookDispatcher({
+        directory,
+        accountIds: async () => accounts,
+        log: env.log,
+        lanes: await env.lanes(),
+        leases: env.leases(),
+        demand: new RecordingDemand(),
+        record: (id, record) => directory.record(id, record),
+        egress,
+        retryHours: 24,
+        refreshIntervalMs: 60_000,
+        pollIntervalMs: 60_000,
+        logger,
+      });
+      dispatchers.push(dispatcher);
+      await dispatcher.refresh();
+      return dispatcher;
+    }
+
+    const bodies = (received: Received[]): Array<{ account: string; subject: unknown; id: string }> =>
+      received.map((r) => JSON.parse(r.body) as { account: string; subject: unknown; id: string });
+
+    it('delivers each account\'s events in order, signed; a failing receiver holds back only that account', async () => {
+      const [slow, fast] = [`a-${randomUUID()}`, `b-${randomUUID()}`];
+      let refusedOnce = false;
+      const target = await receiver((_req, res, got) => {
+        const event = JSON.parse(got.body) as { account: string };
+        if (event.account === slow && !refusedOnce) {
+          refusedOnce = true;
+          return void res.writeHead(503).end('busy');
+        }
+        res.writeHead(204).end();
+      });
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      await start(directory, [slow, fast]);
+      const stored = [
+        ...(await env.log.append(slow, [newEvent('message.new', 'INBOX', { subject: 's1' }), newEvent('message.new', 'INBOX', { subject: 's2' })])),
+        ...(await env.log.append(fast, [newEvent('message.new', 'INBOX', { subject: 'f1' }), newEvent('message.new', 'INBOX', { subject: 'f2' })])),
+      ];
+
+      // The fast account's two are delivered while the slow one's first waits for its retry (~5 s).
+      await target.waitFor(3);
+      const early = bodies(target.received);
+      expect(early.filter((e) => e.account === fast).map((e) => e.subject)).toEqual(['f1', 'f2']);
+      expect(early.filter((e) => e.account === slow).map((e) => e.subject)).toEqual(['s1']);
+
+      await target.waitFor(5, 15_000);
+      const slowOnes = bodies(target.received).filter((e) => e.account === slow);
+      expect(slowOnes.map((e) => e.subject)).toEqual(['s1', 's1', 's2']);
+      // The retry carries the same webhook-id (the event id) and a signature a receiver verifies.
+      const verifier = new Webhook(hook.secret.slice('whsec_'.length));
+      for (const got of target.received) {
+        const verified = verifier.verify(got.body, got.headers as Record<string, string>) as { id: string };
+        expect(got.headers['webhook-id']).toBe(verified.id);
+      }
+      expect(new Set(slowOnes.slice(0, 2).map((e) => e.id)).size).toBe(1);
+      expect(stored.map((e) => e.id)).toEqual(expect.arrayContaining(bodies(target.received).map((e) => e.id)));
+
+      const records = directory.records.get(hook.id) ?? [];
+      const firstTry = records.find((r) => r.eventId === slowOnes[0]!.id && r.attempt === 1);
+      expect(firstTry).toMatchObject({ status: 'retrying', responseStatus: 503 });
+      expect(Date.parse(firstTry!.nextAttemptAt!) - Date.parse(firstTry!.at)).toBeGreaterThanOrEqual(3_900);
+      expect(records.find((r) => r.eventId === slowOnes[0]!.id && r.attempt === 2)).toMatchObject({ status: 'delivered', responseStatus: 204 });
+    }, 30_000);
+
+    it('sends a webhook only the types and accounts it asked for', async () => {
+      const [mine, other] = [`a-${randomUUID()}`, `b-${randomUUID()}`];
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      directory.add(target.url, { events: new Set(['message.deleted']), accounts: new Set([mine]) });
+      await start(directory, [mine, other]);
+      await env.log.append(mine, [newEvent('message.new', 'INBOX'), newEvent('message.deleted', 'INBOX', { messageId: 'x1' })]);
+      await env.log.append(other, [newEvent('message.deleted', 'INBOX', { messageId: 'y1' })]);
+      await env.log.append(mine, [newEvent('message.new', 'INBOX'), newEvent('message.deleted', 'INBOX', { messageId: 'x2' })]);
+      await target.waitFor(2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(target.received.map((r) => JSON.parse(r.body) as { type: string; messageId: string }).map((e) => `${e.type} ${e.messageId}`)).toEqual([
+        'message.deleted x1',
+        'message.deleted x2',
+      ]);
+    });
+
+    it('disables a webhook whose receiver answers 410, and resumes from the same event once it is enabled again', async () => {
+      const accountId = `a-${randomUUID()}`;
+      let answer = 410;
+      const target = await receiver((_req, res) => res.writeHead(answer).end());
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      const dispatcher = await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 })]);
+      await target.waitFor(1);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(target.received).toHaveLength(1);
+      expect(directory.hooks.get(hook.id)).toMatchObject({ enabled: false, disabledReason: expect.stringContaining('410') });
+      expect(directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'failed', responseStatus: 410 });
+
+      answer = 200;
+      directory.hooks.get(hook.id)!.enabled = true;
+      await dispatcher.refresh();
+      await target.waitFor(3);
+      const ns = target.received.map((r) => (JSON.parse(r.body) as { n: number }).n);
+      expect(ns).toEqual([1, 1, 2]);
+      expect(target.received[0]!.headers['webhook-id']).toBe(target.received[1]!.headers['webhook-id']);
+    });
+
+    it('sends again an event that was handed out and never settled (a process died mid-delivery)', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      const [first, second] = await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 })]);
+      // What a process that died after taking the head did: read it from the queue, never settled it.
+      const before = await env.lanes();
+      const taken = await before.pending({ webhookId: hook.id, accountId }, laneStartId(hook.createdAtMs), 1);
+      expect(taken.map((e) => e.id)).toEqual([first!.id]);
+
+      await start(directory, [accountId]);
+      await target.waitFor(2);
+      expect(target.received.map((r) => r.headers['webhook-id'])).toEqual([first!.id, second!.id]);
+      // Settled: a later process does not send them again.
+      await expect
+        .poll(async () => (await (await env.lanes()).pending({ webhookId: hook.id, accountId }, laneStartId(hook.createdAtMs), 10)).length)
+        .toBe(0);
+    });
+
+    it('keeps the retry count and the next attempt time across a restart', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(500).end());
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      const first = await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX')]);
+      await target.waitFor(1);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await first.close();
+      const retrying = directory.records.get(hook.id)?.[0];
+      expect(retrying).toMatchObject({ status: 'retrying', attempt: 1 });
+
+      // A restart within the back-off does not send at once, and the next attempt is the second.
+      await start(directory, [accountId]);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(target.received).toHaveLength(1);
+      await target.waitFor(2, 10_000);
+      expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(retrying!.nextAttemptAt!) - 50);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'retrying', attempt: 2 });
+    }, 20_000);
+  });
+}
