@@ -82,6 +82,13 @@ export interface Config {
   };
   /** The SSE side of live events (src/events/subscription.ts, src/http/sse.ts). */
   eventStreams: EventStreamSettings;
+  /** Webhook deliveries (src/webhooks/). */
+  webhooks: {
+    /** A failing delivery is retried for this long after its first attempt, then failed (API.md). */
+    retryHours: number;
+    /** Webhooks and accounts are read again this often, for changes made through other processes. */
+    refreshIntervalMs: number;
+  };
 }
 
 export interface EventStreamSettings {
@@ -258,6 +265,11 @@ export function loadConfig(env: Env = process.env): Config {
       pollIntervalMs: int('EVENTS_STREAM_POLL_INTERVAL_MS', 30_000, 10, 600_000),
       clientBufferBytes: int('EVENTS_CLIENT_BUFFER_BYTES', 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
       clientDrainTimeoutMs: int('EVENTS_CLIENT_DRAIN_TIMEOUT_MS', 30_000, 10, 3_600_000),
+    },
+    webhooks: {
+      // At most the longest retention, so a held-back event is still in the log when it is retried.
+      retryHours: int('WEBHOOK_RETRY_HOURS', 24, 1, 30 * 24),
+      refreshIntervalMs: int('WEBHOOK_REFRESH_INTERVAL_MS', 2_000, 100, 600_000),
     },
   };
   // Node refuses a server whose headers may take longer than the whole request.

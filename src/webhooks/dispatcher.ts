@@ -9,8 +9,9 @@
  *   runs one lane per webhook covering it (lane-runner.ts), woken by the log's append hints and
  *   reading on an interval as a safety net.
  *
- * Webhooks and accounts are read again every `refreshIntervalMs` (changes made through other
- * processes) and at once after a change through this one (`refresh()`). Test deliveries
+ * The webhooks are read again when the store's version moved (looked at every `refreshIntervalMs`,
+ * one cheap read, for changes made through other processes), at once after a change through this
+ * process or to the accounts (`refresh()`), and in full every FULL_REFRESH_MS as a safety net. Test deliveries
  * (`POST /v1/webhooks/{id}/test`) are one attempt, outside the lanes, recorded like any other.
  */
 import { randomUUID } from 'node:crypto';
@@ -21,11 +22,14 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { EgressPolicy } from '../net/egress.js';
 import type { DeliveryLanes } from './lanes.js';
 import { LaneRunner, type LaneContext } from './lane-runner.js';
-import { sendWebhook, type SendOutcome } from './sender.js';
+import { WebhookAgents, sendWebhook, type SendOutcome } from './sender.js';
 import { signWebhook } from './signing.js';
 import type { DeliveryRecord, DeliveryWebhook, WebhookDirectory } from './webhook-directory.js';
 
 export const TEST_EVENT_TYPE = 'webhook.test';
+
+/** Webhooks and accounts are read in full at least this often, whatever the version says. */
+const FULL_REFRESH_MS = 60_000;
 
 export interface WebhookDispatcherOptions {
   directory: WebhookDirectory;
@@ -40,7 +44,7 @@ export interface WebhookDispatcherOptions {
   egress: EgressPolicy;
   /** WEBHOOK_RETRY_HOURS. */
   retryHours: number;
-  /** Webhooks and accounts are read again this often. */
+  /** The webhook store's version is looked at this often. */
   refreshIntervalMs: number;
   /** A quiet lane reads its account's log this often even without an append hint. */
   pollIntervalMs: number;
@@ -63,8 +67,12 @@ export class WebhookDispatcher {
   private readonly leaseTimer: NodeJS.Timeout;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
+  /** The store's version at the last full read, and when that was. */
+  private seenVersion: number | null = null;
+  private lastFullReadMs = 0;
   private closed = false;
   private readonly tests = new Set<Promise<void>>();
+  private readonly agents = new WebhookAgents();
   private readonly laneContext: Omit<LaneContext, 'webhook'>;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
@@ -83,7 +91,7 @@ export class WebhookDispatcher {
       logger: options.logger,
       ...(options.metrics ? { metrics: options.metrics } : {}),
     };
-    this.refreshTimer = setInterval(() => void this.refresh(), options.refreshIntervalMs);
+    this.refreshTimer = setInterval(() => void this.refreshIfChanged(), options.refreshIntervalMs);
     this.refreshTimer.unref();
     this.leaseTimer = setInterval(() => void this.keepLeases(), options.leases.renewIntervalMs);
     this.leaseTimer.unref();
@@ -104,7 +112,11 @@ export class WebhookDispatcher {
       do {
         this.refreshAgain = false;
         try {
+          // The version first: a write landing during the read moves it, and the next look reads again.
+          const version = await this.options.directory.version();
           await this.applyWebhooks(await this.options.directory.enabled());
+          this.seenVersion = version;
+          this.lastFullReadMs = Date.now();
         } catch (err) {
           this.options.logger.warn({ err: { message: (err as Error).message } }, 'could not read the webhooks; trying again');
         }
@@ -115,6 +127,17 @@ export class WebhookDispatcher {
     } finally {
       this.refreshing = null;
     }
+  }
+
+  private async refreshIfChanged(): Promise<void> {
+    if (this.closed || this.refreshing) return;
+    if (Date.now() - this.lastFullReadMs >= FULL_REFRESH_MS) return this.refresh();
+    try {
+      if ((await this.options.directory.version()) === this.seenVersion) return;
+    } catch {
+      return; // the store is unreachable: what was read last stands
+    }
+    await this.refresh();
   }
 
   /** A webhook was deleted through this process: its lanes stop and their state goes. */
@@ -178,6 +201,7 @@ export class WebhookDispatcher {
     await this.refreshing;
     await Promise.all([...this.accounts.keys()].map((id) => this.dropAccount(id)));
     await Promise.all([...this.tests]);
+    this.agents.close();
   }
 
   private async applyWebhooks(enabled: DeliveryWebhook[]): Promise<void> {
@@ -305,6 +329,6 @@ export class WebhookDispatcher {
   private sendOne(webhook: DeliveryWebhook, event: { id: string }): Promise<SendOutcome> {
     const body = JSON.stringify(event);
     const headers = { ...signWebhook(webhook.secret, event.id, Date.now() / 1000, body) };
-    return sendWebhook(webhook.url, body, headers, { egress: this.options.egress });
+    return sendWebhook(webhook.url, body, headers, { egress: this.options.egress, agents: this.agents });
   }
 }

@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import type { MailEvent } from '../events/types.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { laneStartId, type DeliveryLanes, type LaneKey, type RetryState } from './lanes.js';
+import { laneStartId, type DeliveryLanes, type LaneEntry, type LaneKey, type RetryState } from './lanes.js';
 import { nextAttempt } from './retry-schedule.js';
 import type { SendOutcome } from './sender.js';
 import type { DeliveryRecord, DeliveryWebhook } from './webhook-directory.js';
@@ -41,6 +41,8 @@ export interface LaneContext {
 export class LaneRunner {
   private stopped = false;
   private woken = false;
+  /** The head's retry state as stored; undefined until read once. */
+  private retry: RetryState | null | undefined;
   /** The store failed and that was logged: the next failures of this streak are not (no log flood in an outage). */
   private failing = false;
   private wakeUp: (() => void) | null = null;
@@ -74,41 +76,55 @@ export class LaneRunner {
       let entries;
       try {
         entries = await this.context.lanes.pending(this.key, laneStartId(webhook.createdAtMs), READ_BATCH);
+        // Only this runner writes the lane's retry state while it holds the lease: read once, then kept here.
+        if (this.retry === undefined) this.retry = await this.context.lanes.retryState(this.key);
         this.failing = false;
       } catch (err) {
         this.warn(err, 'could not read a webhook delivery lane; trying again');
         await this.pause(STORE_PAUSE_MS, false);
         continue;
       }
-      // Events this webhook does not take (its filter), or entries gone from the log, are settled in
-      // one go; the first one it takes is the head.
-      const passed: string[] = [];
-      let head: MailEvent | undefined;
-      for (const entry of entries) {
-        if (entry.event !== null && takes(webhook, entry.event.type)) {
-          head = entry.event;
-          break;
-        }
-        passed.push(entry.id);
+      if (entries.length === 0) {
+        if (!this.woken) await this.pause(this.context.pollIntervalMs, true);
+        continue;
       }
-      if (passed.length > 0 && !(await this.settle(passed))) continue;
-      if (head !== undefined) await this.deliver(webhook, head);
-      else if (passed.length === 0 && !this.woken) await this.pause(this.context.pollIntervalMs, true);
+      await this.work(entries);
     }
   }
 
-  private async deliver(webhook: DeliveryWebhook, event: MailEvent): Promise<void> {
-    let retry: RetryState | null;
-    try {
-      retry = await this.context.lanes.retryState(this.key);
-    } catch (err) {
-      this.warn(err, 'could not read a webhook retry state; trying again');
-      return this.pause(STORE_PAUSE_MS, false);
+  /**
+   * Goes through one read of the lane in order. Events this webhook does not take (its filter) and
+   * entries gone from the log are settled with the next head delivered (or at the end); the batch is
+   * left for a fresh read as soon as a head is not settled (it waits for a retry, or the webhook went).
+   */
+  private async work(entries: LaneEntry[]): Promise<void> {
+    const passed: string[] = [];
+    for (const entry of entries) {
+      if (this.stopped) return;
+      const webhook = this.context.webhook();
+      if (webhook === undefined) return;
+      if (entry.event === null || !takes(webhook, entry.event.type)) {
+        passed.push(entry.id);
+        continue;
+      }
+      const settled = await this.deliver(webhook, entry.event, passed);
+      if (settled === 'settled') passed.length = 0;
+      else {
+        if (passed.length > 0) await this.settle(passed);
+        return;
+      }
     }
+    if (passed.length > 0) await this.settle(passed);
+  }
+
+  /** One attempt at the head (or a wait for its retry time). `settled`: the lane moved past it. */
+  private async deliver(webhook: DeliveryWebhook, event: MailEvent, passed: string[] = []): Promise<'settled' | 'held'> {
+    let retry = this.retry ?? null;
     if (retry !== null && retry.eventId !== event.id) retry = null;
     if (retry !== null && retry.nextAttemptAtMs > Date.now()) {
       // Not before its time, whatever is appended meanwhile; the loop then reads the lane again.
-      return this.pause(retry.nextAttemptAtMs - Date.now(), false);
+      await this.pause(retry.nextAttemptAtMs - Date.now(), false);
+      return 'held';
     }
     const attempt = (retry?.attempts ?? 0) + 1;
     const firstAttemptAtMs = retry?.firstAttemptAtMs ?? Date.now();
@@ -121,8 +137,7 @@ export class LaneRunner {
       this.context.metrics?.webhookDeliveries.inc({ status: 'delivered' });
       this.context.metrics?.webhookLag.observe(Math.max(0, Date.now() - Date.parse(event.at)) / 1000);
       await this.record(webhook, { ...base, status: 'delivered', nextAttemptAt: null });
-      await this.settleSurely([event.id]);
-      return;
+      return this.settleSurely([...passed, event.id]);
     }
     if (outcome.gone) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
@@ -130,24 +145,25 @@ export class LaneRunner {
       await this.record(webhook, { ...base, status: 'failed', error: `${reason}: the webhook is disabled`, nextAttemptAt: null });
       this.stopped = true;
       await this.context.disable(webhook.id, reason).catch((err: unknown) => this.warn(err, 'could not disable a webhook'));
-      return;
+      return 'held';
     }
     const next = nextAttempt(attempt, Date.now(), firstAttemptAtMs, this.context.retryHours, outcome.retryAfterMs).nextAttemptAtMs;
     if (next === null) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
       await this.record(webhook, { ...base, status: 'failed', nextAttemptAt: null });
-      await this.settleSurely([event.id]);
-      return;
+      return this.settleSurely([...passed, event.id]);
     }
     this.context.metrics?.webhookDeliveries.inc({ status: 'retrying' });
     const state: RetryState = { eventId: event.id, attempts: attempt, firstAttemptAtMs, nextAttemptAtMs: next };
+    this.retry = state;
     try {
       await this.context.lanes.saveRetryState(this.key, state);
     } catch (err) {
-      // Unsaved, the next attempt comes after the pause with the count starting again: sooner, never lost.
+      // Unsaved, a restart tries sooner with the count starting again: never lost.
       this.warn(err, 'could not store a webhook retry state');
     }
     await this.record(webhook, { ...base, status: 'retrying', nextAttemptAt: new Date(next).toISOString() });
+    return 'held';
   }
 
   private async settle(eventIds: string[]): Promise<boolean> {
@@ -162,10 +178,14 @@ export class LaneRunner {
   }
 
   /** A delivered event is settled before the next one goes out, or it would be sent twice. */
-  private async settleSurely(eventIds: string[]): Promise<void> {
-    while (!(await this.settle(eventIds)) && !this.stopped) {
-      // settle paused already
+  private async settleSurely(eventIds: string[]): Promise<'settled' | 'held'> {
+    while (!this.stopped) {
+      if (await this.settle(eventIds)) {
+        this.retry = null;
+        return 'settled';
+      }
     }
+    return 'held';
   }
 
   private async record(webhook: DeliveryWebhook, record: DeliveryRecord): Promise<void> {

@@ -20,6 +20,8 @@ import { retryAfterMs } from './retry-schedule.js';
 
 export interface SendOptions {
   egress: EgressPolicy;
+  /** Keep-alive connections to reuse (per checked address); without, every attempt dials afresh. */
+  agents?: WebhookAgents;
   timeoutMs?: number;
   maxResponseBytes?: number;
 }
@@ -69,6 +71,7 @@ export async function sendWebhook(url: string, body: string, headers: Record<str
   const payload = Buffer.from(body, 'utf8');
   return new Promise<SendOutcome>((resolve) => {
     let settled = false;
+    const retriedFresh = options.agents === undefined;
     const settle = (outcome: SendOutcome): void => {
       if (settled) return;
       settled = true;
@@ -83,7 +86,7 @@ export async function sendWebhook(url: string, body: string, headers: Record<str
       port: target.port === '' ? (secure ? 443 : 80) : Number(target.port),
       path: `${target.pathname}${target.search}`,
       setHost: false,
-      agent: false,
+      agent: options.agents?.agent(secure, address.address, address.family, address.servername) ?? false,
       headers: {
         host: target.host,
         'content-type': 'application/json',
@@ -117,7 +120,45 @@ export async function sendWebhook(url: string, body: string, headers: Record<str
       response.on('error', finish);
     });
     const timer = setTimeout(() => settle(failed(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    request.on('error', (err: NodeJS.ErrnoException) => settle(failed(`could not deliver: ${err.code ?? err.message}`)));
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      // A kept-alive connection the receiver closed just as it was reused: not the receiver's
+      // answer, so dial afresh once within this attempt (what Node's docs advise, `reusedSocket`).
+      if (request.reusedSocket && err.code === 'ECONNRESET' && !settled && !retriedFresh) {
+        settled = true;
+        clearTimeout(timer);
+        resolve(sendWebhook(url, body, headers, { ...options, agents: undefined }));
+        return;
+      }
+      settle(failed(`could not deliver: ${err.code ?? err.message}`));
+    });
     request.end(payload);
   });
 }
+
+/**
+ * Keep-alive agents for webhook receivers, one per address the egress policy checked (and TLS name):
+ * a connection is reused only for the address it was dialled to, so reuse never skips the check. Idle
+ * connections close after FREE_SOCKET_MS, under the 5 s keep-alive most servers (Node's included) keep.
+ */
+export class WebhookAgents {
+  private readonly agents = new Map<string, http.Agent>();
+
+  agent(secure: boolean, address: string, family: number, servername: string | undefined): http.Agent {
+    const key = `${secure ? 'https' : 'http'} ${address} ${servername ?? ''}`;
+    let agent = this.agents.get(key);
+    if (agent === undefined) {
+      const settings = { keepAlive: true, maxSockets: MAX_SOCKETS_PER_RECEIVER, timeout: FREE_SOCKET_MS, family };
+      agent = secure ? new https.Agent(settings) : new http.Agent(settings);
+      this.agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  close(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+}
+
+const FREE_SOCKET_MS = 2_000;
+const MAX_SOCKETS_PER_RECEIVER = 16;

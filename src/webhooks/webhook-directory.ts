@@ -24,6 +24,8 @@ export interface WebhookDirectory {
   get(id: string): Promise<DeliveryWebhook | null>;
   /** Disables a webhook after its receiver answered 410 Gone (`reason` is shown on it). */
   disable(id: string, reason: string): Promise<void>;
+  /** Grows with every change to any webhook, by any process (one cheap read). */
+  version(): Promise<number>;
 }
 
 /** One delivery attempt as `GET /v1/webhooks/{id}/deliveries` shows it (API.md). */

@@ -53,6 +53,9 @@ class Directory implements WebhookDirectory {
     const hook = this.hooks.get(id);
     if (hook) Object.assign(hook, { enabled: false, disabledReason: reason });
   }
+  async version(): Promise<number> {
+    return 0;
+  }
   async record(webhookId: string, record: DeliveryRecord): Promise<void> {
     const list = this.records.get(webhookId) ?? [];
     list.unshift(record);

@@ -5,7 +5,7 @@
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEgressPolicy } from '../../src/net/egress.js';
-import { sendWebhook } from '../../src/webhooks/sender.js';
+import { WebhookAgents, sendWebhook } from '../../src/webhooks/sender.js';
 import { newWebhookSecret, signWebhook } from '../../src/webhooks/signing.js';
 import { closeReceivers, receiver } from '../support/webhook-receiver.js';
 
@@ -90,5 +90,22 @@ describe('webhook delivery attempt', () => {
     // Admitted: it is dialled (and, there being nobody at that documentation address, fails to connect or times out).
     const attempt = await sendWebhook('http://receiver.example:9/hook', body, {}, { egress: policy, timeoutMs: 200 });
     expect(attempt.error).not.toMatch(/plain http/);
+  });
+
+  it('reuses a kept-alive connection to the address it checked, and only with the agents given', async () => {
+    const ports: number[] = [];
+    const { port } = await receiver((req, res) => {
+      ports.push(req.socket.remotePort ?? 0);
+      res.writeHead(204).end();
+    });
+    const agents = new WebhookAgents();
+    try {
+      for (let i = 0; i < 3; i++) expect((await sendWebhook(`http://127.0.0.1:${port}/`, body, {}, { egress: loopback, agents })).ok).toBe(true);
+      expect(new Set(ports).size).toBe(1);
+      for (let i = 0; i < 2; i++) expect((await sendWebhook(`http://127.0.0.1:${port}/`, body, {}, { egress: loopback })).ok).toBe(true);
+      expect(new Set(ports).size).toBe(3);
+    } finally {
+      agents.close();
+    }
   });
 });
