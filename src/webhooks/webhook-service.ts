@@ -1,7 +1,8 @@
 /**
  * The webhook use cases (API.md, Webhooks): create, list, read, change and delete webhooks, rotate
  * their secrets, read their delivery records; and, for the delivery dispatcher only, a webhook's
- * secret in the clear and disabling a webhook whose receiver answered 410 Gone.
+ * secret in the clear, keeping a delivery record, and disabling a webhook whose receiver answered
+ * 410 Gone.
  *
  * - A URL is checked when it is saved as it is at every delivery (sender.ts): absolute `https:`, or
  *   `http:` to a host the operator admitted by EGRESS_ALLOW (events carry mail content); no userinfo
@@ -138,6 +139,11 @@ export class WebhookService {
   async deliveries(id: string, limit: number): Promise<DeliveryRecord[]> {
     await this.record(id);
     return this.options.deliveries.list(id, limit);
+  }
+
+  /** Keeps one delivery attempt's record (the dispatcher's), among the webhook's latest. */
+  recordDelivery(id: string, record: DeliveryRecord): Promise<void> {
+    return this.options.deliveries.add(id, record);
   }
 
   /** The webhook's secret in the clear, to sign a delivery with (the dispatcher's; never for a response). */
