@@ -23,8 +23,13 @@ import { webhookRecordProblem, type WebhookRecord, type WebhookStore } from './t
 export const WEBHOOKS_FILE = 'webhooks.json';
 const FILE_VERSION = 1;
 const REDIS_TIMEOUT_MS = 5_000;
-/** Compare-and-set rounds before an update gives up (each lost round means another write landed). */
-const UPDATE_ATTEMPTS = 10;
+/**
+ * Compare-and-set rounds before an update gives up. Each lost round means another write landed, so
+ * some writer always progresses; a short random pause after a loss keeps many writers of one record
+ * (rare: an admin and the dispatcher) from colliding again in step.
+ */
+const UPDATE_ATTEMPTS = 50;
+const UPDATE_BACKOFF_MAX_MS = 50;
 
 const byCreation = (a: WebhookRecord, b: WebhookRecord): number => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
 
@@ -180,6 +185,7 @@ export class RedisWebhookStore implements WebhookStore {
       );
       if (outcome === 1) return next;
       if (outcome === -1) return null;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(UPDATE_BACKOFF_MAX_MS, 2 ** attempt)));
     }
     throw new GatewayError('SERVICE_UNAVAILABLE', `the webhook ${id} kept changing while it was being updated; retry`, { retryAfterSeconds: 1 });
   }
