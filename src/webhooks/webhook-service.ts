@@ -141,9 +141,13 @@ export class WebhookService {
     return this.options.deliveries.list(id, limit);
   }
 
-  /** Keeps one delivery attempt's record (the dispatcher's), among the webhook's latest. */
-  recordDelivery(id: string, record: DeliveryRecord): Promise<void> {
-    return this.options.deliveries.add(id, record);
+  /**
+   * Keeps one delivery attempt's record (the dispatcher's), among the webhook's latest. Not for a
+   * webhook deleted meanwhile (WEBHOOK_NOT_FOUND): its records went with it and must not come back.
+   */
+  async recordDelivery(id: string, record: DeliveryRecord): Promise<void> {
+    await this.record(id);
+    await this.options.deliveries.add(id, record);
   }
 
   /** The webhook's secret in the clear, to sign a delivery with (the dispatcher's; never for a response). */

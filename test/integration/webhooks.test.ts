@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '../../src/cache/keys.js';
 import type { DeliveryRecord } from '../../src/webhooks/types.js';
-import { expectProblem } from '../support/assertions.js';
+import { expectProblem, rejection } from '../support/assertions.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
@@ -152,6 +152,7 @@ async function roundTrip(gw: TestGateway, stored: () => Promise<string>): Promis
     { method: 'POST', url: `/v1/webhooks/${created.id}/rotate-secret` },
     { url: `/v1/webhooks/${created.id}/deliveries` },
   ];
+  expect((await rejection(gw.app.services.webhooks.recordDelivery(created.id, delivery('late')))).code).toBe('WEBHOOK_NOT_FOUND');
   for (const request of gone) {
     const problem = expectProblem(await gw.app.inject({ ...request, headers: admin }), 404, 'WEBHOOK_NOT_FOUND');
     expect(problem.detail).toContain(created.id);
