@@ -5,7 +5,9 @@
  *
  * - Redis: one list per webhook (`keys.webhookDeliveries(id)`); LPUSH, LTRIM and EXPIRE in one MULTI
  *   on that one key, so the bound holds whatever the number of writers, on Redis Cluster too. TTL'd
- *   (refreshed on every push): records of a webhook deleted while Redis was unreachable go away.
+ *   (refreshed on every push): records of a webhook deleted while Redis was unreachable go away, and
+ *   under `maxmemory-policy volatile-lru` Redis may evict them before webhooks or accounts: they are
+ *   history, not state.
  * - Files: `webhook-deliveries/<id>.json` under DATA_DIR, rewritten atomically on every add (a
  *   hundred small records: a rewrite costs about what an append would, and the file is never torn).
  *   Writes go one after another; reads are served from memory once a file was read.

@@ -203,7 +203,7 @@ export class WebhookService {
   }
 }
 
-/** The checks that need no network: absolute http(s), no userinfo, no fragment, bounded length. */
+/** The checks that need no network: absolute http(s), no userinfo, no port 0, no fragment, bounded length. */
 export function parseWebhookUrl(text: string): URL {
   const invalid = (rule: string): GatewayError => new GatewayError('VALIDATION_FAILED', `body/url ${rule}`);
   if (text.length > WEBHOOK_URL_MAX_LENGTH) throw invalid(`must be at most ${WEBHOOK_URL_MAX_LENGTH} characters`);
@@ -215,6 +215,7 @@ export function parseWebhookUrl(text: string): URL {
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw invalid('must be an https: or http: URL');
   if (url.username !== '' || url.password !== '') throw invalid('must not carry a user name or password (put a credential in the path or query)');
+  if (url.port === '0') throw invalid('must not name port 0 (nothing can listen there)');
   if (url.hash !== '' || text.includes('#')) throw invalid('must not have a fragment (#…): it is never sent to the receiver');
   if (url.href.length > WEBHOOK_URL_MAX_LENGTH) throw invalid(`must be at most ${WEBHOOK_URL_MAX_LENGTH} characters once normalised`);
   return url;

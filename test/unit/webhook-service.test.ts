@@ -28,7 +28,7 @@ describe('parseWebhookUrl', () => {
   });
 
   it('refuses other schemes, userinfo, fragments and overlong URLs, naming body/url', () => {
-    for (const url of ['ftp://example.com/', 'file:///etc/passwd', 'data:text/plain,x', 'example.com/hook', 'https://u:p@example.com/', 'https://u@example.com/', 'https://example.com/#x', 'https://example.com/#', `https://example.com/${'x'.repeat(2048)}`]) {
+    for (const url of ['ftp://example.com/', 'file:///etc/passwd', 'data:text/plain,x', 'example.com/hook', 'https://u:p@example.com/', 'https://u@example.com/', 'https://example.com:0/', 'https://example.com/#x', 'https://example.com/#', `https://example.com/${'x'.repeat(2048)}`]) {
       const error = thrown(() => parseWebhookUrl(url));
       expect(error.code, url).toBe('VALIDATION_FAILED');
       expect(error.message, url).toMatch(/^body\/url /);
