@@ -8,12 +8,15 @@
  * public IP literals stand for receivers on the internet, so no test needs DNS.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { InjectOptions } from 'fastify';
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
 import { keys } from '../../src/cache/keys.js';
+import { loadConfig } from '../../src/config.js';
 import type { DeliveryRecord } from '../../src/webhooks/types.js';
 import { expectProblem, rejection } from '../support/assertions.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
@@ -261,6 +264,27 @@ describe('webhooks, file mode', () => {
     const all = (await gw.app.inject({ url: '/v1/webhooks', headers: admin })).json().webhooks as Created[];
     expect(all.filter((w) => w.id === target.id)).toEqual([expect.objectContaining({ enabled: true })]);
     expect(await gw.app.services.webhooks.secretOf(target.id)).toBe(target.secret);
+  });
+});
+
+describe('webhooks, across a restart in file mode', () => {
+  it('are all there after the gateway starts again on the same DATA_DIR, their secrets still opening', async () => {
+    const first = await startGateway({ API_KEYS: ADMIN }, { webhookRoutes: true });
+    let second: FastifyInstance | undefined;
+    try {
+      const created = await create(first, { url: PUBLIC_URL, events: ['message.new'], description: 'survives' });
+      await first.app.services.webhooks.recordDelivery(created.id, delivery('e1'));
+      await first.app.close();
+      // The same directory (secret.key, webhooks.json, webhook-deliveries/) under a new process's app.
+      second = await buildApp(loadConfig({ DATA_DIR: first.dataDir, API_KEYS: ADMIN }), { logger: pino({ level: 'silent' }), webhookRoutes: true });
+      const { secret: _secret, ...shown } = created;
+      expect((await second.inject({ url: `/v1/webhooks/${created.id}`, headers: admin })).json()).toEqual(shown);
+      expect((await second.inject({ url: `/v1/webhooks/${created.id}/deliveries`, headers: admin })).json().deliveries).toEqual([expect.objectContaining({ eventId: 'e1', status: 'delivered' })]);
+      expect(await second.services.webhooks.secretOf(created.id)).toBe(created.secret);
+    } finally {
+      await second?.close();
+      await rm(first.dataDir, { recursive: true, force: true });
+    }
   });
 });
 
