@@ -32,9 +32,6 @@ export const WEBHOOK_EVENT_TYPES = EVENT_TYPES;
  */
 export const WEBHOOK_TEST_EVENT = 'webhook.test';
 
-/** A type a delivery record may carry. */
-export type DeliveryEventType = EventType | typeof WEBHOOK_TEST_EVENT;
-
 /** The longest URL a webhook may have, in characters (well under what any HTTP stack accepts, RFC 9110 §4.1). */
 export const WEBHOOK_URL_MAX_LENGTH = 2048;
 
@@ -87,7 +84,11 @@ export interface WebhookStore {
 /** One delivery attempt of one event to one webhook (API.md: `GET /v1/webhooks/{id}/deliveries`). */
 export interface DeliveryRecord {
   eventId: string;
-  type: DeliveryEventType;
+  /**
+   * The event's type, or `webhook.test`. A string, not the union: records outlive a gateway version,
+   * and one written by a newer version (with a type this one does not know) must still be shown.
+   */
+  type: string;
   /** 1 for the first attempt of this event. */
   attempt: number;
   /** When the attempt was made (ISO 8601). */

@@ -169,6 +169,24 @@ export class WebhookService {
     return view(next);
   }
 
+  /**
+   * Every enabled webhook with its secret in the clear, for the dispatcher (one store read). One whose
+   * secret cannot be opened (sealed under another SECRET_KEY) is left out, and said in the log: it
+   * could only send deliveries its receiver must refuse; rotating its secret brings it back.
+   */
+  async enabledWithSecrets(): Promise<Array<WebhookView & { secret: string }>> {
+    const out: Array<WebhookView & { secret: string }> = [];
+    for (const record of await this.options.store.list()) {
+      if (!record.enabled) continue;
+      try {
+        out.push({ ...view(record), secret: this.options.sealer.open(record.sealedSecret) });
+      } catch {
+        this.options.log.error({ webhook: record.id }, 'webhook secret cannot be opened (was SECRET_KEY changed?); nothing is delivered to it until its secret is rotated');
+      }
+    }
+    return out;
+  }
+
   /** Every webhook as stored, for the dispatcher: with `store.version()` it tells when to read again. */
   records(): Promise<WebhookRecord[]> {
     return this.options.store.list();

@@ -101,7 +101,21 @@ describe('WebhookService', () => {
     expect(await webhooks.secretOf(created.id)).toBe(created.secret);
     expect(JSON.stringify(await webhooks.get(created.id))).not.toContain('ecret');
     expect((await rejection(webhooks.secretOf('wh_nobody'))).code).toBe('WEBHOOK_NOT_FOUND');
+    // The dispatcher's read: enabled ones only, each with its secret.
+    const paused = await webhooks.create({ url: 'https://hooks.example.com/paused' });
+    await webhooks.update(paused.id, { enabled: false });
+    expect(await webhooks.enabledWithSecrets()).toEqual([expect.objectContaining({ id: created.id, secret: created.secret, enabled: true })]);
     expect((await rejection(webhooks.disable('wh_nobody', 'gone'))).code).toBe('WEBHOOK_NOT_FOUND');
+  });
+
+  it('leaves out of the dispatcher\'s read a webhook whose secret was sealed under another key, until it is rotated', async () => {
+    const before = await service([], resolver);
+    const { id } = await before.webhooks.create({ url: 'https://hooks.example.com/in' });
+    const after = await service([], resolver); // the same DATA_DIR, a new SECRET_KEY
+    expect(await after.webhooks.enabledWithSecrets()).toEqual([]);
+    expect((await rejection(after.webhooks.secretOf(id))).code).toBe('SERVICE_UNAVAILABLE');
+    const { secret } = await after.webhooks.rotateSecret(id);
+    expect(await after.webhooks.enabledWithSecrets()).toEqual([expect.objectContaining({ id, secret })]);
   });
 
   it("keeps a disable that lands while an admin's change is written, and the other way round", async () => {
