@@ -46,6 +46,12 @@ import { LocalWatchLeases, RedisWatchLeases, type WatchLeases } from './coordina
 import { Event } from './http/schemas/events.js';
 import type { EventLog, WatchDemand } from './events/types.js';
 import { Token } from './http/schemas/tokens.js';
+import { webhookRoutes } from './http/routes/webhooks.js';
+import { Webhook } from './http/schemas/webhooks.js';
+import { FileDeliveryRecords, RedisDeliveryRecords } from './webhooks/delivery-records.js';
+import { FileWebhookStore, RedisWebhookStore } from './webhooks/stores.js';
+import type { DeliveryRecords, WebhookStore } from './webhooks/types.js';
+import { WebhookService } from './webhooks/webhook-service.js';
 import { registerAccess, requireDeclaredAccess } from './tenants/access.js';
 import { registerRateLimits } from './tenants/rate-limits.js';
 import { TokenService } from './tenants/token-service.js';
@@ -65,6 +71,8 @@ export interface AppServices {
   imap: ImapBackend;
   metrics: Metrics;
   tokens: TokenService;
+  /** Webhooks and their delivery records (served over HTTP only with `BuildOptions.webhookRoutes`). */
+  webhooks: WebhookService;
   /** Which accounts this process watches, and the watchers it runs. */
   watchers: WatchManager;
   /**
@@ -96,6 +104,12 @@ export interface BuildOptions {
   events?: EventServices;
   /** Bytes per partial FETCH of a download (default 1 MiB): tests make it small, so small messages cross chunk boundaries. */
   downloadChunkBytes?: number;
+  /**
+   * Serve the webhook administration routes (`/v1/webhooks…`). Off by default until the delivery
+   * dispatcher lands (src/webhooks/README.md): the gateway must not offer webhooks that deliver
+   * nothing, so neither the routes nor the generated OpenAPI document mention them yet.
+   */
+  webhookRoutes?: boolean;
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -133,7 +147,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerProblemHandlers(app);
-  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization });
+  const serveWebhooks = options.webhookRoutes === true;
+  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization, webhooks: serveWebhooks });
   await registerCors(app, config.corsOrigins);
   requireDeclaredAccess(app);
   const limit = await registerRateLimits(app, config.rateLimits, services.redis);
@@ -143,11 +158,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }
   const events = services.services.events;
   if (events !== undefined) app.addSchema(Event);
+  if (serveWebhooks) app.addSchema(Webhook);
   await app.register(serviceRoutes);
   await app.register(
     async (v1) => {
       await v1.register(accountRoutes, { limits: config.rateLimits });
       await v1.register(tokenRoutes);
+      if (serveWebhooks) await v1.register(webhookRoutes);
       await v1.register(mailboxRoutes);
       await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
       if (events !== undefined) await v1.register(eventRoutes, { ...events, settings: config.eventStreams });
@@ -181,6 +198,8 @@ async function createServices(
     : await FileAccountStore.open(config.dataDir);
   const tokenStore: TokenStore = redis ? new RedisTokenStore(redis) : await FileTokenStore.open(config.dataDir);
   const tokens = new TokenService(tokenStore);
+  const webhookStore: WebhookStore = redis ? new RedisWebhookStore(redis) : await FileWebhookStore.open(config.dataDir);
+  const deliveryRecords: DeliveryRecords = redis ? new RedisDeliveryRecords(redis) : new FileDeliveryRecords(config.dataDir);
   const cache: Cache = redis
     ? new RedisCache(redis, log.child({ component: 'cache' }) as Logger, () => metrics.redisDegradations.inc())
     : new MemoryCache(config.memoryCacheBytes);
@@ -275,6 +294,13 @@ async function createServices(
   await accountChanges?.start((change) => {
     accounts.applyRemoteChange(change).catch((err: unknown) => log.warn({ err, account: change.id }, 'could not apply an account change'));
   });
+  const webhooks = new WebhookService({
+    store: webhookStore,
+    deliveries: deliveryRecords,
+    sealer,
+    egress,
+    log: log.child({ component: 'webhooks' }) as Logger,
+  });
   const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
   mailRef.service = mail;
   metrics.onScrape(() => {
@@ -293,7 +319,7 @@ async function createServices(
   });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, watchers, events: { log: eventLog, demand: watchers } },
+    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, watchers, events: { log: eventLog, demand: watchers } },
     redis,
     close: async () => {
       await accountChanges?.close();
@@ -305,6 +331,8 @@ async function createServices(
       await cache.close();
       await accountStore.close();
       await tokenStore.close();
+      await webhookStore.close();
+      await deliveryRecords.close();
       if (redis) await redis.quit().catch(() => redis?.disconnect());
     },
   };

@@ -65,6 +65,12 @@ export const ERRORS = {
     action: 'List tokens with `GET /v1/tokens`; a deleted token is gone for good.',
     example: 'No token tok_7Hq2mXc9LbVn0aPe',
   },
+  WEBHOOK_NOT_FOUND: {
+    status: 404,
+    meaning: 'No webhook has this id.',
+    action: 'List webhooks with `GET /v1/webhooks`; a deleted webhook is gone for good, with its delivery records.',
+    example: 'No webhook wh_Jx2v9QmLr0tYb3cA',
+  },
   MAILBOX_NOT_FOUND: {
     status: 404,
     meaning: 'The account has no mailbox at this path (or it cannot be selected).',

@@ -13,10 +13,12 @@ export const REDACTED_PATHS = [
   'accessToken',
   'sealedSecret',
   'secretKey',
+  'secret',
   '*.password',
   '*.accessToken',
   '*.sealedSecret',
   '*.secretKey',
+  '*.secret',
   '*.pass',
   'auth.pass',
 ];

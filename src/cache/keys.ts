@@ -2,7 +2,7 @@
  * Every Redis key the gateway reads or writes is built here, under one versioned prefix, so that a
  * change of layout is one bump of `KEY_VERSION` and an operator can see at a glance what is stored.
  *
- * Account records never expire; everything else does (docs/operations.md, Redis sizing), which is what lets
+ * Account, token and webhook records never expire; everything else does (docs/operations.md, Redis sizing), which is what lets
  * Redis run with `maxmemory-policy volatile-lru` and evict only cache.
  */
 export const KEY_VERSION = 'v1';
@@ -19,6 +19,26 @@ export const keys = {
 
   /** Hash of every access token, field = SHA-256 of the token, value = its record (no TTL). */
   tokens: (): string => `${KEY_PREFIX}tokens`,
+
+  /**
+   * Hash of every webhook record, field = webhook id, value = its record (JSON, secret sealed; no TTL).
+   * Tagged `{webhooks}` so that it and its version counter share one Cluster slot: every write
+   * changes both in one script or MULTI.
+   */
+  webhooks: (): string => `${KEY_PREFIX}{webhooks}`,
+
+  /**
+   * Counter INCR'd by every write to the webhooks hash (no TTL): a process that keeps the webhooks in
+   * memory (the delivery dispatcher) reads it on an interval and re-reads the hash when it moved.
+   */
+  webhooksVersion: (): string => `${KEY_PREFIX}{webhooks}:version`,
+
+  /**
+   * One webhook's latest delivery records, newest first (a list, trimmed to a bound on every push;
+   * TTL'd, refreshed on every push, so a forgotten webhook's records go away). Tagged by the webhook
+   * id: the push, the trim and the TTL go in one MULTI on this one key.
+   */
+  webhookDeliveries: (webhookId: string): string => `${KEY_PREFIX}webhook:{${webhookId}}:deliveries`,
 
   /** Prefix of the rate-limit counters (one key per caller and window, TTL'd by the limiter). */
   rateLimitPrefix: (): string => `${KEY_PREFIX}ratelimit:`,

@@ -25,10 +25,17 @@ export const DAY_FROM_1900 = '^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$';
 /** A mail host: a name or an address literal, with no space, slash or control character. */
 export const HOST = '^[^\\s/\\u0000-\\u001f\\u007f-\\u009f]+$';
 
+/**
+ * A webhook URL: absolute, `https:` or `http:` (schemes are case-insensitive, RFC 3986 §3.1). The
+ * webhook service checks the rest (userinfo, fragment, the egress policy).
+ */
+export const HTTP_URL = '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$';
+
 /** What a detail says when a value breaks one of these patterns. */
 export const PATTERN_RULES: Readonly<Record<string, string>> = {
   [NO_CONTROLS]: 'must not contain control characters (CR, LF, NUL, TAB, DEL, …)',
   [NO_LINE_BREAKS]: 'must not contain CR, LF or NUL',
   [HOST]: 'must be a host name or IP address, without spaces, slashes or control characters',
   [DAY_FROM_1900]: 'must be a day from 1900-01-01 on, as YYYY-MM-DD',
+  [HTTP_URL]: 'must be an absolute https: or http: URL, without spaces',
 };
