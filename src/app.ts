@@ -52,6 +52,12 @@ import { FileDeliveryRecords, RedisDeliveryRecords } from './webhooks/delivery-r
 import { FileWebhookStore, RedisWebhookStore } from './webhooks/stores.js';
 import type { DeliveryRecords, WebhookStore } from './webhooks/types.js';
 import { WebhookService } from './webhooks/webhook-service.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { FileDeliveryLanes } from './webhooks/file-lanes.js';
+import { RedisDeliveryLanes } from './webhooks/redis-lanes.js';
+import type { DeliveryLanes } from './webhooks/lanes.js';
+import { directoryOf } from './webhooks/webhook-directory.js';
+import { keys } from './cache/keys.js';
 import { registerAccess, requireDeclaredAccess } from './tenants/access.js';
 import { registerRateLimits } from './tenants/rate-limits.js';
 import { TokenService } from './tenants/token-service.js';
@@ -71,8 +77,10 @@ export interface AppServices {
   imap: ImapBackend;
   metrics: Metrics;
   tokens: TokenService;
-  /** Webhooks and their delivery records (served over HTTP only with `BuildOptions.webhookRoutes`). */
+  /** Webhooks and their delivery records. */
   webhooks: WebhookService;
+  /** Delivers the event log to the webhooks (test deliveries too). */
+  deliveries: WebhookDispatcher;
   /** Which accounts this process watches, and the watchers it runs. */
   watchers: WatchManager;
   /**
@@ -104,12 +112,6 @@ export interface BuildOptions {
   events?: EventServices;
   /** Bytes per partial FETCH of a download (default 1 MiB): tests make it small, so small messages cross chunk boundaries. */
   downloadChunkBytes?: number;
-  /**
-   * Serve the webhook administration routes (`/v1/webhooks…`). Off by default until the delivery
-   * dispatcher lands (src/webhooks/README.md): the gateway must not offer webhooks that deliver
-   * nothing, so neither the routes nor the generated OpenAPI document mention them yet.
-   */
-  webhookRoutes?: boolean;
 }
 
 export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -147,8 +149,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   app.removeContentTypeParser('text/plain');
   registerValidation(app);
   registerProblemHandlers(app);
-  const serveWebhooks = options.webhookRoutes === true;
-  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization, webhooks: serveWebhooks });
+  await registerSwagger(app, { persistAuthorization: config.docsPersistAuthorization });
   await registerCors(app, config.corsOrigins);
   requireDeclaredAccess(app);
   const limit = await registerRateLimits(app, config.rateLimits, services.redis);
@@ -158,13 +159,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   }
   const events = services.services.events;
   if (events !== undefined) app.addSchema(Event);
-  if (serveWebhooks) app.addSchema(Webhook);
+  app.addSchema(Webhook);
   await app.register(serviceRoutes);
   await app.register(
     async (v1) => {
       await v1.register(accountRoutes, { limits: config.rateLimits });
       await v1.register(tokenRoutes);
-      if (serveWebhooks) await v1.register(webhookRoutes);
+      await v1.register(webhookRoutes);
       await v1.register(mailboxRoutes);
       await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
       if (events !== undefined) await v1.register(eventRoutes, { ...events, settings: config.eventStreams });
@@ -288,11 +289,15 @@ async function createServices(
     onDeleted: async (id) => {
       await watchers.forget(id);
       await eventLog.dropAccount(id);
+      void deliveriesRef.dispatcher?.refresh();
     },
+    onCreated: () => void deliveriesRef.dispatcher?.refresh(),
   });
   resolver.service = accounts;
+  const deliveriesRef = { dispatcher: undefined as WebhookDispatcher | undefined };
   await accountChanges?.start((change) => {
     accounts.applyRemoteChange(change).catch((err: unknown) => log.warn({ err, account: change.id }, 'could not apply an account change'));
+    void deliveriesRef.dispatcher?.refresh();
   });
   const webhooks = new WebhookService({
     store: webhookStore,
@@ -301,6 +306,34 @@ async function createServices(
     egress,
     log: log.child({ component: 'webhooks' }) as Logger,
   });
+  const lanes: DeliveryLanes = redis
+    ? new RedisDeliveryLanes(redis, { retentionMs: config.events.retentionSeconds * 1000 })
+    : await FileDeliveryLanes.open(config.dataDir, eventLog);
+  const directory = directoryOf(webhooks);
+  const deliveries = new WebhookDispatcher({
+    directory,
+    accountIds: async () => (await accountStore.list()).map((record) => record.id),
+    log: eventLog,
+    lanes,
+    leases: redis
+      ? new RedisWatchLeases(redis, log.child({ component: 'webhooks' }) as Logger, config.sessionSlotTtlMs, keys.deliveryLease)
+      : new LocalWatchLeases(),
+    demand: watchers,
+    record: directory.record,
+    egress,
+    retryHours: config.webhooks.retryHours,
+    refreshIntervalMs: config.webhooks.refreshIntervalMs,
+    pollIntervalMs: config.eventStreams.pollIntervalMs,
+    logger: log.child({ component: 'webhooks' }) as Logger,
+    metrics,
+  });
+  deliveriesRef.dispatcher = deliveries;
+  webhooks.onChange((change) => {
+    if (change.kind === 'deleted') void deliveries.forget(change.id);
+    else void deliveries.refresh();
+  });
+  // Not awaited: a store that is down now is read again at the next interval.
+  void deliveries.refresh();
   const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
   mailRef.service = mail;
   metrics.onScrape(() => {
@@ -319,10 +352,12 @@ async function createServices(
   });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, watchers, events: { log: eventLog, demand: watchers } },
+    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, deliveries, watchers, events: { log: eventLog, demand: watchers } },
     redis,
     close: async () => {
       await accountChanges?.close();
+      await deliveries.close();
+      await lanes.close();
       await watchers.close();
       await imap.close();
       await pop3.close();

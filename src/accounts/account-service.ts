@@ -59,6 +59,8 @@ export interface AccountServiceOptions {
   changes?: AccountChanges;
   /** Called once an account is deleted: what else holds its data (the event log, its watcher) lets go. */
   onDeleted?: (id: string) => Promise<void>;
+  /** Called once an account is created (webhooks covering every account start covering it). */
+  onCreated?: (id: string) => void;
 }
 
 /** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
@@ -112,6 +114,7 @@ export class AccountService {
     if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
+    this.options.onCreated?.(record.id);
     return this.view(record);
   }
 

@@ -39,8 +39,6 @@ export const DOCS_CSP = [
 export interface SwaggerOptions {
   /** Swagger UI keeps an entered key in localStorage across reloads (DOCS_PERSIST_AUTHORIZATION). */
   persistAuthorization: boolean;
-  /** The webhook routes are served (app.ts, `BuildOptions.webhookRoutes`): their tag is listed. */
-  webhooks?: boolean;
 }
 
 export async function registerSwagger(app: FastifyInstance, options: SwaggerOptions): Promise<void> {
@@ -56,7 +54,7 @@ export async function registerSwagger(app: FastifyInstance, options: SwaggerOpti
         { name: 'messages', description: 'Listing, reading and downloading messages' },
         { name: 'events', description: 'What changes in the mailboxes, pushed as server-sent events' },
         { name: 'tokens', description: 'Access tokens for tenants: accounts × scopes (admin keys only)' },
-        ...(options.webhooks === true ? [{ name: 'webhooks', description: 'Events POSTed to URLs, signed (admin keys only)' }] : []),
+        { name: 'webhooks', description: 'Events POSTed to URLs, signed (admin keys only)' },
         { name: 'service', description: 'Health and readiness' },
       ],
       components: {

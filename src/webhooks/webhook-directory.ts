@@ -1,8 +1,14 @@
 /**
- * What delivery needs of the webhook store, and what it gives back: the enabled webhooks as the
- * dispatcher uses them (filters as sets, the secret unsealed, never logged), the way to disable one
- * (a receiver's 410), and where attempts are recorded (`GET /v1/webhooks/{id}/deliveries`).
+ * What delivery needs of the webhook store (the dispatcher's view of it): the enabled webhooks with
+ * their filters as sets and their secrets unsealed (never logged), the way to disable one (a
+ * receiver's 410), the store's version, and where attempts are recorded
+ * (`GET /v1/webhooks/{id}/deliveries`). `directoryOf` reads it from the webhook service.
  */
+import { GatewayError } from '../errors.js';
+import { EVERY, type DeliveryRecord } from './types.js';
+import type { WebhookService, WebhookView } from './webhook-service.js';
+
+export type { DeliveryRecord } from './types.js';
 
 export interface DeliveryWebhook {
   id: string;
@@ -28,14 +34,35 @@ export interface WebhookDirectory {
   version(): Promise<number>;
 }
 
-/** One delivery attempt as `GET /v1/webhooks/{id}/deliveries` shows it (API.md). */
-export interface DeliveryRecord {
-  eventId: string;
-  type: string;
-  attempt: number;
-  at: string;
-  status: 'delivered' | 'retrying' | 'failed';
-  responseStatus: number | null;
-  error: string | null;
-  nextAttemptAt: string | null;
+/** The dispatcher's view of the webhook service. */
+export function directoryOf(service: WebhookService): WebhookDirectory & { record(id: string, record: DeliveryRecord): Promise<void> } {
+  return {
+    enabled: async () => (await service.enabledWithSecrets()).map(deliveryWebhook),
+    get: async (id) => {
+      try {
+        return deliveryWebhook(await service.withSecret(id));
+      } catch (err) {
+        if (err instanceof GatewayError && err.code === 'WEBHOOK_NOT_FOUND') return null;
+        throw err;
+      }
+    },
+    disable: async (id, reason) => {
+      await service.disable(id, reason);
+    },
+    version: () => service.version(),
+    record: (id, record) => service.recordDelivery(id, record),
+  };
+}
+
+/** A webhook as the dispatcher takes it: `["*"]` as null, lists as sets. */
+export function deliveryWebhook(webhook: WebhookView & { secret: string }): DeliveryWebhook {
+  const setOf = (values: readonly string[]): ReadonlySet<string> | null => (values.includes(EVERY) ? null : new Set(values));
+  return {
+    id: webhook.id,
+    url: webhook.url,
+    events: setOf(webhook.events),
+    accounts: setOf(webhook.accounts),
+    createdAtMs: Date.parse(webhook.createdAt),
+    secret: webhook.secret,
+  };
 }

@@ -58,8 +58,23 @@ export interface WebhookServiceOptions {
   now?: () => number;
 }
 
+/** What changed, for the dispatcher in this process (other processes see the store's version move). */
+export type WebhookChange = { kind: 'created' | 'changed'; id: string } | { kind: 'deleted'; id: string };
+
 export class WebhookService {
+  private readonly listeners = new Set<(change: WebhookChange) => void>();
+
   constructor(private readonly options: WebhookServiceOptions) {}
+
+  /** Calls `listener` after every change made through this service; answers the function that stops it. */
+  onChange(listener: (change: WebhookChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private changed(change: WebhookChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
 
   async create(input: WebhookInput): Promise<WebhookView & { secret: string }> {
     const url = await this.checkedUrl(input.url);
@@ -80,6 +95,7 @@ export class WebhookService {
     await this.options.store.create(record);
     // The URL's host only: a path or query may carry a receiver's own token.
     this.options.log.info({ webhook: record.id, host: new URL(url).host }, 'webhook created');
+    this.changed({ kind: 'created', id: record.id });
     return { ...view(record), secret };
   }
 
@@ -111,6 +127,7 @@ export class WebhookService {
     }));
     if (next === null) throw webhookNotFound(id);
     this.options.log.info({ webhook: id, fields: Object.keys(patch) }, 'webhook changed');
+    this.changed({ kind: 'changed', id });
     return view(next);
   }
 
@@ -122,6 +139,7 @@ export class WebhookService {
       this.options.log.warn({ webhook: id, err: { message: (err as Error).message } }, "could not remove the deleted webhook's delivery records");
     });
     this.options.log.info({ webhook: id }, 'webhook deleted');
+    this.changed({ kind: 'deleted', id });
   }
 
   /** A new secret, effective at once for every delivery that starts after this; the old one stops working. */
@@ -132,6 +150,7 @@ export class WebhookService {
     const next = await this.options.store.update(id, (current) => ({ ...current, sealedSecret, updatedAt }));
     if (next === null) throw webhookNotFound(id);
     this.options.log.info({ webhook: id }, 'webhook secret rotated');
+    this.changed({ kind: 'changed', id });
     return { ...view(next), secret };
   }
 
@@ -152,11 +171,14 @@ export class WebhookService {
 
   /** The webhook's secret in the clear, to sign a delivery with (the dispatcher's; never for a response). */
   async secretOf(id: string): Promise<string> {
-    const record = await this.record(id);
+    return this.openSecret(await this.record(id));
+  }
+
+  private openSecret(record: WebhookRecord): string {
     try {
       return this.options.sealer.open(record.sealedSecret);
     } catch (err) {
-      throw new GatewayError('SERVICE_UNAVAILABLE', `the secret of webhook ${id} cannot be opened (was SECRET_KEY changed?); rotate it`, { cause: err });
+      throw new GatewayError('SERVICE_UNAVAILABLE', `the secret of webhook ${record.id} cannot be opened (was SECRET_KEY changed?); rotate it`, { cause: err });
     }
   }
 
@@ -166,6 +188,7 @@ export class WebhookService {
     const next = await this.options.store.update(id, (current) => ({ ...current, enabled: false, disabledReason: reason, updatedAt }));
     if (next === null) throw webhookNotFound(id);
     this.options.log.warn({ webhook: id, reason }, 'webhook disabled');
+    this.changed({ kind: 'changed', id });
     return view(next);
   }
 
@@ -185,6 +208,12 @@ export class WebhookService {
       }
     }
     return out;
+  }
+
+  /** One webhook with its secret opened, enabled or not (a test delivery); WEBHOOK_NOT_FOUND if there is none. */
+  async withSecret(id: string): Promise<WebhookView & { secret: string }> {
+    const record = await this.record(id);
+    return { ...view(record), secret: this.openSecret(record) };
   }
 
   /** Every webhook as stored, for the dispatcher: with `store.version()` it tells when to read again. */

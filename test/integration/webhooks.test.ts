@@ -167,7 +167,7 @@ async function roundTrip(gw: TestGateway, stored: () => Promise<string>): Promis
 describe('webhooks, file mode', () => {
   let gw: TestGateway;
   beforeAll(async () => {
-    gw = await startGateway({ API_KEYS: ADMIN }, { webhookRoutes: true, captureLogs: true });
+    gw = await startGateway({ API_KEYS: ADMIN }, { captureLogs: true });
   });
   afterAll(async () => gw?.close());
 
@@ -269,14 +269,14 @@ describe('webhooks, file mode', () => {
 
 describe('webhooks, across a restart in file mode', () => {
   it('are all there after the gateway starts again on the same DATA_DIR, their secrets still opening', async () => {
-    const first = await startGateway({ API_KEYS: ADMIN }, { webhookRoutes: true });
+    const first = await startGateway({ API_KEYS: ADMIN });
     let second: FastifyInstance | undefined;
     try {
       const created = await create(first, { url: PUBLIC_URL, events: ['message.new'], description: 'survives' });
       await first.app.services.webhooks.recordDelivery(created.id, delivery('e1'));
       await first.app.close();
       // The same directory (secret.key, webhooks.json, webhook-deliveries/) under a new process's app.
-      second = await buildApp(loadConfig({ DATA_DIR: first.dataDir, API_KEYS: ADMIN }), { logger: pino({ level: 'silent' }), webhookRoutes: true });
+      second = await buildApp(loadConfig({ DATA_DIR: first.dataDir, API_KEYS: ADMIN }), { logger: pino({ level: 'silent' }) });
       const { secret: _secret, ...shown } = created;
       expect((await second.inject({ url: `/v1/webhooks/${created.id}`, headers: admin })).json()).toEqual(shown);
       expect((await second.inject({ url: `/v1/webhooks/${created.id}/deliveries`, headers: admin })).json().deliveries).toEqual([expect.objectContaining({ eventId: 'e1', status: 'delivered' })]);
@@ -288,18 +288,6 @@ describe('webhooks, across a restart in file mode', () => {
   });
 });
 
-describe('webhooks, unless the app is built to serve them', () => {
-  it('has no webhook routes, in the API and in its OpenAPI document', async () => {
-    const gw = await startGateway({ API_KEYS: ADMIN });
-    try {
-      expectProblem(await gw.app.inject({ method: 'POST', url: '/v1/webhooks', headers: admin, payload: { url: PUBLIC_URL } }), 404, 'NOT_FOUND');
-      expectProblem(await gw.app.inject({ url: '/v1/webhooks', headers: admin }), 404, 'NOT_FOUND');
-      expect(JSON.stringify(gw.app.swagger())).not.toMatch(/\/v1\/webhooks|"webhooks"/);
-    } finally {
-      await gw.close();
-    }
-  });
-});
 
 describe('webhooks, Redis mode', () => {
   let server: RedisServer;
@@ -309,7 +297,7 @@ describe('webhooks, Redis mode', () => {
     server = await startRedis();
     redis = new Redis(server.url);
     redis.on('error', () => undefined); // the last test stops Redis on purpose
-    gw = await startGateway({ API_KEYS: ADMIN, REDIS_URL: server.url, SECRET_KEY: randomBytes(32).toString('hex') }, { webhookRoutes: true });
+    gw = await startGateway({ API_KEYS: ADMIN, REDIS_URL: server.url, SECRET_KEY: randomBytes(32).toString('hex') });
   });
   afterAll(async () => {
     await gw?.close();

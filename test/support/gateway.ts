@@ -23,7 +23,7 @@ export interface TestGateway {
 
 export async function startGateway(
   env: Record<string, string> = {},
-  options: { captureLogs?: boolean; events?: EventServices; downloadChunkBytes?: number; webhookRoutes?: boolean } = {},
+  options: { captureLogs?: boolean; events?: EventServices; downloadChunkBytes?: number } = {},
 ): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-test-'));
   // Rate limits off unless a test sets them: a test file makes more requests a minute than a client would
@@ -52,7 +52,6 @@ export async function startGateway(
     logger,
     ...(options.events ? { events: options.events } : {}),
     ...(options.downloadChunkBytes !== undefined ? { downloadChunkBytes: options.downloadChunkBytes } : {}),
-    ...(options.webhookRoutes !== undefined ? { webhookRoutes: options.webhookRoutes } : {}),
   });
   await app.ready();
   return {

@@ -1,16 +1,16 @@
 /**
- * Webhook administration (API.md, Webhooks), admin keys only. Registered only when the app is built
- * with `webhookRoutes: true`, until the delivery dispatcher lands (src/webhooks/README.md): the
- * gateway must not offer webhooks that deliver nothing.
+ * Webhook administration (API.md, Webhooks), admin keys only. Deliveries themselves run in the
+ * dispatcher (src/webhooks/dispatcher.ts); `test` hands it one event to send now.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { problems, success } from '../schemas/common.js';
 import { DELIVERY_RECORDS_KEPT } from '../../webhooks/types.js';
-import { DeliveriesQuery, DeliveryList, WebhookCreateBody, WebhookList, WebhookParams, WebhookPatchBody, WebhookWithSecret } from '../schemas/webhooks.js';
+import { deliveryWebhook } from '../../webhooks/webhook-directory.js';
+import { DeliveriesQuery, DeliveryList, TestDelivery, WebhookCreateBody, WebhookList, WebhookParams, WebhookPatchBody, WebhookWithSecret } from '../schemas/webhooks.js';
 
 export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { webhooks } = app.services;
+  const { webhooks, deliveries } = app.services;
 
   app.post(
     '/webhooks',
@@ -127,8 +127,25 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => webhooks.rotateSecret(request.params.id),
   );
 
-  // POST /webhooks/:id/test (202 { eventId }: a webhook.test event delivered now, whatever the
-  // webhook's `events`) belongs here; it comes with the delivery dispatcher, which sends it.
+  app.post(
+    '/webhooks/:id/test',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['webhooks'],
+        operationId: 'testWebhook',
+        summary: 'Send a test event to a webhook',
+        description:
+          'A `webhook.test` event (`{ id, type, account: null, mailbox: null, at, webhook }`), signed like every delivery, sent now whatever the webhook\'s `events` filter and whether or not it is enabled. One attempt, not retried: its outcome appears in the webhook\'s deliveries.',
+        params: WebhookParams,
+        response: { 202: TestDelivery, ...problems('VALIDATION_FAILED', 'WEBHOOK_NOT_FOUND', 'SERVICE_UNAVAILABLE') },
+      },
+    },
+    async (request, reply) => {
+      const webhook = deliveryWebhook(await webhooks.withSecret(request.params.id));
+      return reply.code(202).send({ eventId: deliveries.sendTest(webhook) });
+    },
+  );
 
   app.get(
     '/webhooks/:id/deliveries',

@@ -116,3 +116,8 @@ const Delivery = Type.Object(
 );
 
 export const DeliveryList = Type.Object({ deliveries: Type.Array(Delivery, { description: 'Newest first' }) });
+
+export const TestDelivery = Type.Object(
+  { eventId: Type.String({ description: 'The test event\'s id: its `webhook-id` header, and the `eventId` of its delivery record' }) },
+  { description: 'A `webhook.test` event is on its way' },
+);
