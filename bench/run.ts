@@ -27,6 +27,7 @@ import { rowI, TITLE_I } from './rows/i-pop3-header-cache.js';
 import { rowCr, TITLE_CR } from './rows/cr-rate-limit-cost.js';
 import { rowJ, TITLE_J } from './rows/j-event-latency.js';
 import { rowK, TITLE_K } from './rows/k-many-accounts.js';
+import { rowsLM, TITLE_L, TITLE_M } from './rows/lm-webhooks.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
 
@@ -39,7 +40,7 @@ async function main(): Promise<number> {
   const loadBefore = os.loadavg();
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
-    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR, j: TITLE_J, k: TITLE_K,
+    f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR, j: TITLE_J, k: TITLE_K, l: TITLE_L, m: TITLE_M,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -111,7 +112,7 @@ async function main(): Promise<number> {
         await measure(['cr'], async () => [await rowCr(ctx, gateway)]);
       });
     }
-    if (uses(['j', 'k'])) {
+    if (uses(['j', 'k', 'l', 'm'])) {
       // A gateway of its own, without the two big mailboxes registered: row (k)'s stream covers every
       // account the gateway has, and the watchers' first looks would record 102,000 messages. Idle
       // pool sessions close after 10 s rather than 5 min, so that row (k) measures quiet accounts as
@@ -122,6 +123,7 @@ async function main(): Promise<number> {
         false,
         async (gateway) => {
           await measure(['j'], async () => [await rowJ(ctx, gateway)]);
+          await measure(['l', 'm'], async () => Object.values(await rowsLM(ctx, gateway)));
           await measure(['k'], async () => [await rowK(ctx, gateway)]);
         },
         { accounts: false, env: EVENTS_GATEWAY_ENV },

@@ -349,6 +349,13 @@ async function createServices(
     metrics.poolSessions.set({ protocol: 'pop3', state: 'open' }, pop3Stats.live);
     metrics.poolSessions.set({ protocol: 'pop3', state: 'waiting' }, pop3Stats.waiting);
     metrics.redisUp?.set(cache.health() === 'ok' ? 1 : 0);
+    metrics.webhookBacklog.reset();
+    metrics.webhookOldestPending.reset();
+    const now = Date.now();
+    for (const [webhook, lanes] of deliveries.laneStats()) {
+      metrics.webhookBacklog.set({ webhook }, lanes.backlog);
+      metrics.webhookOldestPending.set({ webhook }, lanes.oldestPendingAtMs === null ? 0 : Math.max(0, now - lanes.oldestPendingAtMs) / 1000);
+    }
   });
 
   return {

@@ -127,6 +127,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookBacklog = new Gauge({
+    name: 'mailgw_webhook_backlog_events',
+    help: 'Events waiting for delivery in this process\'s lanes, per webhook, as far as each lane has read ahead (at most 50 per account)',
+    labelNames: ['webhook'] as const,
+    registers: [this.registry],
+  });
+
+  readonly webhookOldestPending = new Gauge({
+    name: 'mailgw_webhook_oldest_pending_seconds',
+    help: 'Age of the oldest event not yet delivered in this process\'s lanes, per webhook (0 when caught up)',
+    labelNames: ['webhook'] as const,
+    registers: [this.registry],
+  });
+
   readonly webhookAccounts = new Gauge({
     name: 'mailgw_webhook_delivering_accounts',
     help: 'Accounts whose webhook deliveries this process runs now (it holds their delivery lease)',

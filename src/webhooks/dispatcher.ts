@@ -189,6 +189,22 @@ export class WebhookDispatcher {
     return event.id;
   }
 
+  /** Per webhook, over this process's lanes: events read and not yet settled, and the oldest one's time. */
+  laneStats(): Map<string, { backlog: number; oldestPendingAtMs: number | null }> {
+    const stats = new Map<string, { backlog: number; oldestPendingAtMs: number | null }>();
+    for (const account of this.accounts.values()) {
+      for (const [webhookId, lane] of account.lanes) {
+        const entry = stats.get(webhookId) ?? { backlog: 0, oldestPendingAtMs: null };
+        entry.backlog += lane.backlog;
+        if (lane.oldestPendingAtMs !== null && (entry.oldestPendingAtMs === null || lane.oldestPendingAtMs < entry.oldestPendingAtMs)) {
+          entry.oldestPendingAtMs = lane.oldestPendingAtMs;
+        }
+        stats.set(webhookId, entry);
+      }
+    }
+    return stats;
+  }
+
   /** The accounts whose deliveries this process runs now (metrics, tests). */
   delivering(): string[] {
     return [...this.accounts].filter(([, account]) => account.owned).map(([id]) => id);

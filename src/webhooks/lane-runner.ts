@@ -47,6 +47,10 @@ export class LaneRunner {
   private failing = false;
   private wakeUp: (() => void) | null = null;
   readonly done: Promise<void>;
+  /** Events read from the lane and not yet settled (at most READ_BATCH: the lane reads no further ahead). */
+  backlog = 0;
+  /** When the oldest event not yet settled was seen (ms since the epoch); null when the lane is caught up. */
+  oldestPendingAtMs: number | null = null;
 
   constructor(
     private readonly key: LaneKey,
@@ -84,6 +88,8 @@ export class LaneRunner {
         await this.pause(STORE_PAUSE_MS, false);
         continue;
       }
+      this.backlog = entries.length;
+      this.oldestPendingAtMs = entries.length === 0 ? null : atOf(entries[0]!);
       if (entries.length === 0) {
         if (!this.woken) await this.pause(this.context.pollIntervalMs, true);
         continue;
@@ -99,8 +105,10 @@ export class LaneRunner {
    */
   private async work(entries: LaneEntry[]): Promise<void> {
     const passed: string[] = [];
-    for (const entry of entries) {
+    for (const [index, entry] of entries.entries()) {
       if (this.stopped) return;
+      this.backlog = entries.length - index;
+      this.oldestPendingAtMs = atOf(entry);
       const webhook = this.context.webhook();
       if (webhook === undefined) return;
       if (entry.event === null || !takes(webhook, entry.event.type)) {
@@ -214,6 +222,12 @@ export class LaneRunner {
     this.failing = true;
     this.context.logger.warn({ webhook: this.key.webhookId, account: this.key.accountId, err: { message: (err as Error).message } }, message);
   }
+}
+
+/** When an entry's event was seen (its `at`); now for an entry gone from the log. */
+function atOf(entry: LaneEntry): number {
+  const at = entry.event === null ? NaN : Date.parse(entry.event.at);
+  return Number.isNaN(at) ? Date.now() : at;
 }
 
 /** Whether a webhook takes events of this type (its `events` filter; null: every type). */

@@ -44,7 +44,7 @@ export interface WebhookRecord {
   /** Account ids whose events to deliver, or `['*']` for every account (also those created later). */
   accounts: string[];
   description: string | null;
-  /** False: nothing is delivered (events that arrive meanwhile are not queued for it). */
+  /** False: nothing is delivered; enabled again, it resumes where it stopped (decision 0015). */
   enabled: boolean;
   /**
    * Why the gateway disabled it on its own (a receiver answered 410 Gone); null when enabled, or when
@@ -124,15 +124,6 @@ export function newWebhookId(): string {
 
 export function isWebhookId(value: string): boolean {
   return WEBHOOK_ID.test(value);
-}
-
-/** Whether the webhook wants this event: enabled, and both filters take it (the dispatcher's rule). */
-export function webhookWants(record: WebhookRecord, type: EventType, account: string): boolean {
-  return (
-    record.enabled &&
-    (record.events.includes(EVERY) || record.events.includes(type)) &&
-    (record.accounts.includes(EVERY) || record.accounts.includes(account))
-  );
 }
 
 export function webhookNotFound(id: string): GatewayError {

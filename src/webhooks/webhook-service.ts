@@ -216,11 +216,6 @@ export class WebhookService {
     return { ...view(record), secret: this.openSecret(record) };
   }
 
-  /** Every webhook as stored, for the dispatcher: with `store.version()` it tells when to read again. */
-  records(): Promise<WebhookRecord[]> {
-    return this.options.store.list();
-  }
-
   /** Grows with every change to any webhook, made by any process sharing the store (stores.ts). */
   version(): Promise<number> {
     return this.options.store.version();

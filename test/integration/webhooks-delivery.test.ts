@@ -129,6 +129,13 @@ for (const withRedis of [false, true]) {
           if (Date.now() > deadline) throw new Error('no failed attempt recorded while the receiver was down');
           await new Promise((resolve) => setTimeout(resolve, 200));
         }
+        // What an operator sees meanwhile: attempts failing, and events waiting for this webhook.
+        const metrics = await (await fetch(`${gateway.base}/metrics`)).text();
+        expect(metrics).toMatch(/^mailgw_webhook_deliveries_total\{status="retrying"\} [1-9]/m);
+        const backlog = new RegExp(`^mailgw_webhook_backlog_events\\{webhook="${hook.id}"\\} (\\d+)`, 'm').exec(metrics);
+        expect(Number(backlog?.[1])).toBeGreaterThanOrEqual(1);
+        const oldest = new RegExp(`^mailgw_webhook_oldest_pending_seconds\\{webhook="${hook.id}"\\} ([\\d.e+-]+)`, 'm').exec(metrics);
+        expect(Number(oldest?.[1])).toBeGreaterThan(0);
         await gateway.kill();
         for (const n of [4, 5]) await other.append('INBOX', textMessage({ subject: `During ${n}` }));
 

@@ -1,6 +1,6 @@
 /**
  * The webhook service's rules that need no HTTP (webhooks/webhook-service.ts, webhooks/types.ts):
- * which URLs are taken, which events a webhook wants, admitted host names over plain http:, the
+ * which URLs are taken, admitted host names over plain http:, the
  * secret sealed under the configured key; and the OpenAPI of the routes when they are served.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -16,10 +16,8 @@ import { loadConfig } from '../../src/config.js';
 import { createEgressPolicy } from '../../src/net/egress.js';
 import { FileDeliveryRecords } from '../../src/webhooks/delivery-records.js';
 import { FileWebhookStore, WEBHOOKS_FILE } from '../../src/webhooks/stores.js';
-import { webhookWants } from '../../src/webhooks/types.js';
 import { WebhookService, parseWebhookUrl } from '../../src/webhooks/webhook-service.js';
 import { rejection, thrown } from '../support/assertions.js';
-import { webhookRecord } from '../support/webhook-records.js';
 
 describe('parseWebhookUrl', () => {
   it('takes absolute https: and http: URLs, in any case, and keeps path and query', () => {
@@ -33,18 +31,6 @@ describe('parseWebhookUrl', () => {
       expect(error.code, url).toBe('VALIDATION_FAILED');
       expect(error.message, url).toMatch(/^body\/url /);
     }
-  });
-});
-
-describe('webhookWants', () => {
-  it('takes an event when enabled and both filters take its type and account', () => {
-    const some = webhookRecord({ events: ['message.new'], accounts: ['alice'] });
-    expect(webhookWants(some, 'message.new', 'alice')).toBe(true);
-    expect(webhookWants(some, 'message.deleted', 'alice')).toBe(false);
-    expect(webhookWants(some, 'message.new', 'bob')).toBe(false);
-    expect(webhookWants({ ...some, enabled: false }, 'message.new', 'alice')).toBe(false);
-    const every = webhookRecord();
-    expect(webhookWants(every, 'account.error', 'anyone')).toBe(true);
   });
 });
 
