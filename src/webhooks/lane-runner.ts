@@ -41,6 +41,9 @@ export interface LaneContext {
 export class LaneRunner {
   private stopped = false;
   private woken = false;
+  /** Settles handed to the store and not yet landed (settleBehind), and attempt records likewise. */
+  private settling: Promise<void> = Promise.resolve();
+  private recording: Promise<void> = Promise.resolve();
   /** The head's retry state as stored; undefined until read once. */
   private retry: RetryState | null | undefined;
   /** The store failed and that was logged: the next failures of this streak are not (no log flood in an outage). */
@@ -73,7 +76,18 @@ export class LaneRunner {
   }
 
   private async run(): Promise<void> {
+    try {
+      await this.loop();
+    } finally {
+      await this.settling;
+      await this.recording;
+    }
+  }
+
+  private async loop(): Promise<void> {
     while (!this.stopped) {
+      // What was delivered is settled before the lane is read again (or it would come back).
+      await this.settling;
       const webhook = this.context.webhook();
       if (webhook === undefined) return;
       this.woken = false;
@@ -118,11 +132,11 @@ export class LaneRunner {
       const settled = await this.deliver(webhook, entry.event, passed);
       if (settled === 'settled') passed.length = 0;
       else {
-        if (passed.length > 0) await this.settle(passed);
+        if (passed.length > 0) this.settleBehind([...passed]);
         return;
       }
     }
-    if (passed.length > 0) await this.settle(passed);
+    if (passed.length > 0) this.settleBehind([...passed]);
   }
 
   /** One attempt at the head (or a wait for its retry time). `settled`: the lane moved past it. */
@@ -144,13 +158,15 @@ export class LaneRunner {
     if (outcome.ok) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'delivered' });
       this.context.metrics?.webhookLag.observe(Math.max(0, Date.now() - Date.parse(event.at)) / 1000);
-      await this.record(webhook, { ...base, status: 'delivered', nextAttemptAt: null });
-      return this.settleSurely([...passed, event.id]);
+      this.record(webhook, { ...base, status: 'delivered', nextAttemptAt: null });
+      this.retry = null;
+      this.settleBehind([...passed, event.id]);
+      return 'settled';
     }
     if (outcome.gone) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
       const reason = 'the receiver answered 410 Gone';
-      await this.record(webhook, { ...base, status: 'failed', error: `${reason}: the webhook is disabled`, nextAttemptAt: null });
+      this.record(webhook, { ...base, status: 'failed', error: `${reason}: the webhook is disabled`, nextAttemptAt: null });
       this.stopped = true;
       await this.context.disable(webhook.id, reason).catch((err: unknown) => this.warn(err, 'could not disable a webhook'));
       return 'held';
@@ -158,8 +174,10 @@ export class LaneRunner {
     const next = nextAttempt(attempt, Date.now(), firstAttemptAtMs, this.context.retryHours, outcome.retryAfterMs).nextAttemptAtMs;
     if (next === null) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
-      await this.record(webhook, { ...base, status: 'failed', nextAttemptAt: null });
-      return this.settleSurely([...passed, event.id]);
+      this.record(webhook, { ...base, status: 'failed', nextAttemptAt: null });
+      this.retry = null;
+      this.settleBehind([...passed, event.id]);
+      return 'settled';
     }
     this.context.metrics?.webhookDeliveries.inc({ status: 'retrying' });
     const state: RetryState = { eventId: event.id, attempts: attempt, firstAttemptAtMs, nextAttemptAtMs: next };
@@ -170,7 +188,7 @@ export class LaneRunner {
       // Unsaved, a restart tries sooner with the count starting again: never lost.
       this.warn(err, 'could not store a webhook retry state');
     }
-    await this.record(webhook, { ...base, status: 'retrying', nextAttemptAt: new Date(next).toISOString() });
+    this.record(webhook, { ...base, status: 'retrying', nextAttemptAt: new Date(next).toISOString() });
     return 'held';
   }
 
@@ -180,24 +198,29 @@ export class LaneRunner {
       return true;
     } catch (err) {
       this.warn(err, 'could not settle webhook deliveries; trying again');
-      await this.pause(STORE_PAUSE_MS, false);
+      await sleep(STORE_PAUSE_MS);
       return false;
     }
   }
 
-  /** A delivered event is settled before the next one goes out, or it would be sent twice. */
-  private async settleSurely(eventIds: string[]): Promise<'settled' | 'held'> {
-    while (!this.stopped) {
-      if (await this.settle(eventIds)) {
-        this.retry = null;
-        return 'settled';
+  /**
+   * Settles a delivered head (and the entries passed before it) while the next one goes out: one
+   * store round trip less per event. In order, and always before the lane is read again; a crash in
+   * between sends these again (at least once). Tried until it lands, once more after a stop.
+   */
+  private settleBehind(eventIds: string[]): void {
+    this.settling = this.settling.then(async () => {
+      while (!(await this.settle(eventIds)) && !this.stopped) {
+        // settle paused already
       }
-    }
-    return 'held';
+    });
   }
 
-  private async record(webhook: DeliveryWebhook, record: DeliveryRecord): Promise<void> {
-    await this.context.record(webhook.id, record).catch((err: unknown) => this.warn(err, 'could not keep a webhook delivery record'));
+  /** Keeps an attempt's record in the background, in the order of the attempts (best effort). */
+  private record(webhook: DeliveryWebhook, record: DeliveryRecord): void {
+    this.recording = this.recording.then(() =>
+      this.context.record(webhook.id, record).catch((err: unknown) => this.warn(err, 'could not keep a webhook delivery record')),
+    );
   }
 
   /** Waits `ms`; a wake cuts it short only when `wakeable` (a retry's wait is not). Stop always does. */
@@ -222,6 +245,10 @@ export class LaneRunner {
     this.failing = true;
     this.context.logger.warn({ webhook: this.key.webhookId, account: this.key.accountId, err: { message: (err as Error).message } }, message);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** When an entry's event was seen (its `at`); now for an entry gone from the log. */

@@ -13,7 +13,9 @@ import pino from 'pino';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '../../src/cache/keys.js';
+import { connectRedis, createRedisClient, type RedisClient } from '../../src/cache/redis-connection.js';
 import { LocalWatchLeases, RedisWatchLeases, type WatchLeases } from '../../src/coordination/watch-leases.js';
+import { compareEventIds } from '../../src/events/log/event-id.js';
 import { FileEventLog } from '../../src/events/log/file-event-log.js';
 import { RedisEventLog } from '../../src/events/log/redis-event-log.js';
 import type { EventLog } from '../../src/events/types.js';
@@ -26,6 +28,7 @@ import { newWebhookSecret } from '../../src/webhooks/signing.js';
 import type { DeliveryRecord, DeliveryWebhook, WebhookDirectory } from '../../src/webhooks/webhook-directory.js';
 import { newEvent } from '../support/event-log-contract.js';
 import { RecordingDemand } from '../support/memory-event-log.js';
+import { startRedisCluster, type RedisCluster } from '../support/redis.js';
 import { testServers } from '../support/servers.js';
 import { closeReceivers, receiver, type Received } from '../support/webhook-receiver.js';
 
@@ -65,6 +68,8 @@ class Directory implements WebhookDirectory {
 
 interface Backend {
   name: string;
+  /** Seconds its setup may take (a Cluster starts six servers). */
+  setupTimeoutMs?: number;
   setup(): Promise<{ log: EventLog; lanes: () => Promise<DeliveryLanes>; leases: () => WatchLeases; cleanup(): Promise<void> }>;
 }
 
@@ -105,6 +110,27 @@ const backends: Backend[] = [
       };
     },
   },
+  {
+    name: 'a Redis Cluster (consumer groups, every command in one account\'s slot)',
+    setupTimeoutMs: 120_000,
+    async setup() {
+      const cluster: RedisCluster = await startRedisCluster();
+      const client: RedisClient = createRedisClient({ url: undefined, clusterNodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) });
+      client.on('error', () => undefined);
+      if (!(await connectRedis(client, 10_000))) throw new Error('the Redis Cluster did not answer');
+      const log = new RedisEventLog(client, { retentionMs: DAY_MS });
+      return {
+        log,
+        lanes: async () => new RedisDeliveryLanes(client, { retentionMs: DAY_MS }),
+        leases: () => new RedisWatchLeases(client, logger, 3_000, keys.deliveryLease),
+        cleanup: async () => {
+          await log.close();
+          client.disconnect();
+          await cluster.stop();
+        },
+      };
+    },
+  },
 ];
 
 afterEach(closeReceivers);
@@ -115,7 +141,7 @@ for (const backend of backends) {
     const dispatchers: WebhookDispatcher[] = [];
     beforeAll(async () => {
       env = await backend.setup();
-    });
+    }, backend.setupTimeoutMs ?? 10_000);
     afterEach(async () => {
       await Promise.all(dispatchers.splice(0).map((d) => d.close()));
     });
@@ -203,6 +229,33 @@ for (const backend of backends) {
         'message.deleted x1',
         'message.deleted x2',
       ]);
+    });
+
+    it('keeps the log order under a burst of appends', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      directory.add(target.url);
+      await start(directory, [accountId]);
+      const burst = Array.from({ length: 120 }, (_, n) => n);
+      await Promise.all(burst.map((n) => env.log.append(accountId, [newEvent('message.new', 'INBOX', { n })])));
+      await target.waitFor(burst.length);
+      const ids = target.received.map((r) => r.headers['webhook-id'] as string);
+      expect([...ids].sort(compareEventIds)).toEqual(ids);
+      expect(new Set(target.received.map((r) => (JSON.parse(r.body) as { n: number }).n)).size).toBe(burst.length);
+    });
+
+    it('does not let a receiver that hangs hold up another webhook of the same account', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const hanging = await receiver(() => undefined);
+      const fast = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      directory.add(hanging.url);
+      directory.add(fast.url);
+      await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 })]);
+      await fast.waitFor(2, 3_000);
+      expect(hanging.received).toHaveLength(1);
     });
 
     it('disables a webhook whose receiver answers 410, and resumes from the same event once it is enabled again', async () => {
