@@ -65,6 +65,19 @@ function pausedGet(url: string): Promise<{ req: ClientRequest; res: IncomingMess
   });
 }
 
+/** Reads `res` slowly (a pause between reads) until it has at least `bytes`; answers what came. */
+async function readAtLeast(res: IncomingMessage, bytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total >= bytes) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return Buffer.concat(chunks);
+}
+
 /** A message far larger than what loopback socket buffers hold, so a paused download cannot finish. */
 function bigMessage(content: Buffer = randomBytes(20 * 1024 * 1024)): Buffer {
   return messageWithAttachment({ subject: 'Big', filename: 'big.bin', content });
@@ -206,6 +219,30 @@ describe('at most IMAP_MAX_SESSIONS_PER_ACCOUNT=2 sessions', () => {
     } finally {
       for (const { req } of readers) req.destroy();
     }
+  });
+
+  it('serves 50 slow readers of one message on 2 sessions: every one gets its bytes, and a listing meanwhile at once', { timeout: 60_000 }, async () => {
+    const page = (await list('Big')).json() as Page;
+    const url = `${base}/v1/accounts/${account}/mailboxes/Big/messages/${page.messages[0]!.id}/raw`;
+    const readers = await Promise.all(Array.from({ length: 50 }, () => pausedGet(url)));
+    try {
+      for (const { res } of readers) expect(res.statusCode).toBe(200);
+      await waitFor('every first chunk to be fetched', () => stats(gw, account).busy === 0, 20_000);
+      expect(stats(gw, account)).toMatchObject({ streams: 0, waiting: 0 });
+      const started = Date.now();
+      const res = await list('INBOX', '?limit=10');
+      expect(res.statusCode, res.body).toBe(200);
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(await connectionsOf(user)).toBeLessThanOrEqual(2);
+
+      // Each reader, read a little at a time, gets well past its first chunk (the download goes on
+      // chunk after chunk for all of them at once), and what it got is the message's start.
+      const prefixes = await Promise.all(readers.map(({ res: r }) => readAtLeast(r, 3 * 1024 * 1024)));
+      for (const prefix of prefixes) expect(prefix.equals(big.subarray(0, prefix.length))).toBe(true);
+    } finally {
+      for (const { req } of readers) req.destroy();
+    }
+    await waitFor('no session busy', () => stats(gw, account).busy === 0, 10_000);
   });
 
   it('serves more paused attachment downloads of one account than it has sessions, and a listing meanwhile at once', async () => {
