@@ -287,6 +287,8 @@ async function createServices(
     log: log.child({ component: 'accounts' }) as Logger,
     ...(accountChanges ? { changes: accountChanges } : {}),
     onDeleted: async (id) => {
+      // Lanes first: none reads the account's log again once it is dropped.
+      await deliveriesRef.dispatcher?.forgetAccount(id);
       await watchers.forget(id);
       await eventLog.dropAccount(id);
       void deliveriesRef.dispatcher?.refresh();
@@ -307,8 +309,16 @@ async function createServices(
     log: log.child({ component: 'webhooks' }) as Logger,
   });
   const lanes: DeliveryLanes = redis
-    ? new RedisDeliveryLanes(redis, { retentionMs: config.events.retentionSeconds * 1000 })
+    ? new RedisDeliveryLanes(redis)
     : await FileDeliveryLanes.open(config.dataDir, eventLog);
+  if (config.events.retentionSeconds < config.webhooks.retryHours * 3600) {
+    // Allowed (the log's size is the operator's call), but a receiver down for longer than the log is
+    // kept loses events: each is recorded `failed` when its lane finds it gone.
+    log.warn(
+      { retentionSeconds: config.events.retentionSeconds, retryHours: config.webhooks.retryHours },
+      'EVENTS_RETENTION_SECONDS is shorter than WEBHOOK_RETRY_HOURS: events may leave the log while a receiver is still being retried',
+    );
+  }
   const directory = directoryOf(webhooks);
   const deliveries = new WebhookDispatcher({
     directory,
@@ -362,19 +372,30 @@ async function createServices(
     services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, deliveries, watchers, events: { log: eventLog, demand: watchers } },
     redis,
     close: async () => {
-      await accountChanges?.close();
-      await deliveries.close();
-      await lanes.close();
-      await watchers.close();
-      await imap.close();
-      await pop3.close();
-      await slots.close();
-      await eventLog.close();
-      await cache.close();
-      await accountStore.close();
-      await tokenStore.close();
-      await webhookStore.close();
-      await deliveryRecords.close();
+      // In this order (deliveries before their lanes, watchers before the log they write), and each
+      // step on its own: one that fails is logged and the rest still close.
+      const steps: Array<[string, (() => Promise<void>) | undefined]> = [
+        ['account changes', accountChanges && (() => accountChanges.close())],
+        ['webhook deliveries', () => deliveries.close()],
+        ['webhook lanes', () => lanes.close()],
+        ['watchers', () => watchers.close()],
+        ['IMAP pools', () => imap.close()],
+        ['POP3 sessions', () => pop3.close()],
+        ['session slots', () => slots.close()],
+        ['event log', () => eventLog.close()],
+        ['cache', () => cache.close()],
+        ['account store', () => accountStore.close()],
+        ['token store', () => tokenStore.close()],
+        ['webhook store', () => webhookStore.close()],
+        ['delivery records', () => deliveryRecords.close()],
+      ];
+      for (const [name, step] of steps) {
+        try {
+          await step?.();
+        } catch (err) {
+          log.warn({ err: { message: (err as Error).message } }, `could not close the ${name} cleanly`);
+        }
+      }
       if (redis) await redis.quit().catch(() => redis?.disconnect());
     },
   };

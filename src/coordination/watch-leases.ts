@@ -30,10 +30,13 @@ export interface WatchLeases {
   wanted(accountId: string): Promise<boolean>;
   /** How often holders renew and waiters try to take over. */
   readonly renewIntervalMs: number;
+  /** How long a lease lasts after it was taken or renewed (Infinity: never lost). */
+  readonly ttlMs: number;
 }
 
 export class LocalWatchLeases implements WatchLeases {
   readonly renewIntervalMs = 60_000;
+  readonly ttlMs = Number.POSITIVE_INFINITY;
   async tryAcquire(): Promise<boolean> {
     return true;
   }
@@ -69,7 +72,7 @@ export class RedisWatchLeases implements WatchLeases {
   constructor(
     private readonly redis: RedisClient,
     private readonly log: Logger,
-    private readonly ttlMs = 30_000,
+    readonly ttlMs = 30_000,
     private readonly leaseKey: (accountId: string) => string = keys.watchLease,
   ) {
     this.renewIntervalMs = Math.max(100, Math.floor(ttlMs / 3));

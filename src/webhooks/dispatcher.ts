@@ -17,13 +17,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { WatchLeases } from '../coordination/watch-leases.js';
-import type { EventLog, MailEvent, WatchDemand } from '../events/types.js';
+import type { EventLog, WatchDemand } from '../events/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { EgressPolicy } from '../net/egress.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import type { DeliveryLanes } from './lanes.js';
 import { LaneRunner, type LaneContext } from './lane-runner.js';
 import { WebhookAgents, sendWebhook, type SendOutcome } from './sender.js';
-import { signWebhook } from './signing.js';
+import { signWebhook, type SignedHeaders } from './signing.js';
 import type { DeliveryRecord, DeliveryWebhook, WebhookDirectory } from './webhook-directory.js';
 
 export const TEST_EVENT_TYPE = 'webhook.test';
@@ -53,12 +54,26 @@ export interface WebhookDispatcherOptions {
 }
 
 interface CoveredAccount {
+  id: string;
+  /** This process holds the account's delivery lease. */
   owned: boolean;
-  claiming: Promise<void> | null;
+  /**
+   * Until when the lease is surely held: when the last take or renewal that succeeded was sent, plus
+   * the lease's TTL less a margin. Past it, lanes hold still (a renewal that keeps failing may mean
+   * another process has the account by now), and a renewal that succeeds again lets them go on.
+   */
+  validUntilMs: number;
+  /** Out of the dispatcher's map: whatever is queued for it only winds it down. */
+  dropped: boolean;
   lanes: Map<string, LaneRunner>;
+  /** Claims, lane changes, renewals and the stop of one account run one after another. */
+  queue: SerialQueue;
   releaseDemand?: () => void;
   unsubscribe?: () => void;
 }
+
+/** A lease is trusted for its TTL less this share of it (clock drift, the renewal's own round trip). */
+const LEASE_MARGIN = 1 / 6;
 
 export class WebhookDispatcher {
   private webhooks = new Map<string, DeliveryWebhook>();
@@ -67,18 +82,19 @@ export class WebhookDispatcher {
   private readonly leaseTimer: NodeJS.Timeout;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
+  private keeping = false;
   /** The store's version at the last full read, and when that was. */
   private seenVersion: number | null = null;
   private lastFullReadMs = 0;
   private closed = false;
   private readonly tests = new Set<Promise<void>>();
   private readonly agents = new WebhookAgents();
-  private readonly laneContext: Omit<LaneContext, 'webhook'>;
+  private readonly laneContext: Omit<LaneContext, 'webhook' | 'mayDeliver'>;
 
   constructor(private readonly options: WebhookDispatcherOptions) {
     this.laneContext = {
       lanes: options.lanes,
-      send: (webhook, event) => this.send(webhook, event),
+      send: (webhook, event) => this.sendOne(webhook, event),
       record: options.record,
       disable: async (webhookId, reason) => {
         await options.directory.disable(webhookId, reason);
@@ -114,7 +130,10 @@ export class WebhookDispatcher {
         try {
           // The version first: a write landing during the read moves it, and the next look reads again.
           const version = await this.options.directory.version();
-          await this.applyWebhooks(await this.options.directory.enabled());
+          const enabled = await this.options.directory.enabled();
+          const accountIds = enabled.length === 0 ? [] : await this.options.accountIds();
+          if (this.closed) return;
+          await this.apply(enabled, accountIds);
           this.seenVersion = version;
           this.lastFullReadMs = Date.now();
         } catch (err) {
@@ -140,24 +159,42 @@ export class WebhookDispatcher {
     await this.refresh();
   }
 
-  /** A webhook was deleted through this process: its lanes stop and their state goes. */
+  /** A webhook was deleted through this process: its lanes stop at once and their state goes. */
   async forget(webhookId: string): Promise<void> {
-    const accountIds: string[] = [];
-    for (const [accountId, account] of this.accounts) {
-      const lane = account.lanes.get(webhookId);
-      if (lane === undefined) continue;
-      account.lanes.delete(webhookId);
-      accountIds.push(accountId);
-      await lane.stop();
-    }
+    // Out of the map first: no lane of it starts again while the others stop.
     this.webhooks.delete(webhookId);
-    await this.options.lanes.dropWebhook(webhookId, accountIds).catch((err: unknown) => {
+    const covered = [...this.accounts.values()].filter((account) => account.lanes.has(webhookId));
+    await Promise.all(
+      covered.map((account) =>
+        account.queue.run(async () => {
+          const lane = account.lanes.get(webhookId);
+          account.lanes.delete(webhookId);
+          await lane?.stop();
+        }),
+      ),
+    );
+    await this.options.lanes.dropWebhook(webhookId, covered.map((account) => account.id)).catch((err: unknown) => {
       this.options.logger.warn({ webhook: webhookId, err: { message: (err as Error).message } }, 'could not drop a deleted webhook\'s lanes; they expire');
     });
     await this.refresh();
   }
 
-  /** Sends a `webhook.test` event to the webhook now (enabled or not, whatever its filter); answers its id. */
+  /**
+   * An account was deleted through this process: its lanes stop before its log goes (so none reads
+   * it again), and their state goes. Other processes stop theirs when they hear of the deletion.
+   */
+  async forgetAccount(accountId: string): Promise<void> {
+    await this.dropAccount(accountId);
+    await this.options.lanes.dropAccount(accountId).catch((err: unknown) => {
+      this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not drop a deleted account\'s lanes; they expire');
+    });
+  }
+
+  /**
+   * Sends a `webhook.test` event to the webhook now (enabled or not, whatever its filter); answers its
+   * id. One attempt, no retry; a 410 to it is recorded and disables nothing (the receiver may not be
+   * set up yet: it is a test).
+   */
   sendTest(webhook: DeliveryWebhook): string {
     const event = {
       id: `test_${randomUUID()}`,
@@ -207,7 +244,7 @@ export class WebhookDispatcher {
 
   /** The accounts whose deliveries this process runs now (metrics, tests). */
   delivering(): string[] {
-    return [...this.accounts].filter(([, account]) => account.owned).map(([id]) => id);
+    return [...this.accounts.values()].filter((account) => account.owned).map((account) => account.id);
   }
 
   async close(): Promise<void> {
@@ -220,40 +257,60 @@ export class WebhookDispatcher {
     this.agents.close();
   }
 
-  private async applyWebhooks(enabled: DeliveryWebhook[]): Promise<void> {
+  /** Brings accounts and lanes in line with the webhooks read (and the accounts that exist). */
+  private async apply(enabled: DeliveryWebhook[], accountIds: string[]): Promise<void> {
     this.webhooks = new Map(enabled.map((webhook) => [webhook.id, webhook]));
-    const existing = enabled.length === 0 ? [] : await this.options.accountIds();
-    const covered = new Map<string, string[]>();
-    for (const accountId of existing) {
-      const ids = enabled.filter((webhook) => webhook.accounts === null || webhook.accounts.has(accountId)).map((webhook) => webhook.id);
-      if (ids.length > 0) covered.set(accountId, ids);
-    }
-    for (const accountId of [...this.accounts.keys()]) if (!covered.has(accountId)) await this.dropAccount(accountId);
-    for (const [accountId, webhookIds] of covered) {
+    const covered = new Set(accountIds.filter((accountId) => this.coveringWebhooks(accountId).length > 0));
+    const work: Array<Promise<void>> = [];
+    for (const accountId of [...this.accounts.keys()]) if (!covered.has(accountId)) work.push(this.dropAccount(accountId));
+    for (const accountId of covered) {
       let account = this.accounts.get(accountId);
       if (account === undefined) {
-        this.accounts.set(accountId, (account = { owned: false, claiming: null, lanes: new Map() }));
-        void this.claim(accountId);
-      } else if (account.owned) {
-        await this.syncLanes(accountId, account, webhookIds);
+        account = { id: accountId, owned: false, validUntilMs: 0, dropped: false, lanes: new Map(), queue: new SerialQueue() };
+        this.accounts.set(accountId, account);
+        work.push(this.claim(account));
+      } else {
+        const known = account;
+        work.push(known.queue.run(() => this.syncLanes(known)));
       }
     }
+    this.warnFailed(await Promise.allSettled(work), 'could not bring an account\'s webhook lanes in line; trying at the next refresh');
     this.options.metrics?.webhookAccounts.set(this.delivering().length);
   }
 
-  /** Starts the lanes of webhooks now covering the account, stops those of webhooks that no longer do. */
-  private async syncLanes(accountId: string, account: CoveredAccount, webhookIds: string[]): Promise<void> {
-    const wanted = new Set(webhookIds);
+  private warnFailed(results: PromiseSettledResult<void>[], message: string): void {
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) this.options.logger.warn({ err: { message: (failed.reason as Error)?.message } }, message);
+  }
+
+  /**
+   * Starts the lanes of webhooks now covering the account (and again those that ended on their own,
+   * after a 410 whose disable failed), stops those of webhooks that no longer cover it. Runs in the
+   * account's queue, and only while the account is delivered here.
+   */
+  private async syncLanes(account: CoveredAccount): Promise<void> {
+    if (!account.owned || account.dropped || this.closed) return;
+    const wanted = new Set(this.coveringWebhooks(account.id));
+    const stopping: Array<Promise<void>> = [];
     for (const [webhookId, lane] of account.lanes) {
-      if (wanted.has(webhookId)) continue;
+      if (wanted.has(webhookId) && !lane.finished) continue;
       account.lanes.delete(webhookId);
-      await lane.stop();
+      stopping.push(lane.stop());
     }
+    // A lane is replaced only once its old runner has ended: never two runners on one lane.
+    await Promise.all(stopping);
     for (const webhookId of wanted) {
       if (account.lanes.has(webhookId)) continue;
       account.lanes.set(
         webhookId,
-        new LaneRunner({ webhookId, accountId }, { ...this.laneContext, webhook: () => this.webhooks.get(webhookId) }),
+        new LaneRunner(
+          { webhookId, accountId: account.id },
+          {
+            ...this.laneContext,
+            webhook: () => this.webhooks.get(webhookId),
+            mayDeliver: () => account.owned && !account.dropped && Date.now() < account.validUntilMs,
+          },
+        ),
       );
     }
   }
@@ -262,71 +319,92 @@ export class WebhookDispatcher {
     return [...this.webhooks.values()].filter((w) => w.accounts === null || w.accounts.has(accountId)).map((w) => w.id);
   }
 
-  /** Takes the account's delivery lease if nobody holds it, and then starts delivering it. */
-  private async claim(accountId: string): Promise<void> {
-    const account = this.accounts.get(accountId);
-    if (account === undefined || account.owned || account.claiming || this.closed) return;
-    account.claiming = (async () => {
+  /** Takes the account's delivery lease if nobody holds it, and then starts delivering it (in its queue). */
+  private claim(account: CoveredAccount): Promise<void> {
+    return account.queue.run(async () => {
+      if (account.owned || account.dropped || this.closed) return;
+      const sentMs = Date.now();
       let acquired: boolean;
       try {
-        acquired = await this.options.leases.tryAcquire(accountId);
+        acquired = await this.options.leases.tryAcquire(account.id);
       } catch (err) {
-        this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not take a delivery lease; retrying');
+        this.options.logger.warn({ account: account.id, err: { message: (err as Error).message } }, 'could not take a delivery lease; retrying');
         return;
       }
       if (!acquired) return;
-      if (this.closed || this.accounts.get(accountId) !== account) {
-        await this.options.leases.release(accountId);
+      if (account.dropped || this.closed) {
+        await this.options.leases.release(account.id);
         return;
       }
       account.owned = true;
-      account.releaseDemand = this.options.demand.retain(accountId);
-      account.unsubscribe = this.options.log.onAppend(accountId, () => {
+      account.validUntilMs = this.leaseValidUntil(sentMs);
+      account.releaseDemand = this.options.demand.retain(account.id);
+      account.unsubscribe = this.options.log.onAppend(account.id, () => {
         for (const lane of account.lanes.values()) lane.wake();
       });
-      await this.syncLanes(accountId, account, this.coveringWebhooks(accountId));
+      await this.syncLanes(account);
       this.options.metrics?.webhookAccounts.set(this.delivering().length);
-    })();
+    });
+  }
+
+  /**
+   * Renews the leases held; stops delivering where one was lost; tries to take those nobody holds.
+   * One round at a time: a slow store does not pile rounds up.
+   */
+  private async keepLeases(): Promise<void> {
+    if (this.closed || this.keeping) return;
+    this.keeping = true;
     try {
-      await account.claiming;
+      const rounds = [...this.accounts.values()].map((account) => (account.owned ? this.renew(account) : this.claim(account)));
+      this.warnFailed(await Promise.allSettled(rounds), 'a delivery lease round failed');
     } finally {
-      account.claiming = null;
+      this.keeping = false;
     }
   }
 
-  /** Renews the leases held; stops delivering where one was lost; tries to take those nobody holds. */
-  private async keepLeases(): Promise<void> {
-    if (this.closed) return;
-    await Promise.all(
-      [...this.accounts].map(async ([accountId, account]) => {
-        if (!account.owned) return this.claim(accountId);
-        let kept = false;
-        try {
-          kept = await this.options.leases.renew(accountId);
-        } catch (err) {
-          this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not renew a delivery lease');
-          return;
-        }
-        if (!kept) {
-          this.options.logger.warn({ account: accountId }, 'delivery lease lost to another process; stopping its deliveries here');
-          await this.stopDelivering(account);
-        }
-      }),
-    );
+  private renew(account: CoveredAccount): Promise<void> {
+    return account.queue.run(async () => {
+      if (!account.owned || account.dropped || this.closed) return;
+      const sentMs = Date.now();
+      let kept: boolean;
+      try {
+        kept = await this.options.leases.renew(account.id);
+      } catch (err) {
+        // Lanes hold once `validUntilMs` passes; a later renewal that lands lets them go on.
+        this.options.logger.warn({ account: account.id, err: { message: (err as Error).message } }, 'could not renew a delivery lease');
+        return;
+      }
+      if (kept) {
+        const wasValid = Date.now() < account.validUntilMs;
+        account.validUntilMs = this.leaseValidUntil(sentMs);
+        if (!wasValid) for (const lane of account.lanes.values()) lane.wake();
+        return;
+      }
+      this.options.logger.warn({ account: account.id }, 'delivery lease lost to another process; stopping its deliveries here');
+      await this.stopDelivering(account);
+    });
+  }
+
+  private leaseValidUntil(sentMs: number): number {
+    const ttl = this.options.leases.ttlMs;
+    return Number.isFinite(ttl) ? sentMs + ttl * (1 - LEASE_MARGIN) : Number.POSITIVE_INFINITY;
   }
 
   private async dropAccount(accountId: string): Promise<void> {
     const account = this.accounts.get(accountId);
     if (account === undefined) return;
     this.accounts.delete(accountId);
-    await account.claiming;
-    const owned = account.owned;
-    await this.stopDelivering(account);
-    if (owned) await this.options.leases.release(accountId);
+    account.dropped = true;
+    await account.queue.run(async () => {
+      const owned = account.owned;
+      await this.stopDelivering(account);
+      if (owned) await this.options.leases.release(account.id);
+    });
   }
 
   private async stopDelivering(account: CoveredAccount): Promise<void> {
     account.owned = false;
+    account.validUntilMs = 0;
     account.unsubscribe?.();
     account.releaseDemand?.();
     delete account.unsubscribe;
@@ -337,14 +415,16 @@ export class WebhookDispatcher {
     this.options.metrics?.webhookAccounts.set(this.delivering().length);
   }
 
-  private send(webhook: DeliveryWebhook, event: MailEvent): Promise<SendOutcome> {
-    return this.sendOne(webhook, event);
-  }
-
   /** One signed POST of the event's JSON (Standard Webhooks headers, signing.ts). */
-  private sendOne(webhook: DeliveryWebhook, event: { id: string }): Promise<SendOutcome> {
+  private async sendOne(webhook: DeliveryWebhook, event: { id: string }): Promise<SendOutcome> {
     const body = JSON.stringify(event);
-    const headers = { ...signWebhook(webhook.secret, event.id, Date.now() / 1000, body) };
-    return sendWebhook(webhook.url, body, headers, { egress: this.options.egress, agents: this.agents });
+    let headers: SignedHeaders;
+    try {
+      headers = signWebhook(webhook.secret, event.id, Date.now() / 1000, body);
+    } catch {
+      // A secret that is not `whsec_…` base64 (a damaged record): a failed attempt, never a crash.
+      return { ok: false, status: null, retryAfterMs: null, gone: false, error: 'the webhook secret cannot sign; rotate it', durationMs: 0 };
+    }
+    return sendWebhook(webhook.url, body, { ...headers }, { egress: this.options.egress, agents: this.agents });
   }
 }

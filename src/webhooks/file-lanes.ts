@@ -78,7 +78,7 @@ export class FileDeliveryLanes implements DeliveryLanes {
     const newest = eventIds.reduce((a, b) => (compareEventIds(a, b) >= 0 ? a : b));
     const record = this.recordFor(lane);
     if (record.settled === undefined || compareEventIds(newest, record.settled) > 0) record.settled = newest;
-    delete record.retry;
+    if (record.retry !== undefined && eventIds.includes(record.retry.eventId)) delete record.retry;
     await this.persist();
   }
 
@@ -94,6 +94,12 @@ export class FileDeliveryLanes implements DeliveryLanes {
   async dropWebhook(webhookId: string): Promise<void> {
     if (!this.lanes.delete(webhookId)) return;
     await this.persist();
+  }
+
+  async dropAccount(accountId: string): Promise<void> {
+    let dropped = false;
+    for (const byAccount of this.lanes.values()) dropped = byAccount.delete(accountId) || dropped;
+    if (dropped) await this.persist();
   }
 
   async close(): Promise<void> {

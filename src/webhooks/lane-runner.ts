@@ -6,7 +6,10 @@
  * is (re-enabled, the webhook resumes from it); past WEBHOOK_RETRY_HOURS the head is failed and the
  * lane goes on with the next event.
  *
- * One runner per lane, only in the process holding the account's delivery lease (dispatcher.ts).
+ * One runner per lane, only in the process holding the account's delivery lease (dispatcher.ts), and
+ * it reads or sends only while that lease is surely still held (`mayDeliver`): a process cut off from
+ * Redis stops sending before another can take the account over. Whatever goes wrong in one step (a
+ * store error, a bug) is logged and the lane goes on after a pause: a lane never takes the process down.
  */
 import type { Logger } from 'pino';
 import type { MailEvent } from '../events/types.js';
@@ -20,11 +23,17 @@ import type { DeliveryRecord, DeliveryWebhook } from './webhook-directory.js';
 const READ_BATCH = 50;
 /** Pause after the queue could not be read or written (Redis down): no hot loop. */
 const STORE_PAUSE_MS = 2_000;
+/** While the lease is not surely held, the lane looks again this often (a renewal also wakes it). */
+const LEASE_PAUSE_MS = 1_000;
+/** Attempt records written behind the deliveries at most; past this a delivery waits for them. */
+const RECORDS_BEHIND = 100;
 
 export interface LaneContext {
   lanes: DeliveryLanes;
   /** The webhook as it is now (its URL, secret or filter may change between attempts); undefined once gone. */
   webhook(): DeliveryWebhook | undefined;
+  /** Whether this process surely still holds the account's delivery lease. */
+  mayDeliver(): boolean;
   /** One signed attempt. */
   send(webhook: DeliveryWebhook, event: MailEvent): Promise<SendOutcome>;
   /** Keeps a record of an attempt (best effort: a lost record never holds a delivery). */
@@ -44,12 +53,15 @@ export class LaneRunner {
   /** Settles handed to the store and not yet landed (settleBehind), and attempt records likewise. */
   private settling: Promise<void> = Promise.resolve();
   private recording: Promise<void> = Promise.resolve();
+  private recordsBehind = 0;
   /** The head's retry state as stored; undefined until read once. */
   private retry: RetryState | null | undefined;
   /** The store failed and that was logged: the next failures of this streak are not (no log flood in an outage). */
   private failing = false;
   private wakeUp: (() => void) | null = null;
   readonly done: Promise<void>;
+  /** The runner has ended (stopped, or after a 410); the dispatcher replaces one that should still run. */
+  finished = false;
   /** Events read from the lane and not yet settled (at most READ_BATCH: the lane reads no further ahead). */
   backlog = 0;
   /** When the oldest event not yet settled was seen (ms since the epoch); null when the lane is caught up. */
@@ -76,40 +88,44 @@ export class LaneRunner {
   }
 
   private async run(): Promise<void> {
-    try {
-      await this.loop();
-    } finally {
-      await this.settling;
-      await this.recording;
+    while (!this.stopped) {
+      try {
+        await this.step();
+      } catch (err) {
+        this.warn(err, 'a webhook delivery lane failed; going on after a pause');
+        await this.pause(STORE_PAUSE_MS, false);
+      }
     }
+    await this.settling;
+    await this.recording;
+    this.finished = true;
   }
 
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
-      // What was delivered is settled before the lane is read again (or it would come back).
-      await this.settling;
-      const webhook = this.context.webhook();
-      if (webhook === undefined) return;
-      this.woken = false;
-      let entries;
-      try {
-        entries = await this.context.lanes.pending(this.key, laneStartId(webhook.createdAtMs), READ_BATCH);
-        // Only this runner writes the lane's retry state while it holds the lease: read once, then kept here.
-        if (this.retry === undefined) this.retry = await this.context.lanes.retryState(this.key);
-        this.failing = false;
-      } catch (err) {
-        this.warn(err, 'could not read a webhook delivery lane; trying again');
-        await this.pause(STORE_PAUSE_MS, false);
-        continue;
-      }
-      this.backlog = entries.length;
-      this.oldestPendingAtMs = entries.length === 0 ? null : atOf(entries[0]!);
-      if (entries.length === 0) {
-        if (!this.woken) await this.pause(this.context.pollIntervalMs, true);
-        continue;
-      }
-      await this.work(entries);
+  /** One read of the lane and the work on it. */
+  private async step(): Promise<void> {
+    // What was delivered is settled before the lane is read again (or it would come back).
+    await this.settling;
+    const webhook = this.context.webhook();
+    // Gone or not yet known (the dispatcher is between two reads of the webhooks): it stops this runner if gone.
+    if (webhook === undefined || !this.context.mayDeliver()) return this.pause(LEASE_PAUSE_MS, true);
+    this.woken = false;
+    let entries;
+    try {
+      entries = await this.context.lanes.pending(this.key, laneStartId(webhook.createdAtMs), READ_BATCH);
+      // Only this runner writes the lane's retry state while it holds the lease: read once, then kept here.
+      if (this.retry === undefined) this.retry = await this.context.lanes.retryState(this.key);
+      this.failing = false;
+    } catch (err) {
+      this.warn(err, 'could not read a webhook delivery lane; trying again');
+      return this.pause(STORE_PAUSE_MS, false);
     }
+    this.backlog = entries.length;
+    this.oldestPendingAtMs = entries.length === 0 ? null : atOf(entries[0]!);
+    if (entries.length === 0) {
+      if (!this.woken) await this.pause(this.context.pollIntervalMs, true);
+      return;
+    }
+    await this.work(entries);
   }
 
   /**
@@ -124,8 +140,13 @@ export class LaneRunner {
       this.backlog = entries.length - index;
       this.oldestPendingAtMs = atOf(entry);
       const webhook = this.context.webhook();
-      if (webhook === undefined) return;
-      if (entry.event === null || !takes(webhook, entry.event.type)) {
+      if (webhook === undefined || !this.context.mayDeliver()) return;
+      if (entry.event === null) {
+        this.recordGone(webhook, entry.id);
+        passed.push(entry.id);
+        continue;
+      }
+      if (!takes(webhook, entry.event.type)) {
         passed.push(entry.id);
         continue;
       }
@@ -150,6 +171,9 @@ export class LaneRunner {
     }
     const attempt = (retry?.attempts ?? 0) + 1;
     const firstAttemptAtMs = retry?.firstAttemptAtMs ?? Date.now();
+    // Records are history, deliveries are not: a store slower than the receiver holds deliveries back
+    // only once this many records wait, so memory stays bounded.
+    if (this.recordsBehind >= RECORDS_BEHIND) await this.recording;
     const outcome = await this.context.send(webhook, event);
     const at = new Date().toISOString();
     const base = { eventId: event.id, type: event.type, attempt, at, responseStatus: outcome.status, error: outcome.error };
@@ -157,7 +181,8 @@ export class LaneRunner {
 
     if (outcome.ok) {
       this.context.metrics?.webhookDeliveries.inc({ status: 'delivered' });
-      this.context.metrics?.webhookLag.observe(Math.max(0, Date.now() - Date.parse(event.at)) / 1000);
+      const at = Date.parse(event.at);
+      if (Number.isFinite(at)) this.context.metrics?.webhookLag.observe(Math.max(0, Date.now() - at) / 1000);
       this.record(webhook, { ...base, status: 'delivered', nextAttemptAt: null });
       this.retry = null;
       this.settleBehind([...passed, event.id]);
@@ -218,9 +243,35 @@ export class LaneRunner {
 
   /** Keeps an attempt's record in the background, in the order of the attempts (best effort). */
   private record(webhook: DeliveryWebhook, record: DeliveryRecord): void {
-    this.recording = this.recording.then(() =>
-      this.context.record(webhook.id, record).catch((err: unknown) => this.warn(err, 'could not keep a webhook delivery record')),
-    );
+    this.recordsBehind++;
+    this.recording = this.recording.then(async () => {
+      try {
+        await this.context.record(webhook.id, record);
+      } catch (err) {
+        this.warn(err, 'could not keep a webhook delivery record');
+      } finally {
+        this.recordsBehind--;
+      }
+    });
+  }
+
+  /**
+   * An entry handed out before and gone from the log when read again (trimmed by retention while its
+   * receiver was failing, when EVENTS_RETENTION_SECONDS is shorter than WEBHOOK_RETRY_HOURS): it cannot
+   * be sent, and the record says so rather than the event vanishing in silence.
+   */
+  private recordGone(webhook: DeliveryWebhook, eventId: string): void {
+    this.context.metrics?.webhookDeliveries.inc({ status: 'failed' });
+    this.record(webhook, {
+      eventId,
+      type: 'unknown',
+      attempt: (this.retry?.eventId === eventId ? this.retry.attempts : 0) + 1,
+      at: new Date().toISOString(),
+      status: 'failed',
+      responseStatus: null,
+      error: 'the event was removed from the log (EVENTS_RETENTION_SECONDS) before it could be delivered',
+      nextAttemptAt: null,
+    });
   }
 
   /** Waits `ms`; a wake cuts it short only when `wakeable` (a retry's wait is not). Stop always does. */

@@ -40,12 +40,18 @@ export interface DeliveryLanes {
    * `startId` (the webhook's creation): a new webhook is not sent the log's past.
    */
   pending(lane: LaneKey, startId: string, limit: number): Promise<LaneEntry[]>;
-  /** The lane moves past these events (in order, all of the head's run); its retry state is cleared. */
+  /**
+   * The lane moves past these events (in order, all of the head's run); never back, whoever settles
+   * late. Its retry state is cleared when it was for one of them: a settle landing after the next
+   * head's first failure leaves that head's back-off alone.
+   */
   settle(lane: LaneKey, eventIds: string[]): Promise<void>;
   retryState(lane: LaneKey): Promise<RetryState | null>;
   saveRetryState(lane: LaneKey, state: RetryState): Promise<void>;
   /** Forgets every lane of a deleted webhook among these accounts. */
   dropWebhook(webhookId: string, accountIds: string[]): Promise<void>;
+  /** Forgets every lane of a deleted account. */
+  dropAccount(accountId: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -19,7 +19,7 @@ export interface RetryDecision {
 
 /**
  * After the `attempt`-th attempt (1 for the first) failed at `nowMs`: when to try next, or null once
- * the next try would fall after `firstAttemptAtMs + retryHours`.
+ * the schedule's next try would fall after `firstAttemptAtMs + retryHours`.
  */
 export function nextAttempt(
   attempt: number,
@@ -30,10 +30,13 @@ export function nextAttempt(
   random: () => number = Math.random,
 ): RetryDecision {
   const nominal = RETRY_DELAYS_MS[Math.min(Math.max(attempt, 1), RETRY_DELAYS_MS.length) - 1]!;
-  const jittered = nominal * (1 - JITTER + 2 * JITTER * random());
-  const delay = Math.max(jittered, retryAfterMs ?? 0);
-  const at = nowMs + delay;
-  return { nextAttemptAtMs: at > firstAttemptAtMs + retryHours * 3_600_000 ? null : Math.round(at) };
+  const jittered = nowMs + nominal * (1 - JITTER + 2 * JITTER * random());
+  const deadline = firstAttemptAtMs + retryHours * 3_600_000;
+  if (jittered > deadline) return { nextAttemptAtMs: null };
+  // A Retry-After reaching past the deadline gets one last attempt at the deadline: a receiver's
+  // long pause never makes the gateway give up sooner than its own schedule would.
+  const asked = retryAfterMs === null ? jittered : Math.max(jittered, nowMs + retryAfterMs);
+  return { nextAttemptAtMs: Math.round(Math.min(asked, deadline)) };
 }
 
 /**

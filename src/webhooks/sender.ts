@@ -126,7 +126,14 @@ export async function sendWebhook(url: string, body: string, headers: Record<str
       if (request.reusedSocket && err.code === 'ECONNRESET' && !settled && !retriedFresh) {
         settled = true;
         clearTimeout(timer);
-        resolve(sendWebhook(url, body, headers, { ...options, agents: undefined }));
+        // Within what is left of this attempt's time, and timed from its start.
+        const left = Math.max(1, timeoutMs - (performance.now() - startedMs));
+        resolve(
+          sendWebhook(url, body, headers, { ...options, agents: undefined, timeoutMs: left }).then((outcome) => ({
+            ...outcome,
+            durationMs: performance.now() - startedMs,
+          })),
+        );
         return;
       }
       settle(failed(`could not deliver: ${err.code ?? err.message}`));

@@ -70,8 +70,50 @@ interface Backend {
   name: string;
   /** Seconds its setup may take (a Cluster starts six servers). */
   setupTimeoutMs?: number;
-  setup(): Promise<{ log: EventLog; lanes: () => Promise<DeliveryLanes>; leases: () => WatchLeases; cleanup(): Promise<void> }>;
+  setup(): Promise<{
+    log: EventLog;
+    lanes: () => Promise<DeliveryLanes>;
+    leases: () => WatchLeases;
+    /** The Redis client the lanes use (Redis backends): leases shared between processes, keys to look at. */
+    redis?: RedisClient;
+    cleanup(): Promise<void>;
+  }>;
 }
+
+/** Leases whose store this process can be cut off from (a network partition: renewals fail, others go on). */
+class PartitionedLeases implements WatchLeases {
+  cut = false;
+  constructor(private readonly inner: WatchLeases) {}
+  get renewIntervalMs(): number {
+    return this.inner.renewIntervalMs;
+  }
+  get ttlMs(): number {
+    return this.inner.ttlMs;
+  }
+  private check(): void {
+    if (this.cut) throw new Error('connect ETIMEDOUT');
+  }
+  async tryAcquire(accountId: string): Promise<boolean> {
+    this.check();
+    return this.inner.tryAcquire(accountId);
+  }
+  async renew(accountId: string): Promise<boolean> {
+    this.check();
+    return this.inner.renew(accountId);
+  }
+  async release(accountId: string): Promise<void> {
+    this.check();
+    return this.inner.release(accountId);
+  }
+  want(accountId: string): Promise<void> {
+    return this.inner.want(accountId);
+  }
+  wanted(accountId: string): Promise<boolean> {
+    return this.inner.wanted(accountId);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const { redisUrl } = testServers();
 let redis: Redis;
@@ -104,8 +146,9 @@ const backends: Backend[] = [
       const log = new RedisEventLog(redis, { retentionMs: DAY_MS });
       return {
         log,
-        lanes: async () => new RedisDeliveryLanes(redis, { retentionMs: DAY_MS }),
+        lanes: async () => new RedisDeliveryLanes(redis),
         leases: () => new RedisWatchLeases(redis, logger, 3_000, keys.deliveryLease),
+        redis,
         cleanup: () => log.close(),
       };
     },
@@ -121,8 +164,9 @@ const backends: Backend[] = [
       const log = new RedisEventLog(client, { retentionMs: DAY_MS });
       return {
         log,
-        lanes: async () => new RedisDeliveryLanes(client, { retentionMs: DAY_MS }),
+        lanes: async () => new RedisDeliveryLanes(client),
         leases: () => new RedisWatchLeases(client, logger, 3_000, keys.deliveryLease),
+        redis: client,
         cleanup: async () => {
           await log.close();
           client.disconnect();
@@ -147,15 +191,19 @@ for (const backend of backends) {
     });
     afterAll(() => env?.cleanup());
 
-    async function start(directory: Directory, accounts: string[]): Promise<WebhookDispatcher> {
+    async function start(
+      directory: Directory,
+      accounts: string[],
+      options: { leases?: WatchLeases; record?: (id: string, record: DeliveryRecord) => Promise<void> } = {},
+    ): Promise<WebhookDispatcher> {
       const dispatcher = new WebhookDispatcher({
         directory,
         accountIds: async () => accounts,
         log: env.log,
         lanes: await env.lanes(),
-        leases: env.leases(),
+        leases: options.leases ?? env.leases(),
         demand: new RecordingDemand(),
-        record: (id, record) => directory.record(id, record),
+        record: options.record ?? ((id, record) => directory.record(id, record)),
         egress,
         retryHours: 24,
         refreshIntervalMs: 60_000,
@@ -323,5 +371,130 @@ for (const backend of backends) {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'retrying', attempt: 2 });
     }, 20_000);
+
+    it('moves a lane forward only, and a late settle leaves the next head\'s retry state alone', async () => {
+      const lanes = await env.lanes();
+      const lane = { webhookId: `wh_${randomUUID()}`, accountId: `a-${randomUUID()}` };
+      const startId = laneStartId(Date.now() - 60_000);
+      const [a, b, c] = await env.log.append(lane.accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 }), newEvent('message.new', 'INBOX', { n: 3 })]);
+      expect((await lanes.pending(lane, startId, 10)).map((e) => e.id)).toEqual([a!.id, b!.id, c!.id]);
+
+      // The head after `a` failed and its back-off was stored before `a`'s settle landed.
+      const now = Date.now();
+      await lanes.saveRetryState(lane, { eventId: b!.id, attempts: 1, firstAttemptAtMs: now, nextAttemptAtMs: now + 5_000 });
+      await lanes.settle(lane, [a!.id]);
+      expect(await lanes.retryState(lane)).toMatchObject({ eventId: b!.id, attempts: 1 });
+      await lanes.settle(lane, [b!.id, c!.id]);
+      expect(await lanes.retryState(lane)).toBeNull();
+
+      // A settle from a process that lost the lease, landing last, does not move the lane back: the
+      // lane read again (in Redis after its group was lost, as with an expired stream) has nothing.
+      await lanes.settle(lane, [a!.id]);
+      if (env.redis) await env.redis.xgroup('DESTROY', keys.events(lane.accountId), `webhook:${lane.webhookId}`);
+      expect(await (await env.lanes()).pending(lane, startId, 10)).toEqual([]);
+    });
+
+    it('fails the attempts of a webhook whose secret cannot sign, and goes on delivering the account to another', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const broken = await receiver((_req, res) => res.writeHead(200).end());
+      const fine = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      const bad = directory.add(broken.url, { secret: 'not-a-webhook-secret' });
+      directory.add(fine.url);
+      await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 })]);
+      await fine.waitFor(2);
+      await expect.poll(() => directory.records.get(bad.id)?.[0]).toMatchObject({ status: 'retrying', error: expect.stringContaining('secret') });
+      expect(broken.received).toHaveLength(0);
+    });
+
+    it('starts a lane again after a 410 whose disable could not be stored', async () => {
+      const accountId = `a-${randomUUID()}`;
+      let answer = 410;
+      const target = await receiver((_req, res) => res.writeHead(answer).end());
+      const directory = new Directory();
+      directory.add(target.url);
+      let disableFails = true;
+      const disable = directory.disable.bind(directory);
+      directory.disable = async (id, reason) => {
+        if (disableFails) throw new Error('the webhook store is unavailable');
+        return disable(id, reason);
+      };
+      const dispatcher = await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 }), newEvent('message.new', 'INBOX', { n: 2 })]);
+      await target.waitFor(1);
+      await sleep(300);
+      expect(target.received).toHaveLength(1);
+
+      // Still enabled (the disable was lost): the next refresh runs the lane again from the same event.
+      answer = 200;
+      disableFails = false;
+      await dispatcher.refresh();
+      await target.waitFor(3);
+      expect(target.received.map((r) => (JSON.parse(r.body) as { n: number }).n)).toEqual([1, 1, 2]);
+    });
+
+    it('stops delivering once its lease cannot be renewed; another process takes over and the first one stays out', async (ctx) => {
+      if (!env.redis) return ctx.skip(); // one process without Redis: its lease is never lost
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      const cutOff = new PartitionedLeases(env.leases());
+      const byFirst: string[] = [];
+      const bySecond: string[] = [];
+      await start(directory, [accountId], {
+        leases: cutOff,
+        record: async (_id, record) => void byFirst.push(record.eventId),
+      });
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 })]);
+      await target.waitFor(1);
+
+      // Cut off from the lease store for longer than the lease lasts: it must assume another process
+      // has the account, and send nothing more, although it still reads the log.
+      cutOff.cut = true;
+      await sleep(3_200);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 2 })]);
+      await sleep(1_500);
+      expect(target.received).toHaveLength(1);
+
+      const second = await start(directory, [accountId], { record: async (_id, record) => void bySecond.push(record.eventId) });
+      await expect.poll(() => second.delivering(), { timeout: 5_000 }).toEqual([accountId]);
+      await target.waitFor(2);
+      // Back in touch, the first learns its lease is gone and delivers nothing.
+      cutOff.cut = false;
+      await sleep(1_500);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 3 })]);
+      await target.waitFor(3);
+      await sleep(500);
+      expect(target.received.map((r) => (JSON.parse(r.body) as { n: number }).n)).toEqual([1, 2, 3]);
+      expect(byFirst).toHaveLength(1);
+      expect(bySecond).toHaveLength(2);
+      expect(directory.hooks.get(hook.id)!.enabled).toBe(true);
+    }, 20_000);
+
+    it('makes no stream for an account without events, and leaves none of a deleted account\'s lane keys', async (ctx) => {
+      if (!env.redis) return ctx.skip(); // the file lanes keep no per-account files
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      directory.add(target.url);
+      const dispatcher = await start(directory, [accountId]);
+      await expect.poll(() => dispatcher.delivering()).toEqual([accountId]);
+      await sleep(300);
+      expect(await env.redis.exists(keys.events(accountId))).toBe(0);
+
+      // Its first event makes the stream; the lane starts before it.
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 })]);
+      await target.waitFor(1);
+      const redisClient = env.redis;
+      await expect.poll(() => redisClient.exists(keys.webhookLanes(accountId))).toBe(1);
+
+      await dispatcher.forgetAccount(accountId);
+      await env.log.dropAccount(accountId);
+      await sleep(300);
+      expect(await env.redis.exists(keys.events(accountId))).toBe(0);
+      expect(await env.redis.exists(keys.webhookLanes(accountId))).toBe(0);
+    });
   });
 }

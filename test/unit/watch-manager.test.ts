@@ -16,6 +16,7 @@ const RENEW_MS = 100;
 /** Leases of one process that always wins; records what it holds. */
 class FakeLeases implements WatchLeases {
   readonly renewIntervalMs = RENEW_MS;
+  readonly ttlMs = 3 * RENEW_MS;
   readonly held = new Set<string>();
   async tryAcquire(accountId: string): Promise<boolean> {
     this.held.add(accountId);

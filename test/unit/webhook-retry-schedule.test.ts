@@ -29,6 +29,14 @@ describe('webhook retry schedule', () => {
     expect(nextAttempt(3, start, start, 24, 1_000, middle).nextAttemptAtMs! - start).toBe(60_000);
   });
 
+  it('makes a last attempt at the deadline when a Retry-After reaches past it, rather than giving up at once', () => {
+    const deadline = start + 24 * 3_600_000;
+    const late = start + 23 * 3_600_000;
+    expect(nextAttempt(2, late, start, 24, 24 * 3_600_000, middle).nextAttemptAtMs).toBe(deadline);
+    // Past what the schedule itself would allow, a Retry-After changes nothing: given up.
+    expect(nextAttempt(30, start + 23.5 * 3_600_000, start, 24, 60_000, middle).nextAttemptAtMs).toBeNull();
+  });
+
   it('reads Retry-After as seconds or as an HTTP date, capped at a day', () => {
     expect(retryAfterMs('120', start)).toBe(120_000);
     expect(retryAfterMs(new Date(start + 30_000).toUTCString(), start)).toBe(30_000);

@@ -56,8 +56,8 @@ const DEFAULT_OPERATION_TIMEOUT_MS = 5_000;
 /** The stream outlives the retention by this much at least, so an account quiet for a while keeps its `last`. */
 const MIN_STREAM_GRACE_MS = 3_600_000;
 
-/** How long an account's stream lives after its last append (also given to a stream a webhook lane creates). */
-export function streamTtlMs(retentionMs: number): number {
+/** How long an account's stream lives after its last append. */
+function streamTtlMs(retentionMs: number): number {
   return retentionMs + Math.max(retentionMs, MIN_STREAM_GRACE_MS);
 }
 /** HSCAN page when loading a mailbox's messages: no single reply of a 100k-message hash blocks Redis (~5 ms each). */

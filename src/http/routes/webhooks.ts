@@ -136,7 +136,7 @@ export const webhookRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'testWebhook',
         summary: 'Send a test event to a webhook',
         description:
-          'A `webhook.test` event (`{ id, type, account: null, mailbox: null, at, webhook }`), signed like every delivery, sent now whatever the webhook\'s `events` filter and whether or not it is enabled. One attempt, not retried: its outcome appears in the webhook\'s deliveries.',
+          'A `webhook.test` event (`{ id, type, account: null, mailbox: null, at, webhook }`), signed like every delivery, sent now whatever the webhook\'s `events` filter and whether or not it is enabled. One attempt, not retried: its outcome appears in the webhook\'s deliveries. A 410 to a test is recorded and disables nothing (only a 410 to a real event does).',
         params: WebhookParams,
         response: { 202: TestDelivery, ...problems('VALIDATION_FAILED', 'WEBHOOK_NOT_FOUND', 'SERVICE_UNAVAILABLE') },
       },

@@ -102,7 +102,7 @@ export const DeliveriesQuery = Type.Object({
 const Delivery = Type.Object(
   {
     eventId: Type.String({ description: 'The event delivered (also its `webhook-id` header), the same on every attempt', examples: ['1718000000000-0'] }),
-    type: Type.String({ description: `The event's type (\`${WEBHOOK_TEST_EVENT}\` for a test delivery)`, examples: ['message.new'] }),
+    type: Type.String({ description: `The event's type (\`${WEBHOOK_TEST_EVENT}\` for a test delivery; \`unknown\` for an event removed from the log by retention before it could be delivered, status \`failed\`)`, examples: ['message.new'] }),
     attempt: Type.Integer({ minimum: 1, description: '1 for the first attempt of this event' }),
     at: Type.String({ format: 'date-time', description: 'When the attempt was made' }),
     status: StringEnum(DELIVERY_STATUSES, {
