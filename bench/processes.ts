@@ -175,6 +175,22 @@ export async function procCpuMs(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
+/** CPU time (user and system, ms) of each of the process's threads so far, by thread name (summed per name). */
+export async function procThreadCpuMs(pid: number): Promise<Map<string, { userMs: number; systemMs: number }>> {
+  const threads = new Map<string, { userMs: number; systemMs: number }>();
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => null);
+    if (stat === null) continue; // the thread ended meanwhile
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const entry = threads.get(name) ?? { userMs: 0, systemMs: 0 };
+    entry.userMs += (Number(fields[11]) * 1000) / CLOCK_TICKS_PER_SECOND;
+    entry.systemMs += (Number(fields[12]) * 1000) / CLOCK_TICKS_PER_SECOND;
+    threads.set(name, entry);
+  }
+  return threads;
+}
+
 /** Minor page faults of the process so far (field 10): first touches of fresh memory. */
 export async function procMinorFaults(pid: number): Promise<number> {
   return Number((await procStat(pid))[7]);

@@ -223,6 +223,7 @@ async function createServices(
     acquireTimeoutMs: config.imap.acquireTimeoutMs,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     downloadIdleTimeoutMs: config.downloadIdleTimeoutMs,
+    watchStartConcurrency: config.watch.startConcurrency,
     ...(options.downloadChunkBytes !== undefined ? { downloadChunkBytes: options.downloadChunkBytes } : {}),
     slots,
     events: true,

@@ -64,6 +64,8 @@ export interface Config {
     reconcileIntervalMs: number;
     /** A POP3 maildrop's UIDL list is read this often. */
     pop3PollIntervalMs: number;
+    /** IMAP watchers logging in and taking their first look at the same time, per process. */
+    startConcurrency: number;
   };
   /** Bounds on what a client may take to send a request (src/http/server-options.ts). */
   http: {
@@ -245,6 +247,8 @@ export function loadConfig(env: Env = process.env): Config {
       // watched account then holds only its watcher's session between two looks.
       reconcileIntervalMs: int('EVENTS_RECONCILE_INTERVAL_MS', 600_000, 1000, 3_600_000),
       pop3PollIntervalMs: int('POP3_POLL_INTERVAL_MS', 60_000, 100, 3_600_000),
+      // A thousand accounts to watch at start log in 16 at a time: about 5 s for all on a LAN server.
+      startConcurrency: int('EVENTS_WATCH_START_CONCURRENCY', 16, 1, 1000),
     },
     http: {
       // A 25 MB upload (MAX_UPLOAD_BYTES' default) at about 2 Mbit/s.

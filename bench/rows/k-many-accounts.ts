@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { DovecotUser } from '../../test/support/dovecot.js';
 import { appendAt, changer, metricValue, openEvents, pause, quantile, sampleSubject, sseArrival, untilReporting } from '../events.js';
 import type { Gateway } from '../gateway.js';
-import { procCpuMs, procStatusKb, startWorker } from '../processes.js';
+import { procCpuMs, procStatusKb, procThreadCpuMs, startWorker } from '../processes.js';
 import { check, ms, type RowResult } from '../table.js';
 import type { RowContext } from './context.js';
 
@@ -52,8 +52,10 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
     await pause(2_000);
     const after = await procStatusKb(pid, 'VmRSS');
     const cpuBefore = await procCpuMs(pid);
+    const threadsBefore = await procThreadCpuMs(pid);
     await pause(idleSeconds * 1000);
     bare = { rssKbPerAccount: (after - before) / count, idleCpuMs: (await procCpuMs(pid)) - cpuBefore };
+    notes.push(`bare idle CPU by thread (user/system ms over ${idleSeconds} s): ${threadCpuDelta(threadsBefore, await procThreadCpuMs(pid))}`);
     await holder.ask({ release: true });
   } finally {
     await holder.stop();
@@ -80,6 +82,7 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
     await untilSessionsAtMost(gateway, 0, notes);
     await pause(2_000);
     const before = await procStatusKb(gateway.pid, 'VmRSS');
+    const heapBefore = await heapFigures(gateway);
     const watchStart = performance.now();
     const stream = await openEvents(`${gateway.url}/v1/events`);
     try {
@@ -103,9 +106,16 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
       settleMs = performance.now() - watchStart;
       await pause(5_000);
       const after = await procStatusKb(gateway.pid, 'VmRSS');
+      const heapAfter = await heapFigures(gateway);
+      // Where the growth is: the JS heap, buffers outside it, or memory the allocator keeps.
+      notes.push(
+        `gateway memory growth: RSS +${((after - before) / 1024).toFixed(1)} MB, JS heap used +${(heapAfter.heapMb - heapBefore.heapMb).toFixed(1)} MB, external +${(heapAfter.externalMb - heapBefore.externalMb).toFixed(1)} MB`,
+      );
       const cpuBefore = await procCpuMs(gateway.pid);
+      const threadsBefore = await procThreadCpuMs(gateway.pid);
       await pause(idleSeconds * 1000);
       const idleCpuMs = (await procCpuMs(gateway.pid)) - cpuBefore;
+      notes.push(`gateway idle CPU by thread (user/system ms over ${idleSeconds} s): ${threadCpuDelta(threadsBefore, await procThreadCpuMs(gateway.pid))}`);
       gatewayFigures = { rssKbPerAccount: (after - before) / count, idleCpuMs, watchMs };
       notes.push(`gateway: every account watched after ${(watchMs / 1000).toFixed(1)} s, first looks through and their sessions closed after ${(settleMs / 1000).toFixed(1)} s`);
 
@@ -148,6 +158,24 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
     ],
     notes,
     raw: { count, idleSeconds, bare, gateway: gatewayFigures, latenciesMs: latencies },
+  };
+}
+
+/** The threads that used CPU between two readings, busiest first: `name user/system`. */
+function threadCpuDelta(before: Map<string, { userMs: number; systemMs: number }>, after: Map<string, { userMs: number; systemMs: number }>): string {
+  const used = [...after].map(([name, cpu]) => {
+    const was = before.get(name) ?? { userMs: 0, systemMs: 0 };
+    return { name, userMs: cpu.userMs - was.userMs, systemMs: cpu.systemMs - was.systemMs };
+  });
+  const busy = used.filter((t) => t.userMs + t.systemMs > 0).sort((a, b) => b.userMs + b.systemMs - (a.userMs + a.systemMs));
+  return busy.length === 0 ? 'none' : busy.map((t) => `${t.name} ${t.userMs.toFixed(0)}/${t.systemMs.toFixed(0)}`).join(', ');
+}
+
+async function heapFigures(gateway: Gateway): Promise<{ heapMb: number; externalMb: number }> {
+  const mb = (bytes: number): number => bytes / 1024 / 1024;
+  return {
+    heapMb: mb(await metricValue(gateway.url, 'nodejs_heap_size_used_bytes')),
+    externalMb: mb(await metricValue(gateway.url, 'nodejs_external_memory_bytes')),
   };
 }
 

@@ -49,6 +49,7 @@ import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
 import type { AccountWatch, WatchOptions, WatchSink } from '../watch.js';
 import { watchImapAccount } from './watch/account-watcher.js';
+import { Semaphore } from '../../util/semaphore.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { SessionSlots } from '../../coordination/session-slots.js';
 
@@ -63,6 +64,8 @@ export interface ImapBackendOptions {
   downloadChunkBytes?: number;
   /** A download whose client reads nothing for this long is ended. */
   downloadIdleTimeoutMs?: number;
+  /** Watchers logging in and taking their first look at once, process-wide (EVENTS_WATCH_START_CONCURRENCY). */
+  watchStartConcurrency?: number;
   log: Logger;
   metrics?: Metrics;
   /** Session slots across gateway processes (Redis), or this process's own count. */
@@ -92,7 +95,11 @@ export class ImapBackend implements MailBackend {
   /** Listing state checks by account and mailbox, one in flight per mailbox (see currentState). */
   private readonly stateChecks = new SharedStateChecks<string | null>();
 
-  constructor(private readonly options: ImapBackendOptions) {}
+  private readonly watchStarts: Semaphore;
+
+  constructor(private readonly options: ImapBackendOptions) {
+    this.watchStarts = new Semaphore(options.watchStartConcurrency ?? 16);
+  }
 
   async verify(account: MailAccount): Promise<Capability[]> {
     const client = await this.connect(account);
@@ -287,6 +294,7 @@ export class ImapBackend implements MailBackend {
       onMailbox: (path, work) => this.run(accountId, 'watch_sync', { path, sync: true }, work),
       sink,
       options,
+      startGate: this.watchStarts,
       log: this.options.log.child({ account: accountId, component: 'watcher' }),
     });
   }

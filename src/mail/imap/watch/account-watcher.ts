@@ -26,6 +26,7 @@ import type { Lease } from '../pool.js';
 import { diffSelectedMailbox, selectedState, type StoredMailbox } from './mailbox-diff.js';
 import { compareLists, listChecked, sameState } from './mailbox-list.js';
 import { enableNotify, listedNames, offersNotify } from './notify.js';
+import type { Semaphore } from '../../../util/semaphore.js';
 
 export interface ImapWatcherDeps {
   accountId: string;
@@ -41,6 +42,13 @@ export interface ImapWatcherDeps {
   /** Back-off bounds between failed attempts. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /**
+   * Shared by every watcher of the process: a permit is held from the login until the first look of
+   * the session is done. A gateway starting (or a mail server coming back) with a thousand accounts
+   * to watch then logs in a few at a time rather than all at once: the server is not stormed, and the
+   * looks' working memory dies young instead of piling up for a thousand at once.
+   */
+  startGate?: Semaphore;
 }
 
 const INBOX = 'INBOX';
@@ -72,6 +80,9 @@ export function watchImapAccount(deps: ImapWatcherDeps): AccountWatch {
 
 class ImapAccountWatcher implements AccountWatch {
   private stopped = false;
+  private readonly stopping = new AbortController();
+  /** Gives back the start permit (startGate) while this watcher holds one. */
+  private releaseStart: (() => void) | null = null;
   private running: Promise<void> | undefined;
   private lease: Lease | undefined;
   /** Wakes the session loop (a push, a poll, stop). */
@@ -122,6 +133,7 @@ class ImapAccountWatcher implements AccountWatch {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     this.wake();
     this.lease?.evict();
     await this.running;
@@ -132,10 +144,16 @@ class ImapAccountWatcher implements AccountWatch {
       const delayMs = this.health.nextDelayMs();
       if (delayMs > 0) await this.sleep(delayMs);
       if (this.stopped) break;
+      try {
+        if (this.deps.startGate) this.releaseStart = await this.deps.startGate.acquire(this.stopping.signal);
+      } catch {
+        break; // stopped while waiting for its turn
+      }
       let lease: Lease;
       try {
         lease = await this.deps.leaseSession();
       } catch (err) {
+        this.startDone();
         const mapped = mapImapError(err);
         // The account was deleted: there is nothing left to watch. Say so, so that its streams end
         // and nobody keeps this dead watcher's lease (or retries it) for them.
@@ -147,6 +165,7 @@ class ImapAccountWatcher implements AccountWatch {
         continue;
       }
       if (this.stopped) {
+        this.startDone();
         lease.evict();
         break;
       }
@@ -161,10 +180,17 @@ class ImapAccountWatcher implements AccountWatch {
         this.deps.log.warn({ account: this.deps.accountId, code: mapped.code, err: { message: mapped.message } }, 'imap watcher session ended');
         this.health.dropped(mapped.code, performance.now() - startedMs);
       } finally {
+        this.startDone();
         lease.evict();
         this.lease = undefined;
       }
     }
+  }
+
+  /** The session's first look is done (or it ended before): the next watcher may log in. */
+  private startDone(): void {
+    this.releaseStart?.();
+    this.releaseStart = null;
   }
 
   /** Runs one session until it breaks or the watcher stops. */
@@ -242,6 +268,7 @@ class ImapAccountWatcher implements AccountWatch {
           nextKeepaliveMs = performance.now() + KEEPALIVE_MS;
         }
         if (this.listDue || this.inboxDue || this.stopped) continue;
+        this.startDone();
         if (performance.now() >= nextKeepaliveMs) {
           // RFC 2177: IDLE restarted at least every 29 minutes (KEEPALIVE_MS).
           await client.noop();
