@@ -34,6 +34,16 @@ export interface DovecotCoordinates {
   /** The temp dir holding config, users, homes, logs. */
   dir: string;
   confPath: string;
+  /** Present when started with `mta: true`: the sockets a test MTA (test/support/mta.ts) talks to. */
+  mta?: DovecotMtaSockets;
+}
+
+/** Unix sockets of a test Dovecot for an MTA, both mode 0666 (Postfix's processes run as `postfix`). */
+export interface DovecotMtaSockets {
+  /** LMTP (RFC 2033) delivery into the users' INBOXes; recipients are `user@any.domain`. */
+  lmtpSocket: string;
+  /** Dovecot's SASL auth protocol, for Postfix's `smtpd_sasl_type = dovecot`. */
+  authSocket: string;
 }
 
 export interface SeedOptions {
@@ -75,6 +85,8 @@ export interface StartDovecotOptions {
   maxUserIpConnections?: number;
   /** Settings appended to the generated config (e.g. an `imap_capability` without CONDSTORE). */
   extraConfig?: string;
+  /** Also serve LMTP and an auth socket for a test MTA (see `DovecotMtaSockets`); default false. */
+  mta?: boolean;
 }
 
 /** What a server without CONDSTORE or QRESYNC offers (as Courier does, or Dovecot configured so). */
@@ -274,6 +286,44 @@ interface Ports {
   pop3s: number;
 }
 
+/** sun_path is 108 bytes with the terminating NUL (unix(7)): a longer path cannot be bound. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+function mtaSockets(dir: string): DovecotMtaSockets {
+  const sockets = { lmtpSocket: path.join(dir, 'run', 'lmtp-mta'), authSocket: path.join(dir, 'run', 'auth-mta') };
+  for (const socket of Object.values(sockets)) {
+    if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
+      throw new Error(`startDovecot: socket path ${socket} is longer than ${MAX_SOCKET_PATH_BYTES} bytes; set TMPDIR to a shorter dir`);
+    }
+  }
+  return sockets;
+}
+
+/**
+ * LMTP and an auth socket for a test MTA, both in base_dir. LMTP recipients are addresses
+ * (`bob@example.com`); `%Ln` looks up the local part (`bob`), which is the passwd-file name. Scoped to
+ * LMTP: IMAP and POP3 logins (and SMTP AUTH through auth-mta) keep the full name, as before.
+ */
+function mtaConfigText(): string {
+  return `
+# A test MTA delivers over LMTP and checks SMTP AUTH here (test/support/mta.ts).
+protocols = $protocols lmtp
+protocol lmtp {
+  auth_username_format = %Ln
+}
+service lmtp {
+  unix_listener lmtp-mta {
+    mode = 0666
+  }
+}
+service auth {
+  unix_listener auth-mta {
+    mode = 0666
+  }
+}
+`;
+}
+
 function configText(dir: string, ports: Ports, maxUserIpConnections: number): string {
   const { uid } = mailOwner();
   const me = os.userInfo().username;
@@ -434,13 +484,14 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
     const users = [...(options.users ?? [])];
     for (const user of users) await addUser({ dir }, user.username, user.password);
     const confPath = path.join(dir, 'dovecot.conf');
+    const mta = options.mta ? mtaSockets(dir) : undefined;
 
     // Ports are picked free, then bound by Dovecot: if another process took one in between, retry.
     for (let attempt = 1; ; attempt++) {
       const [imap, imaps, pop3, pop3s] = (await freePorts(4)) as [number, number, number, number];
       await writeFile(
         confPath,
-        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50) + (options.extraConfig ?? ''),
+        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50) + (mta ? mtaConfigText() : '') + (options.extraConfig ?? ''),
       );
       let master: ChildProcess = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       track(master);
@@ -465,7 +516,9 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
         throw new Error(`Dovecot did not start: ${(error as Error).message}\n${output}${log}`);
       }
 
-      const coordinates: DovecotCoordinates = { host: '127.0.0.1', imapPort: imap, imapsPort: imaps, pop3Port: pop3, pop3sPort: pop3s, caPem, dir, confPath };
+      const coordinates: DovecotCoordinates = {
+        host: '127.0.0.1', imapPort: imap, imapsPort: imaps, pop3Port: pop3, pop3sPort: pop3s, caPem, dir, confPath, ...(mta ? { mta } : {}),
+      };
       let stopping: Promise<void> | undefined;
       const server: DovecotServer = {
         ...coordinates,

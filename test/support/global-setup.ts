@@ -1,6 +1,7 @@
 /**
  * globalSetup of the vitest `integration` project: one Dovecot and one Redis for the whole run,
- * handed to the workers with provide/inject (see servers.ts), stopped when the run ends.
+ * handed to the workers with provide/inject (see servers.ts), stopped when the run ends. The Dovecot
+ * also serves LMTP and an auth socket, so a test file can start its own MTA into it (mta.ts).
  */
 import type { TestProject } from 'vitest/node';
 import { startDovecot } from './dovecot.js';
@@ -13,7 +14,7 @@ const USERS = ['alice', 'bob', 'carol', 'spare1', 'spare2', 'spare3', 'spare4'].
 }));
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const [dovecotStart, redisStart] = await Promise.allSettled([startDovecot({ users: USERS }), startRedis()]);
+  const [dovecotStart, redisStart] = await Promise.allSettled([startDovecot({ users: USERS, mta: true }), startRedis()]);
   if (dovecotStart.status === 'rejected' || redisStart.status === 'rejected') {
     await Promise.allSettled([
       dovecotStart.status === 'fulfilled' && dovecotStart.value.stop(),
@@ -32,6 +33,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     caPem: dovecot.caPem,
     dir: dovecot.dir,
     confPath: dovecot.confPath,
+    ...(dovecot.mta ? { mta: dovecot.mta } : {}),
     users: USERS,
   };
   project.provide('dovecot', provided);
