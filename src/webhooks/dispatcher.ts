@@ -72,8 +72,13 @@ interface CoveredAccount {
   unsubscribe?: () => void;
 }
 
-/** A lease is trusted for its TTL less this share of it (clock drift, the renewal's own round trip). */
-const LEASE_MARGIN = 1 / 6;
+/**
+ * A lease is trusted for its TTL less a margin: at least a sixth of it (clock drift, the renewal's own
+ * round trip), and room for one whole attempt (the sender's 10 s), as far as half the TTL allows, so
+ * an attempt begun in time ends before a successor may start.
+ */
+const LEASE_MARGIN_SHARE = 1 / 6;
+const ATTEMPT_MS = 10_000;
 
 export class WebhookDispatcher {
   private webhooks = new Map<string, DeliveryWebhook>();
@@ -83,6 +88,10 @@ export class WebhookDispatcher {
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   private keeping = false;
+  /** Moves with every forget(): a refresh whose reads began before one reads again. */
+  private generation = 0;
+  /** forget() and forgetAccount() calls still winding down (close waits for them). */
+  private readonly forgetting = new Set<Promise<void>>();
   /** The store's version at the last full read, and when that was. */
   private seenVersion: number | null = null;
   private lastFullReadMs = 0;
@@ -124,28 +133,37 @@ export class WebhookDispatcher {
       this.refreshAgain = true;
       return this.refreshing;
     }
-    this.refreshing = (async () => {
-      do {
-        this.refreshAgain = false;
-        try {
-          // The version first: a write landing during the read moves it, and the next look reads again.
-          const version = await this.options.directory.version();
-          const enabled = await this.options.directory.enabled();
-          const accountIds = enabled.length === 0 ? [] : await this.options.accountIds();
-          if (this.closed) return;
-          await this.apply(enabled, accountIds);
-          this.seenVersion = version;
-          this.lastFullReadMs = Date.now();
-        } catch (err) {
-          this.options.logger.warn({ err: { message: (err as Error).message } }, 'could not read the webhooks; trying again');
-        }
-      } while (this.refreshAgain && !this.closed);
+    const run = (async () => {
+      try {
+        do {
+          this.refreshAgain = false;
+          try {
+            // The version first: a write landing during the read moves it, and the next look reads again.
+            const generation = this.generation;
+            const version = await this.options.directory.version();
+            const enabled = await this.options.directory.enabled();
+            const accountIds = enabled.length === 0 ? [] : await this.options.accountIds();
+            if (this.closed) return;
+            // A webhook or account forgotten while this read ran may still be in it: read again,
+            // or it would come back (with no lane state left, from its start).
+            if (generation !== this.generation) {
+              this.refreshAgain = true;
+              continue;
+            }
+            await this.apply(enabled, accountIds);
+            this.seenVersion = version;
+            this.lastFullReadMs = Date.now();
+          } catch (err) {
+            this.options.logger.warn({ err: { message: (err as Error).message } }, 'could not read the webhooks; trying again');
+          }
+        } while (this.refreshAgain && !this.closed);
+      } finally {
+        // In the same step as the loop's last check: a call arriving later starts a run of its own.
+        this.refreshing = null;
+      }
     })();
-    try {
-      await this.refreshing;
-    } finally {
-      this.refreshing = null;
-    }
+    this.refreshing = run;
+    await run;
   }
 
   private async refreshIfChanged(): Promise<void> {
@@ -160,8 +178,14 @@ export class WebhookDispatcher {
   }
 
   /** A webhook was deleted through this process: its lanes stop at once and their state goes. */
-  async forget(webhookId: string): Promise<void> {
+  forget(webhookId: string): Promise<void> {
+    return this.tracked(this.forgetWebhook(webhookId));
+  }
+
+  private async forgetWebhook(webhookId: string): Promise<void> {
+    this.generation++;
     // Out of the map first: no lane of it starts again while the others stop.
+    const webhook = this.webhooks.get(webhookId);
     this.webhooks.delete(webhookId);
     const covered = [...this.accounts.values()].filter((account) => account.lanes.has(webhookId));
     await Promise.all(
@@ -173,7 +197,13 @@ export class WebhookDispatcher {
         }),
       ),
     );
-    await this.options.lanes.dropWebhook(webhookId, covered.map((account) => account.id)).catch((err: unknown) => {
+    // Every account it covered, not only those delivered here: other processes' lanes leave state too.
+    let accountIds = covered.map((account) => account.id);
+    if (webhook !== undefined) {
+      const all = await this.options.accountIds().catch(() => accountIds);
+      accountIds = [...new Set([...accountIds, ...all.filter((id) => webhook.accounts === null || webhook.accounts.has(id))])];
+    }
+    await this.options.lanes.dropWebhook(webhookId, accountIds).catch((err: unknown) => {
       this.options.logger.warn({ webhook: webhookId, err: { message: (err as Error).message } }, 'could not drop a deleted webhook\'s lanes; they expire');
     });
     await this.refresh();
@@ -183,7 +213,12 @@ export class WebhookDispatcher {
    * An account was deleted through this process: its lanes stop before its log goes (so none reads
    * it again), and their state goes. Other processes stop theirs when they hear of the deletion.
    */
-  async forgetAccount(accountId: string): Promise<void> {
+  forgetAccount(accountId: string): Promise<void> {
+    return this.tracked(this.forgetAccountNow(accountId));
+  }
+
+  private async forgetAccountNow(accountId: string): Promise<void> {
+    this.generation++;
     await this.dropAccount(accountId);
     await this.options.lanes.dropAccount(accountId).catch((err: unknown) => {
       this.options.logger.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not drop a deleted account\'s lanes; they expire');
@@ -252,6 +287,7 @@ export class WebhookDispatcher {
     clearInterval(this.refreshTimer);
     clearInterval(this.leaseTimer);
     await this.refreshing;
+    await Promise.all([...this.forgetting]);
     await Promise.all([...this.accounts.keys()].map((id) => this.dropAccount(id)));
     await Promise.all([...this.tests]);
     this.agents.close();
@@ -276,6 +312,12 @@ export class WebhookDispatcher {
     }
     this.warnFailed(await Promise.allSettled(work), 'could not bring an account\'s webhook lanes in line; trying at the next refresh');
     this.options.metrics?.webhookAccounts.set(this.delivering().length);
+  }
+
+  private tracked(work: Promise<void>): Promise<void> {
+    this.forgetting.add(work);
+    void work.finally(() => this.forgetting.delete(work)).catch(() => undefined);
+    return work;
   }
 
   private warnFailed(results: PromiseSettledResult<void>[], message: string): void {
@@ -387,7 +429,8 @@ export class WebhookDispatcher {
 
   private leaseValidUntil(sentMs: number): number {
     const ttl = this.options.leases.ttlMs;
-    return Number.isFinite(ttl) ? sentMs + ttl * (1 - LEASE_MARGIN) : Number.POSITIVE_INFINITY;
+    if (!Number.isFinite(ttl)) return Number.POSITIVE_INFINITY;
+    return sentMs + ttl - Math.max(ttl * LEASE_MARGIN_SHARE, Math.min(ATTEMPT_MS, ttl / 2));
   }
 
   private async dropAccount(accountId: string): Promise<void> {

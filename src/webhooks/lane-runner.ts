@@ -174,6 +174,8 @@ export class LaneRunner {
     // Records are history, deliveries are not: a store slower than the receiver holds deliveries back
     // only once this many records wait, so memory stays bounded.
     if (this.recordsBehind >= RECORDS_BEHIND) await this.recording;
+    // That wait may have been long (a store down): stopped, or the lease no longer surely held, no send.
+    if (this.stopped || !this.context.mayDeliver()) return 'held';
     const outcome = await this.context.send(webhook, event);
     const at = new Date().toISOString();
     const base = { eventId: event.id, type: event.type, attempt, at, responseStatus: outcome.status, error: outcome.error };

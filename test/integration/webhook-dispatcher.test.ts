@@ -496,5 +496,40 @@ for (const backend of backends) {
       expect(await env.redis.exists(keys.events(accountId))).toBe(0);
       expect(await env.redis.exists(keys.webhookLanes(accountId))).toBe(0);
     });
+
+    it('does not bring back a webhook deleted while a refresh was reading the webhooks', async () => {
+      const accountId = `a-${randomUUID()}`;
+      const target = await receiver((_req, res) => res.writeHead(200).end());
+      const directory = new Directory();
+      const hook = directory.add(target.url);
+      const dispatcher = await start(directory, [accountId]);
+      await env.log.append(accountId, [newEvent('message.new', 'INBOX', { n: 1 })]);
+      await target.waitFor(1);
+
+      // A refresh reads the webhook list (W still in it); W is deleted before that read answers. Each
+      // later read is held too, so what the first one answered has time to act.
+      const held: Array<() => void> = [];
+      const enabled = directory.enabled.bind(directory);
+      directory.enabled = async () => {
+        const list = await enabled();
+        await new Promise<void>((resolve) => held.push(resolve));
+        return list;
+      };
+      const refreshing = dispatcher.refresh();
+      await sleep(50);
+      directory.hooks.delete(hook.id);
+      // Its lanes stop at once; it then waits for the refresh under way, which must read again.
+      const forgetting = dispatcher.forget(hook.id);
+      await sleep(50);
+      held.shift()!();
+      await sleep(700);
+      expect(target.received).toHaveLength(1);
+      directory.enabled = enabled;
+      for (const release of held.splice(0)) release();
+      await Promise.all([refreshing, forgetting]);
+      await sleep(300);
+      expect(dispatcher.laneStats().has(hook.id)).toBe(false);
+      expect(target.received).toHaveLength(1);
+    });
   });
 }
