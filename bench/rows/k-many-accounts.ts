@@ -61,7 +61,9 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
     await holder.stop();
   }
 
-  // The gateway: the same users as accounts, all covered by one stream.
+  // The gateway: the same users as accounts, all covered by one stream. Sessions that earlier rows
+  // left open on this gateway (their accounts still watched, say) are not this row's to wait for.
+  const earlierSessions = (await metricValue(gateway.url, OPEN_IMAP_SESSIONS)) || 0;
   const accounts = users.map((u) => u.username);
   let next = 0;
   const register = async (): Promise<void> => {
@@ -79,7 +81,7 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
   let settleMs = NaN;
   try {
     // The sessions that checked each account's login at registration close first (10 s idle).
-    await untilSessionsAtMost(gateway, 0, notes);
+    await untilSessionsAtMost(gateway, earlierSessions, notes);
     await pause(2_000);
     const before = await procStatusKb(gateway.pid, 'VmRSS');
     const heapBefore = await heapFigures(gateway);
@@ -102,7 +104,7 @@ export async function rowK(ctx: RowContext, gateway: Gateway): Promise<RowResult
       }
       // Quiet accounts hold their watcher's session only: the pool sessions of the first looks close
       // once idle (IMAP_SESSION_IDLE_TIMEOUT_MS, 10 s on this gateway).
-      await untilSessionsAtMost(gateway, count, notes);
+      await untilSessionsAtMost(gateway, earlierSessions + count, notes);
       settleMs = performance.now() - watchStart;
       await pause(5_000);
       const after = await procStatusKb(gateway.pid, 'VmRSS');
