@@ -47,6 +47,41 @@ async function watching(sink: RecordingSink): Promise<AccountWatch> {
   return watch;
 }
 
+describe('IMAP watchers with EVENTS_WATCH_START_CONCURRENCY=1', () => {
+  it('start one after another: each passes its turn on after its first look, and all report changes', async () => {
+    const gated = await startGateway({ EVENTS_WATCH_START_CONCURRENCY: '1' });
+    const clients: ImapFlow[] = [];
+    const watches: AccountWatch[] = [];
+    try {
+      const users = await Promise.all([0, 1, 2].map((n) => dovecot.createUser(`gate${n}`)));
+      const ids = await Promise.all(users.map((u) => createImapAccount(gated.app, dovecot, u)));
+      const sinks = ids.map(() => new RecordingSink());
+      // One watcher stopped while it waits for its turn frees its place in the line.
+      const dropped = await gated.app.services.mail.watch(ids[0]!, new RecordingSink(), options);
+      const early = await gated.app.services.mail.watch(ids[1]!, new RecordingSink(), options);
+      await early.stop();
+      await dropped.stop();
+      for (const [n, id] of ids.entries()) watches.push(await gated.app.services.mail.watch(id, sinks[n]!, options));
+      // Every one of them takes its first look (one at a time), so none waits for a permit forever.
+      await expect.poll(() => sinks.every((sink) => sink.states.has('INBOX')), { timeout: 15_000 }).toBe(true);
+      for (const [n, u] of users.entries()) {
+        const client = directImapClient(dovecot, u);
+        clients.push(client);
+        await client.connect();
+        await client.append('INBOX', textMessage({ subject: `gated ${n}` }));
+      }
+      for (const [n, sink] of sinks.entries()) {
+        const event = await sink.waitFor((e) => e.type === 'message.new' && e.mailbox === 'INBOX');
+        expect((event.fields?.message as { subject: string }).subject).toBe(`gated ${n}`);
+      }
+    } finally {
+      await Promise.all(watches.map((w) => w.stop()));
+      for (const client of clients) await client.logout().catch(() => undefined);
+      await gated.close();
+    }
+  }, 40_000);
+});
+
 describe('IMAP watcher', () => {
   it('reports what other clients do in INBOX and in another folder, with REST ids', async () => {
     const sink = new RecordingSink();
