@@ -68,6 +68,15 @@ import { compilePageEncoder } from './http/schemas/page-encoder.js';
 import { Account } from './http/schemas/accounts.js';
 import { Mailbox } from './http/schemas/mailboxes.js';
 import { Attachment, Changes, MessageDetail, MessageLocation, MessagePage, MessageSummary } from './http/schemas/messages.js';
+import { OutboxEntry, SendReceipt } from './http/schemas/outbox.js';
+import { outboxRoutes } from './http/routes/outbox.js';
+import { FileOutbox } from './outbox/file-outbox.js';
+import { RedisOutbox } from './outbox/redis-outbox.js';
+import { OutboxService } from './outbox/outbox-service.js';
+import { OutboxWorker } from './outbox/outbox-worker.js';
+import { SmtpTransports } from './outbox/smtp-transports.js';
+import { saveToSentMailbox } from './outbox/sent-mailbox.js';
+import type { OutboxQueue, OutboxStore } from './outbox/types.js';
 
 export interface AppServices {
   accounts: AccountService;
@@ -83,6 +92,8 @@ export interface AppServices {
   deliveries: WebhookDispatcher;
   /** Which accounts this process watches, and the watchers it runs. */
   watchers: WatchManager;
+  /** Sending: the outbox's use cases (its worker runs inside). */
+  outbox: OutboxService;
   /**
    * The event log and who wants accounts watched. Present, the event stream routes are served;
    * absent (until the watchers exist), they are not.
@@ -154,7 +165,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   requireDeclaredAccess(app);
   const limit = await registerRateLimits(app, config.rateLimits, services.redis);
   registerAccess(app, { apiKeys: config.apiKeys, tokens: services.services.tokens, limit });
-  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes, Token]) {
+  for (const schema of [Problem, Address, Account, Mailbox, MessageSummary, MessagePage, Attachment, MessageDetail, MessageLocation, Changes, Token, SendReceipt, OutboxEntry]) {
     app.addSchema(schema);
   }
   const events = services.services.events;
@@ -168,6 +179,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       await v1.register(webhookRoutes);
       await v1.register(mailboxRoutes);
       await v1.register(messageRoutes, { maxUploadBytes: config.maxUploadBytes });
+      await v1.register(outboxRoutes, { outbox: services.services.outbox, maxUploadBytes: config.maxUploadBytes });
       if (events !== undefined) await v1.register(eventRoutes, { ...events, settings: config.eventStreams });
     },
     { prefix: '/v1' },
@@ -279,6 +291,20 @@ async function createServices(
     metrics,
   });
   const accountChanges = redis ? new RedisAccountChanges(redis, log.child({ component: 'accounts' }) as Logger) : undefined;
+  const smtp = new SmtpTransports({
+    egress,
+    timeoutMs: config.upstreamTimeoutMs,
+    maxConnectionsPerAccount: config.outbox.maxConnectionsPerAccount,
+    log: log.child({ component: 'smtp' }) as Logger,
+  });
+  // Its own connection: a message may be megabytes, longer to move than the shared client's 1 s command bound.
+  const outboxRedis = redis ? createRedisClient({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, commandTimeoutMs: 30_000 }) : undefined;
+  outboxRedis?.on('error', () => undefined);
+  if (outboxRedis) await connectRedis(outboxRedis, 3000);
+  const outboxLog = log.child({ component: 'outbox' }) as Logger;
+  const outboxStore: OutboxStore & OutboxQueue = outboxRedis
+    ? new RedisOutbox({ redis: outboxRedis, log: outboxLog, claimIdleMs: config.sessionSlotTtlMs })
+    : await FileOutbox.open(config.dataDir, outboxLog);
   const accounts = new AccountService({
     store: accountStore,
     sealer,
@@ -287,7 +313,9 @@ async function createServices(
     cache,
     log: log.child({ component: 'accounts' }) as Logger,
     ...(accountChanges ? { changes: accountChanges } : {}),
+    smtp,
     onDeleted: async (id) => {
+      await outboxStore.dropAccount(id);
       // Lanes first: none reads the account's log again once it is dropped.
       await deliveriesRef.dispatcher?.forgetAccount(id);
       await watchers.forget(id);
@@ -347,6 +375,36 @@ async function createServices(
   void deliveries.refresh();
   const mail = new MailService({ accounts, backends, cache, messageCacheTtlSeconds: config.cacheTtl.messageSeconds, metrics });
   mailRef.service = mail;
+  const keepMs = config.outbox.keepHours * 3_600_000;
+  const outboxWorker = new OutboxWorker({
+    store: outboxStore,
+    transports: smtp,
+    smtpAccount: (id) => accounts.resolveSmtpAccount(id),
+    saveCopy: (id, raw) => saveToSentMailbox(mail, id, raw),
+    flagOriginal: async (id, mailbox, messageId, flag) => {
+      await mail.updateFlags(id, mailbox, messageId, flag === '\\Answered' ? { answered: true } : { addFlags: [flag] });
+    },
+    emit: async (id, event) => {
+      await eventLog.append(id, [event]);
+    },
+    retryHours: config.outbox.retryHours,
+    keepMs,
+    concurrency: config.outbox.concurrency,
+    log: outboxLog,
+    metrics,
+  });
+  outboxStore.start(outboxWorker.handle, () => outboxWorker.capacity());
+  const outbox = new OutboxService({
+    store: outboxStore,
+    queue: outboxStore,
+    accounts,
+    mail,
+    maxMessageBytes: config.maxUploadBytes,
+    keepMs,
+    log: outboxLog,
+    metrics,
+  });
+  metrics.setOutboxDepthSource(() => outboxStore.depth());
   metrics.onScrape(() => {
     const totals = { open: 0, busy: 0, connecting: 0, waiting: 0 };
     for (const stats of imap.poolStats().values()) {
@@ -370,13 +428,19 @@ async function createServices(
   });
 
   return {
-    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, deliveries, watchers, events: { log: eventLog, demand: watchers } },
+    services: { accounts, mail, accountStore, cache, imap, metrics, tokens, webhooks, deliveries, watchers, outbox, events: { log: eventLog, demand: watchers } },
     redis,
     close: async () => {
       // In this order (deliveries before their lanes, watchers before the log they write), and each
       // step on its own: one that fails is logged and the rest still close.
       const steps: Array<[string, (() => Promise<void>) | undefined]> = [
         ['account changes', accountChanges && (() => accountChanges.close())],
+        // Before the pools and the log it appends to: a send in flight ends, its job stays queued.
+        ['outbox', async () => {
+          await outboxStore.close();
+          await outboxWorker.close();
+          smtp.close();
+        }],
         ['webhook deliveries', () => deliveries.close()],
         ['webhook lanes', () => lanes.close()],
         ['watchers', () => watchers.close()],
@@ -389,6 +453,7 @@ async function createServices(
         ['token store', () => tokenStore.close()],
         ['webhook store', () => webhookStore.close()],
         ['delivery records', () => deliveryRecords.close()],
+        ['outbox Redis connection', outboxRedis && (async () => void (await outboxRedis.quit().catch(() => outboxRedis.disconnect())))],
       ];
       for (const [name, step] of steps) {
         try {

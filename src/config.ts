@@ -91,6 +91,17 @@ export interface Config {
     /** Webhooks and accounts are read again this often, for changes made through other processes. */
     refreshIntervalMs: number;
   };
+  /** Sending (src/outbox/). */
+  outbox: {
+    /** A message that keeps failing temporarily is retried for this long after it was queued, then failed (API.md). */
+    retryHours: number;
+    /** Sent, failed and cancelled entries stay listed this long. */
+    keepHours: number;
+    /** Messages sent at the same time, per process. */
+    concurrency: number;
+    /** Pooled SMTP connections per account and process. */
+    maxConnectionsPerAccount: number;
+  };
 }
 
 export interface EventStreamSettings {
@@ -274,6 +285,14 @@ export function loadConfig(env: Env = process.env): Config {
       // At most the longest retention, so a held-back event is still in the log when it is retried.
       retryHours: int('WEBHOOK_RETRY_HOURS', 24, 1, 30 * 24),
       refreshIntervalMs: int('WEBHOOK_REFRESH_INTERVAL_MS', 2_000, 100, 600_000),
+    },
+    outbox: {
+      retryHours: int('OUTBOX_RETRY_HOURS', 24, 1, 30 * 24),
+      // A week: long enough to look up what became of last week's messages, then the store forgets them.
+      keepHours: int('OUTBOX_KEEP_HOURS', 7 * 24, 1, 365 * 24),
+      concurrency: int('OUTBOX_CONCURRENCY', 8, 1, 1000),
+      // Two per account: most providers allow a handful of concurrent submissions per login.
+      maxConnectionsPerAccount: int('SMTP_MAX_CONNECTIONS_PER_ACCOUNT', 2, 1, 32),
     },
   };
   // Node refuses a server whose headers may take longer than the whole request.

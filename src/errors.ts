@@ -89,6 +89,12 @@ export const ERRORS = {
     action: 'Read the message (`GET …/messages/{id}`) and use an id from its `attachments`.',
     example: 'No attachment 3 in this message',
   },
+  OUTBOX_ENTRY_NOT_FOUND: {
+    status: 404,
+    meaning: 'The account has no outbox entry with this queue id (or, for a cancel, none that can still be cancelled: it is being sent or already sent, failed or cancelled).',
+    action: 'List the outbox with `GET …/outbox`; final entries are kept for `OUTBOX_KEEP_HOURS`.',
+    example: 'Outbox entry q_Jx2v9QmLr0tYb3cA was already sent; it can no longer be cancelled',
+  },
   METHOD_NOT_ALLOWED: {
     status: 405,
     meaning: 'The path exists, but not with this method.',
@@ -156,6 +162,12 @@ export const ERRORS = {
     meaning: 'The mail server refused the login with these credentials.',
     action: 'Correct the username or password (or token) with `PATCH /v1/accounts/{account}`; retrying unchanged fails again.',
     example: 'The mail server refused the stored credentials',
+  },
+  SMTP_NOT_CONFIGURED: {
+    status: 422,
+    meaning: 'The account has no `smtp` settings, so it cannot send.',
+    action: 'Add them with `PATCH /v1/accounts/{account}` (`smtp: { host, port, security }`; username and secret default to the account\'s own).',
+    example: 'Account alice has no smtp settings; add them with PATCH /v1/accounts/alice',
   },
   RATE_LIMITED: {
     status: 429,

@@ -13,9 +13,10 @@ import type { MailBackend } from '../mail/backend.js';
 import { protocolNotServed } from '../mail/mail-errors.js';
 import { CAPABILITIES, type Capability } from '../mail/types.js';
 import type { EgressPolicy } from '../net/egress.js';
+import type { SmtpAccount } from '../outbox/smtp-transports.js';
 import type { AccountChange, AccountChanges } from './account-changes.js';
 import type { Sealer } from './sealing.js';
-import type { AccountRecord, AccountStore, AuthMethod, Protocol, Security } from './types.js';
+import type { AccountRecord, AccountStore, AuthMethod, Protocol, Security, SmtpSettingsRecord } from './types.js';
 
 export interface AccountInput {
   id?: string;
@@ -28,9 +29,40 @@ export interface AccountInput {
   accessToken?: string;
   tlsVerify?: boolean;
   name?: string | null;
+  /** The account's own address (API.md, Sending); default: the username when it is an address. */
+  email?: string | null;
+  smtp?: SmtpInput;
 }
 
-export type AccountPatch = Partial<Omit<AccountInput, 'id'>>;
+/** SMTP settings as a request gives them; username and secret default to the account's own. */
+export interface SmtpInput {
+  host: string;
+  port?: number;
+  security?: Security;
+  username?: string;
+  password?: string;
+  accessToken?: string;
+  tlsVerify?: boolean;
+}
+
+/** A PATCH: any field but `id`; `smtp` merges into the settings there are (null removes them). */
+export type AccountPatch = Partial<Omit<AccountInput, 'id' | 'smtp'>> & { smtp?: Partial<SmtpInput> | null };
+
+/** What the API shows of SMTP settings: no secret. */
+export interface SmtpView {
+  host: string;
+  port: number;
+  security: Security;
+  username: string;
+  authMethod: AuthMethod;
+  tlsVerify: boolean;
+}
+
+/** What the account service needs of SMTP: a verifying login, and letting go of pooled connections. */
+export interface SmtpSessions {
+  verify(account: SmtpAccount): Promise<void>;
+  drop(accountId: string): void;
+}
 
 /** What the API shows of an account: no secret, plus what it can do. */
 export interface AccountView {
@@ -46,6 +78,9 @@ export interface AccountView {
   createdAt: string;
   updatedAt: string;
   capabilities: Capability[];
+  /** The address messages are sent from by default; null when neither given nor the username. */
+  email: string | null;
+  smtp: SmtpView | null;
 }
 
 export interface AccountServiceOptions {
@@ -61,6 +96,8 @@ export interface AccountServiceOptions {
   onDeleted?: (id: string) => Promise<void>;
   /** Called once an account is created (webhooks covering every account start covering it). */
   onCreated?: (id: string) => void;
+  /** SMTP logins for `verify`, and the pooled connections to drop when settings change. */
+  smtp?: SmtpSessions;
 }
 
 /** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
@@ -68,6 +105,14 @@ const DOT_SEGMENT = /^\.{1,2}$/;
 
 /** Fields whose change invalidates open sessions and cached data. */
 const CONNECTION_FIELDS = ['protocol', 'host', 'port', 'security', 'username', 'password', 'accessToken', 'tlsVerify'] as const;
+
+/** RFC 8314 §3.3: submission over implicit TLS on 465; STARTTLS (or clear text) on 587 (RFC 6409). */
+export function defaultSmtpPort(security: Security): number {
+  return security === 'tls' ? 465 : 587;
+}
+
+/** An addr-spec, loosely (RFC 5322 §3.4.1): the API's own checks are in the schema; this tells a username that is an address. */
+const LOOKS_LIKE_ADDRESS = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
 /** RFC 9051 §2.1 / RFC 8314 §3.3 ports: implicit TLS on 993/995, clear text (or STARTTLS) on 143/110. */
 export function defaultPort(protocol: Protocol, security: Security): number {
@@ -104,6 +149,8 @@ export class AccountService {
       name: input.name ?? null,
       createdAt: now,
       updatedAt: now,
+      ...(input.email !== undefined && input.email !== null ? { email: input.email } : {}),
+      ...(input.smtp !== undefined ? { smtp: this.smtpRecord(input.smtp, null) } : {}),
     };
     if (input.id !== undefined && (await this.options.store.get(input.id)) !== null) {
       // Checked before dialling anything: a taken id should not cost a login. The store's create
@@ -111,7 +158,9 @@ export class AccountService {
       throw accountExists(input.id);
     }
     await this.options.egress.resolve(record.host);
+    if (record.smtp) await this.options.egress.resolve(record.smtp.host);
     if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
+    if (verify && record.smtp) await this.verifySmtp(record, 'nothing was saved');
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
     this.options.onCreated?.(record.id);
@@ -159,16 +208,31 @@ export class AccountService {
       name: patch.name !== undefined ? patch.name : current.name,
       updatedAt: new Date().toISOString(),
     };
+    if (patch.email !== undefined) {
+      if (patch.email === null) delete next.email;
+      else next.email = patch.email;
+    }
+    if (patch.smtp !== undefined) {
+      if (patch.smtp === null) delete next.smtp;
+      else next.smtp = this.mergeSmtp(current.smtp ?? null, patch.smtp);
+    }
     const connectionChanged = CONNECTION_FIELDS.some((field) => patch[field] !== undefined);
+    // SMTP that borrows the account's username or secret changes with them.
+    const smtpChanged = patch.smtp !== undefined || (connectionChanged && next.smtp !== undefined && next.smtp !== null && (next.smtp.username === null || next.smtp.sealedSecret === null));
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);
       if (verify) next.capabilities = await verifyNewSettings(backend, this.mailAccount(next), 'the account was not changed');
       else delete next.capabilities;
     }
+    if (smtpChanged && next.smtp) {
+      await this.options.egress.resolve(next.smtp.host);
+      if (verify) await this.verifySmtp(next, 'the account was not changed');
+    }
     await this.options.store.update(next);
     // Told first: the other processes stop using their sessions while this one closes its own.
-    this.options.changes?.publish({ id, connection: connectionChanged });
+    this.options.changes?.publish({ id, connection: connectionChanged || smtpChanged });
     if (connectionChanged) await this.forgetSessionsAndCache(current);
+    if (smtpChanged) this.options.smtp?.drop(id);
     return this.view(next);
   }
 
@@ -177,6 +241,7 @@ export class AccountService {
     await this.options.store.delete(id);
     this.options.changes?.publish({ id, connection: true });
     await this.forgetSessionsAndCache(current);
+    this.options.smtp?.drop(id);
     await this.options.onDeleted?.(id).catch((err: unknown) => {
       this.options.log.warn({ account: id, err: { message: (err as Error).message } }, 'could not drop the deleted account\'s events');
     });
@@ -193,12 +258,81 @@ export class AccountService {
     if (!change.connection) return;
     // The old protocol is not known here any more: every backend lets go of the account.
     await Promise.all(Object.values(this.options.backends).map((backend) => backend?.dropAccount(change.id)));
+    this.options.smtp?.drop(change.id);
     this.options.log.info({ account: change.id }, 'account changed through another process: its sessions here are closed');
   }
 
   /** The account with its secret unsealed, for a backend about to connect. */
   async resolveMailAccount(id: string): Promise<MailAccount> {
     return this.mailAccount(await this.get(id));
+  }
+
+  /**
+   * The account's SMTP settings with the secret unsealed, for a submission; `SMTP_NOT_CONFIGURED`
+   * when it has none.
+   */
+  async resolveSmtpAccount(id: string): Promise<SmtpAccount> {
+    return this.smtpAccount(await this.get(id));
+  }
+
+  /** The address the account sends from by default (API.md: `email`, else the username when it is one). */
+  static emailOf(record: AccountRecord): string | null {
+    if (typeof record.email === 'string') return record.email;
+    return LOOKS_LIKE_ADDRESS.test(record.username) ? record.username : null;
+  }
+
+  private smtpAccount(record: AccountRecord): SmtpAccount {
+    const smtp = record.smtp;
+    if (!smtp) {
+      throw new GatewayError('SMTP_NOT_CONFIGURED', `Account ${record.id} has no smtp settings; add them with PATCH /v1/accounts/${record.id}`);
+    }
+    const own = smtp.sealedSecret === null;
+    const secret = this.options.sealer.open(own ? record.sealedSecret : smtp.sealedSecret!);
+    const method = own ? record.authMethod : smtp.authMethod!;
+    return {
+      accountId: record.id,
+      host: smtp.host,
+      port: smtp.port,
+      security: smtp.security,
+      username: smtp.username ?? record.username,
+      credentials: method === 'password' ? { password: secret } : { accessToken: secret },
+      tlsVerify: smtp.tlsVerify,
+    };
+  }
+
+  private smtpRecord(input: SmtpInput, current: SmtpSettingsRecord | null): SmtpSettingsRecord {
+    if (input.password !== undefined && input.accessToken !== undefined) {
+      throw new GatewayError('VALIDATION_FAILED', 'body/smtp may have password or accessToken, not both');
+    }
+    const security = input.security ?? current?.security ?? 'tls';
+    const portWasDefault = current === null || current.port === defaultSmtpPort(current.security);
+    const secret = input.password ?? input.accessToken;
+    return {
+      host: input.host,
+      port: input.port ?? (portWasDefault ? defaultSmtpPort(security) : current.port),
+      security,
+      username: input.username ?? current?.username ?? null,
+      authMethod: input.password !== undefined ? 'password' : input.accessToken !== undefined ? 'accessToken' : (current?.authMethod ?? null),
+      sealedSecret: secret !== undefined ? this.options.sealer.seal(secret) : (current?.sealedSecret ?? null),
+      tlsVerify: input.tlsVerify ?? current?.tlsVerify ?? true,
+    };
+  }
+
+  private mergeSmtp(current: SmtpSettingsRecord | null, patch: Partial<SmtpInput>): SmtpSettingsRecord {
+    const host = patch.host ?? current?.host;
+    if (host === undefined) throw new GatewayError('VALIDATION_FAILED', 'body/smtp must have host: the account has no smtp settings yet');
+    return this.smtpRecord({ ...patch, host }, current);
+  }
+
+  /** The SMTP login of create and PATCH; a refusal says what to check, and that nothing was written. */
+  private async verifySmtp(record: AccountRecord, consequence: string): Promise<void> {
+    if (this.options.smtp === undefined) return;
+    try {
+      await this.options.smtp.verify(this.smtpAccount(record));
+    } catch (err) {
+      if (!isGatewayError(err)) throw err;
+      throw new GatewayError(err.code, `${err.message}; ${consequence}`, { cause: err });
+    }
   }
 
   private mailAccount(record: AccountRecord): MailAccount {
@@ -251,7 +385,19 @@ export class AccountService {
       name: record.name,
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
-      capabilities: this.capabilitiesOf(record),
+      // `send` exactly when the account can send: it has SMTP settings (API.md, Accounts).
+      capabilities: record.smtp ? [...this.capabilitiesOf(record), 'send'] : this.capabilitiesOf(record),
+      email: AccountService.emailOf(record),
+      smtp: record.smtp
+        ? {
+            host: record.smtp.host,
+            port: record.smtp.port,
+            security: record.smtp.security,
+            username: record.smtp.username ?? record.username,
+            authMethod: record.smtp.authMethod ?? record.authMethod,
+            tlsVerify: record.smtp.tlsVerify,
+          }
+        : null,
     };
   }
 }

@@ -8,6 +8,21 @@ export type Protocol = 'imap' | 'pop3';
 export type Security = 'tls' | 'starttls' | 'none';
 export type AuthMethod = 'password' | 'accessToken';
 
+/**
+ * An account's SMTP submission settings (API.md, Sending). `username` and the secret are null when
+ * they are the account's own (then a change of those follows here too).
+ */
+export interface SmtpSettingsRecord {
+  host: string;
+  port: number;
+  security: Security;
+  username: string | null;
+  /** null: the account's own secret is used. */
+  authMethod: AuthMethod | null;
+  sealedSecret: string | null;
+  tlsVerify: boolean;
+}
+
 /** What the store holds. */
 export interface AccountRecord {
   id: string;
@@ -27,6 +42,10 @@ export interface AccountRecord {
   updatedAt: string;
   /** What the server offered at the last verifying login (see AccountService), when known. */
   capabilities?: string[];
+  /** The account's own address as given; absent or null: the username when that is an address. */
+  email?: string | null;
+  /** SMTP submission settings; absent or null: the account cannot send. */
+  smtp?: SmtpSettingsRecord | null;
 }
 
 export interface AccountStore {
@@ -72,6 +91,26 @@ export function accountRecordProblem(value: unknown): string | null {
   if (typeof r.tlsVerify !== 'boolean') return 'field "tlsVerify" is not a boolean';
   if (r.name !== null && typeof r.name !== 'string') return 'field "name" is neither a string nor null';
   if (r.capabilities !== undefined && !Array.isArray(r.capabilities)) return 'field "capabilities" is not an array';
+  if (r.email !== undefined && r.email !== null && typeof r.email !== 'string') return 'field "email" is neither a string nor null';
+  if (r.smtp !== undefined && r.smtp !== null) {
+    const problem = smtpRecordProblem(r.smtp);
+    if (problem !== null) return `field "smtp": ${problem}`;
+  }
+  return null;
+}
+
+function smtpRecordProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const r = value as Record<string, unknown>;
+  if (typeof r.host !== 'string' || r.host === '') return 'host is missing';
+  if (typeof r.port !== 'number' || !Number.isInteger(r.port) || r.port < 1 || r.port > 65535) return 'port is invalid';
+  if (typeof r.security !== 'string' || !SECURITIES.includes(r.security)) return 'security is invalid';
+  if (r.username !== null && typeof r.username !== 'string') return 'username is neither a string nor null';
+  if (r.authMethod !== null && (typeof r.authMethod !== 'string' || !AUTH_METHODS.includes(r.authMethod))) return 'authMethod is invalid';
+  if ((r.authMethod === null) !== (r.sealedSecret === null) || (r.sealedSecret !== null && typeof r.sealedSecret !== 'string')) {
+    return 'authMethod and sealedSecret must be given together';
+  }
+  if (typeof r.tlsVerify !== 'boolean') return 'tlsVerify is not a boolean';
   return null;
 }
 
@@ -91,6 +130,20 @@ export function pickAccountRecord(r: AccountRecord): AccountRecord {
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
     ...(Array.isArray(r.capabilities) ? { capabilities: r.capabilities.filter((c) => typeof c === 'string') } : {}),
+    ...(typeof r.email === 'string' ? { email: r.email } : {}),
+    ...(r.smtp ? { smtp: pickSmtp(r.smtp) } : {}),
+  };
+}
+
+function pickSmtp(s: SmtpSettingsRecord): SmtpSettingsRecord {
+  return {
+    host: s.host,
+    port: s.port,
+    security: s.security,
+    username: s.username,
+    authMethod: s.authMethod,
+    sealedSecret: s.sealedSecret,
+    tlsVerify: s.tlsVerify,
   };
 }
 

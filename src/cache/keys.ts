@@ -127,6 +127,28 @@ export const keys = {
   /** Which process delivers the account's events to webhooks (value: its owner id; TTL'd, renewed by it). */
   deliveryLease: (accountId: string): string => `${KEY_PREFIX}webhooks:${accountTag(accountId)}:owner`,
 
+  /**
+   * The outbox (src/outbox/redis-outbox.ts). Every outbox key carries the one tag `{outbox}`: queueing
+   * writes the entry, its bytes, the account's index, the idempotency key and the job in one script,
+   * which Redis Cluster allows only within one slot (decision 0016).
+   *
+   * The job stream: one entry `q=<queueId>` per queued message, read by the consumer group `senders`
+   * (every gateway process is a consumer); a job is acknowledged and deleted once its entry is final.
+   */
+  outboxJobs: (): string => `${KEY_PREFIX}outbox:{outbox}:jobs`,
+
+  /** One outbox entry's record (JSON; no TTL while it is queued, TTL'd once final). */
+  outboxEntry: (queueId: string): string => `${KEY_PREFIX}outbox:{outbox}:entry:${encodeSegment(queueId)}`,
+
+  /** One outbox entry's message bytes, deleted once the entry is final and its Sent copy dealt with. */
+  outboxRaw: (queueId: string): string => `${KEY_PREFIX}outbox:{outbox}:raw:${encodeSegment(queueId)}`,
+
+  /** Sorted set of an account's outbox entries by creation time (ms); members whose entry expired are dropped on read. */
+  outboxAccount: (accountId: string): string => `${KEY_PREFIX}outbox:{outbox}:account:${encodeSegment(accountId)}`,
+
+  /** An Idempotency-Key seen on an account: the first request's receipt (TTL 24 h). */
+  outboxIdempotency: (keyHash: string): string => `${KEY_PREFIX}outbox:{outbox}:idempotency:${keyHash}`,
+
   /** Which process watches the account (value: that process's owner id; TTL'd, renewed by it). */
   watchLease: (accountId: string): string => `${KEY_PREFIX}watch:${accountTag(accountId)}:owner`,
 

@@ -81,7 +81,7 @@ export interface ByteRange {
  * What an account can do through the gateway (API.md: `folders, flags, search, move, copy, append,
  * changes, events, send`). Only what works is listed: `send` joins when it is built.
  */
-export const CAPABILITIES = ['folders', 'flags', 'search', 'move', 'copy', 'append', 'changes', 'events'] as const;
+export const CAPABILITIES = ['folders', 'flags', 'search', 'move', 'copy', 'append', 'changes', 'events', 'send'] as const;
 export type Capability = (typeof CAPABILITIES)[number];
 
 /**

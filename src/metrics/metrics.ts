@@ -147,6 +147,41 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly outboxMessages = new Counter({
+    name: 'mailgw_outbox_messages_total',
+    help: 'Outbox messages by outcome: queued (accepted by POST …/send), sent (the SMTP server accepted it for at least one recipient), failed',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly smtpDuration = new Histogram({
+    name: 'mailgw_smtp_attempt_duration_seconds',
+    help: 'One SMTP submission attempt, from taking a pooled connection (or dialling) to the answer to DATA',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  private outboxDepthSource: (() => Promise<number>) | undefined;
+
+  readonly outboxDepth = new Gauge({
+    name: 'mailgw_outbox_depth',
+    help: 'Outbox messages queued, being sent or waiting for a retry (with Redis: over every gateway process)',
+    registers: [this.registry],
+    collect: async () => {
+      if (this.outboxDepthSource === undefined) return;
+      try {
+        this.outboxDepth.set(await this.outboxDepthSource());
+      } catch {
+        // The store is unreachable: the last value stays, and /ready says so.
+      }
+    },
+  });
+
+  /** Where the outbox depth is read from at each scrape. */
+  setOutboxDepthSource(source: () => Promise<number>): void {
+    this.outboxDepthSource = source;
+  }
+
   /** Only with Redis configured: without it there is nothing to be up or down. */
   readonly redisUp: Gauge | undefined;
 

@@ -23,13 +23,13 @@ export function errnoCode(err: unknown): string | undefined {
     : undefined;
 }
 /** Temp file in the same directory (rename is atomic only within one filesystem), fsync, rename. */
-export async function writeFileAtomic(dir: string, file: string, data: string): Promise<void> {
+export async function writeFileAtomic(dir: string, file: string, data: string | Uint8Array): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomUUID()}.tmp`);
   try {
     const handle = await fs.open(tmp, 'wx', 0o600);
     try {
-      await handle.writeFile(data, 'utf8');
+      await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();

@@ -23,6 +23,32 @@ const AccessToken = Type.String({
   description: 'OAuth2 access token (XOAUTH2 / OAUTHBEARER)',
 });
 const Name = Nullable(Type.String({ maxLength: 200, examples: ['Alice at work'] }));
+// The composer checks the address itself (outbox/compose.ts); here only its size and characters.
+const Email = Type.String({ minLength: 3, maxLength: 320, pattern: '^[^\\s@]+@[^\\s@]+$', examples: ['alice@example.com'] });
+
+const smtpFields = {
+  host: Host,
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'Default: 465 with tls, 587 otherwise (RFC 8314)', examples: [465] })),
+  security: Type.Optional(StringEnum(['tls', 'starttls', 'none'] as const, { description: 'Default `tls`; `starttls` must upgrade or the send fails' })),
+  username: Type.Optional(Type.String({ ...Username, description: "Default: the account's username" })),
+  password: Type.Optional(Type.String({ ...Password, description: "Default: the account's own secret" })),
+  accessToken: Type.Optional(AccessToken),
+  tlsVerify: Type.Optional(Type.Boolean({ description: 'Default true; false only for servers with self-signed certificates' })),
+};
+
+const SmtpSettings = Type.Object(smtpFields, {
+  additionalProperties: false,
+  description: "SMTP submission (API.md, Sending): at most one of `password` and `accessToken`; username and secret default to the account's own. Verified by a login at save.",
+  examples: [{ host: 'smtp.example.com', port: 465, security: 'tls' }],
+});
+
+const SmtpPatch = Type.Object(
+  { ...smtpFields, host: Type.Optional(Host) },
+  {
+    additionalProperties: false,
+    description: 'Merged into the SMTP settings there are (`host` is needed when there are none yet); `null` removes them. Pooled SMTP connections are dropped.',
+  },
+);
 
 export const AccountCreateBody = Type.Object(
   {
@@ -38,6 +64,8 @@ export const AccountCreateBody = Type.Object(
     accessToken: Type.Optional(AccessToken),
     tlsVerify: Type.Optional(Type.Boolean({ default: true, description: 'false only for servers with self-signed certificates' })),
     name: Type.Optional(Name),
+    email: Type.Optional(Nullable({ ...Email, type: 'string' as const, description: "The account's own address, the default sender; default: the username when it is an address" })),
+    smtp: Type.Optional(SmtpSettings),
   },
   {
     additionalProperties: false,
@@ -68,6 +96,8 @@ export const AccountPatchBody = Type.Object(
     accessToken: Type.Optional(AccessToken),
     tlsVerify: Type.Optional(Type.Boolean()),
     name: Type.Optional(Name),
+    email: Type.Optional(Nullable({ ...Email, type: 'string' as const, description: 'null: the username again, when it is an address' })),
+    smtp: Type.Optional(Type.Union([SmtpPatch, Type.Null()])),
   },
   {
     additionalProperties: false,
@@ -101,9 +131,24 @@ export const Account = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
     capabilities: Type.Array(Capability, {
-      description: "What this account's protocol and server support through the gateway",
+      description: "What this account's protocol and server support through the gateway (`send`: it has SMTP settings)",
       examples: [['append', 'changes', 'copy', 'flags', 'folders', 'move', 'search']],
     }),
+    email: Nullable({ ...Email, type: 'string' as const, description: 'The default sender; null when neither given nor the username' }),
+    smtp: Type.Union(
+      [
+        Type.Object({
+          host: Host,
+          port: Port,
+          security: Security,
+          username: Username,
+          authMethod: StringEnum(['password', 'accessToken'] as const),
+          tlsVerify: Type.Boolean(),
+        }),
+        Type.Null(),
+      ],
+      { description: 'SMTP submission settings without the secret; null: the account cannot send' },
+    ),
   },
   { $id: 'Account', description: 'An account, never with its secret' },
 );

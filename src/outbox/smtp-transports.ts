@@ -1,0 +1,149 @@
+/**
+ * SMTP submission with nodemailer: one pooled transport per account and settings, each connection
+ * dialled through the egress policy (the checked address, the host name only as TLS SNI and for
+ * certificate checks), `starttls` never downgraded (`requireTLS`), every step bounded.
+ *
+ * What a submission's replies mean for each recipient is `smtp-outcome.ts`'s job; this module only
+ * connects, sends and reports nodemailer's answer or error.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import nodemailer, { type NodemailerError, type SMTPSentMessageInfo, type Transporter } from 'nodemailer';
+import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
+import type { Logger } from 'pino';
+import type { Security } from '../accounts/types.js';
+import type { EgressPolicy } from '../net/egress.js';
+import { smtpLoginError } from './smtp-outcome.js';
+
+/** What a transport needs to reach one account's SMTP server: settings with the secret unsealed. */
+export interface SmtpAccount {
+  accountId: string;
+  host: string;
+  port: number;
+  security: Security;
+  username: string;
+  credentials: { password: string } | { accessToken: string };
+  tlsVerify: boolean;
+}
+
+export interface Submission {
+  envelope: { from: string; to: string[] };
+  raw: Buffer;
+}
+
+export interface SmtpTransportsOptions {
+  egress: EgressPolicy;
+  /** Bound on connecting (DNS, TCP, TLS, greeting) and on each SMTP step, DATA included. */
+  timeoutMs: number;
+  maxConnectionsPerAccount: number;
+  log: Logger;
+}
+
+interface Pooled {
+  fingerprint: string;
+  transport: Transporter<SMTPSentMessageInfo>;
+}
+
+/** Nodemailer's idle connections close after this (its default is 4 minutes). */
+const IDLE_TIMEOUT_MS = 60_000;
+
+export class SmtpTransports {
+  private readonly pools = new Map<string, Pooled>();
+
+  constructor(private readonly options: SmtpTransportsOptions) {}
+
+  /** Sends one message over the account's pool; rejects with nodemailer's error (see smtp-outcome.ts). */
+  async send(account: SmtpAccount, submission: Submission): Promise<SMTPSentMessageInfo> {
+    const pooled = this.pool(account);
+    return pooled.transport.sendMail({ envelope: submission.envelope, raw: submission.raw });
+  }
+
+  /** Connects and logs in once, on a connection of its own (the `verify` of account settings). */
+  async verify(account: SmtpAccount): Promise<void> {
+    const transport = nodemailer.createTransport(this.transportOptions(account, false));
+    try {
+      await transport.verify();
+    } catch (err) {
+      throw smtpLoginError(err);
+    } finally {
+      transport.close();
+    }
+  }
+
+  /** Closes the account's pooled connections (its settings changed, or it was deleted). */
+  drop(accountId: string): void {
+    const pooled = this.pools.get(accountId);
+    if (pooled === undefined) return;
+    this.pools.delete(accountId);
+    pooled.transport.close();
+  }
+
+  close(): void {
+    for (const id of [...this.pools.keys()]) this.drop(id);
+  }
+
+  private pool(account: SmtpAccount): Pooled {
+    const fingerprint = JSON.stringify([account.host, account.port, account.security, account.username, account.credentials, account.tlsVerify]);
+    const current = this.pools.get(account.accountId);
+    if (current?.fingerprint === fingerprint) return current;
+    // New settings: connections logged in with the old ones are never used again.
+    if (current !== undefined) this.drop(account.accountId);
+    const transport = nodemailer.createTransport(this.transportOptions(account, true)) as Transporter<SMTPSentMessageInfo>;
+    const pooled = { fingerprint, transport };
+    this.pools.set(account.accountId, pooled);
+    return pooled;
+  }
+
+  private transportOptions(account: SmtpAccount, pool: boolean): SMTPPoolOptions {
+    const { timeoutMs } = this.options;
+    return {
+      pool,
+      maxConnections: this.options.maxConnectionsPerAccount,
+      idleTimeout: IDLE_TIMEOUT_MS,
+      // The pool may put a message back on its queue when a connection closes mid-send; the outbox
+      // decides about retries itself (with its own back-off and the recipients already accepted).
+      maxRequeues: 0,
+      host: account.host,
+      port: account.port,
+      // RFC 8314: implicit TLS (465) or STARTTLS that must succeed (587); `none` only where configured.
+      secure: account.security === 'tls',
+      requireTLS: account.security === 'starttls',
+      ignoreTLS: account.security === 'none',
+      tls: { rejectUnauthorized: account.tlsVerify },
+      auth:
+        'password' in account.credentials
+          ? { user: account.username, pass: account.credentials.password }
+          : { type: 'OAuth2', user: account.username, accessToken: account.credentials.accessToken },
+      connectionTimeout: timeoutMs,
+      greetingTimeout: timeoutMs,
+      socketTimeout: timeoutMs,
+      dnsTimeout: timeoutMs,
+      logger: false,
+      debug: false,
+      getSocket: (_options, callback) => {
+        this.dial(account, timeoutMs).then(
+          (socket) => callback(null, { connection: socket }),
+          (err: unknown) => callback(err as Error),
+        );
+      },
+    };
+  }
+
+  /** Egress check at every connection, then a TCP connection to the address that was checked. */
+  private async dial(account: SmtpAccount, timeoutMs: number): Promise<Socket> {
+    const target = await this.options.egress.resolve(account.host);
+    return new Promise<Socket>((resolve, reject) => {
+      const socket = netConnect({ host: target.address, port: account.port, family: target.family });
+      const fail = (err: Error): void => {
+        socket.destroy();
+        reject(err);
+      };
+      socket.setTimeout(timeoutMs, () => fail(Object.assign(new Error(`connecting to the SMTP server timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }) as NodemailerError));
+      socket.once('error', fail);
+      socket.once('connect', () => {
+        socket.removeListener('error', fail);
+        socket.setTimeout(0);
+        resolve(socket);
+      });
+    });
+  }
+}
