@@ -88,6 +88,14 @@ async function messageArrives(account: string, mailbox: string, messageId: strin
   }
 }
 
+/** The event of `type` about outbox entry `queueId` in the account's log (written before the entry is final). */
+async function eventOf(account: string, type: string, queueId: string): Promise<Record<string, unknown>> {
+  const { events } = await gw.app.services.events!.log.readAfter(account, '0-0', 1000);
+  const found = events.find((e) => e.type === type && e.queueId === queueId);
+  if (!found) throw new Error(`no ${type} for ${queueId} among ${events.map((e) => e.type).join(', ')}`);
+  return found;
+}
+
 async function raw(account: string, mailbox: string, id: string): Promise<Buffer> {
   const res = await call({ method: 'GET', url: `/v1/accounts/${account}/mailboxes/${encodeURIComponent(mailbox)}/messages/${id}/raw` });
   expect(res.statusCode).toBe(200);
@@ -187,6 +195,10 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
 
     const listed = (await call({ method: 'GET', url: `/v1/accounts/${aliceId}/outbox` })).json() as { outbox: OutboxEntryView[] };
     expect(listed.outbox.map((e) => e.queueId)).toContain(receipt.queueId);
+
+    // The outcome is an event of the account's log, so it reaches SSE streams and webhooks.
+    const sentEvent = await eventOf(aliceId, 'message.sent', receipt.queueId);
+    expect(sentEvent).toMatchObject({ account: aliceId, mailbox: null, messageId: receipt.messageId, permanent: false, response: expect.stringMatching(/^250 /) });
   });
 
   it('threads a reply (In-Reply-To, References, Re:, recipients without the account itself) and flags the original \\Answered', async () => {
@@ -225,6 +237,7 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
     const only = await send(aliceId, { to: [{ address: mta.refused.permanent }], subject: 'refused', text: 'x' });
     const failed = await entryOnce(aliceId, only.queueId, final);
     expect(failed).toMatchObject({ status: 'failed', permanent: true, attempts: 1, sentCopy: 'skipped' });
+    expect(await eventOf(aliceId, 'message.failed', only.queueId)).toMatchObject({ permanent: true, error: expect.stringMatching(/refused/) });
   });
 
   it('keeps a deferred recipient (451) for a retry with back-off, and a cancel stops it', async () => {
