@@ -52,6 +52,7 @@ export async function registerSwagger(app: FastifyInstance, options: SwaggerOpti
         { name: 'accounts', description: 'Mailbox accounts on IMAP or POP3 servers' },
         { name: 'mailboxes', description: 'Folders of an account' },
         { name: 'messages', description: 'Listing, reading and downloading messages' },
+        { name: 'sending', description: 'Sending over SMTP through the outbox, and what became of each message' },
         { name: 'events', description: 'What changes in the mailboxes, pushed as server-sent events' },
         { name: 'tokens', description: 'Access tokens for tenants: accounts × scopes (admin keys only)' },
         { name: 'webhooks', description: 'Events POSTed to URLs, signed (admin keys only)' },

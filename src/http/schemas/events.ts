@@ -65,6 +65,11 @@ function eventOf(type: EventType, description: string, properties: Record<string
   );
 }
 
+const OutboxRecipients = Type.Array(
+  Type.Object({ address: Type.String(), status: Type.String({ examples: ['sent'] }), response: Nullable(Type.String()) }),
+  { description: "Each recipient's outcome, as in the outbox entry" },
+);
+
 const Flags = Type.Object({ added: Type.Array(Type.String()), removed: Type.Array(Type.String()) }, { description: 'Flags and keywords added and removed' });
 
 /**
@@ -86,18 +91,25 @@ export const Event = Type.Unsafe({
     eventOf('mailbox.renamed', 'A mailbox was renamed (`mailbox` is the new path)', { from: Type.String({ description: 'The old path' }) }),
     eventOf(
       'message.sent',
-      'An outbox entry was accepted by SMTP',
-      { queueId: Type.String(), messageId: Type.String({ description: 'RFC 5322 Message-ID' }), response: Type.String({ description: "The SMTP server's answer" }) },
+      'An outbox entry was accepted by SMTP for at least one recipient (its final outcome: every recipient sent or refused)',
+      {
+        queueId: Type.String(),
+        messageId: Type.String({ description: 'RFC 5322 Message-ID' }),
+        response: Nullable(Type.String({ description: "The SMTP server's answer to the message" })),
+        permanent: Type.Boolean({ description: 'True when some recipient was refused (5xx)' }),
+        recipients: OutboxRecipients,
+      },
       false,
     ),
     eventOf(
       'message.failed',
-      'An outbox entry was refused by SMTP, or gave up retrying',
+      'An outbox entry was refused by SMTP for every recipient, or gave up retrying',
       {
         queueId: Type.String(),
         messageId: Type.String({ description: 'RFC 5322 Message-ID' }),
         error: Type.String(),
         permanent: Type.Boolean({ description: 'True for a refusal (5xx), false when retries ran out' }),
+        recipients: OutboxRecipients,
       },
       false,
     ),
