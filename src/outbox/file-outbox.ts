@@ -3,8 +3,8 @@
  * embedded store). Each entry is `entries/<queueId>.json` (the entry, and its Idempotency-Key hash
  * with its expiry), its bytes `raw/<queueId>.eml`; both written atomically (write, fsync, rename),
  * the bytes first, so an entry on disk always has its bytes until it is final. The queue is the set
- * of entries not yet final, read back at open: a gateway killed mid-send goes on where the entry
- * says after it starts again.
+ * of entries not yet finished (final, and their copy, flag and event dealt with), read back at open:
+ * a gateway killed mid-send goes on where the entry says after it starts again.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -202,9 +202,11 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
     await fs.access(this.entriesDir);
   }
 
-  start(handler: (job: OutboxJob & { lost: AbortSignal }) => Promise<void>): void {
+  /** Every entry is handed over at once: the worker's own limit bounds how many are sent at a time. */
+  start(handler: (job: OutboxJob & { lost: AbortSignal }) => Promise<void>, _capacity?: () => number): void {
     this.handler = handler;
-    for (const [queueId, stored] of this.entries) if (!FINAL_STATUSES.has(stored.entry.status)) this.hand(queueId);
+    // Every entry not finished: those not final, and final ones whose copy, flag or event were still to come.
+    for (const [queueId, stored] of this.entries) if (stored.keepUntilMs === undefined) this.hand(queueId);
     this.pruneTimer = setInterval(() => void this.prune().catch(() => undefined), 3_600_000);
     this.pruneTimer.unref();
   }

@@ -45,4 +45,25 @@ describe('an SMTP server silent mid-DATA', () => {
     expect(entry.error).toMatch(/ETIMEDOUT|timed? ?out/i);
     expect(Date.parse(entry.nextAttemptAt!)).toBeGreaterThan(Date.now() + 5_000);
   });
+
+  it('refuses a message over MAX_UPLOAD_BYTES once composed with 413, queueing nothing', async () => {
+    const small = await startGateway({ MAX_UPLOAD_BYTES: '4096' });
+    try {
+      const user = await dovecot.createUser('send-limit');
+      const id = await createImapAccount(small.app, dovecot, user, { email: 'limit@example.com', smtp: { host: fake.host, port: fake.port, security: 'none' } });
+      const before = fake.dataStarted;
+      // 3,500 bytes of attachment are about 4,700 in base64: over the limit only once composed.
+      const res = await small.app.inject({
+        method: 'POST',
+        url: `/v1/accounts/${id}/send`,
+        payload: { to: [{ address: 'bob@example.com' }], attachments: [{ filename: 'a.bin', content: Buffer.alloc(3_500, 7).toString('base64') }] },
+      });
+      expect(res.statusCode, res.body).toBe(413);
+      expect((res.json() as { code: string; detail: string })).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', detail: expect.stringMatching(/MAX_UPLOAD_BYTES/) });
+      expect(((await small.app.inject({ method: 'GET', url: `/v1/accounts/${id}/outbox` })).json() as { outbox: unknown[] }).outbox).toEqual([]);
+      expect(fake.dataStarted).toBe(before);
+    } finally {
+      await small.close();
+    }
+  });
 });

@@ -223,6 +223,41 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
     expect(flagged.flags).toContain('\\Answered');
   });
 
+  it('forwards with the original attached as message/rfc822, byte for byte, and flags the original $Forwarded', async () => {
+    const first = await send(aliceId, { to: [{ address: mta.address(bob.username) }], subject: 'Forward me', text: 'original body' });
+    await entryOnce(aliceId, first.queueId, final);
+    const original = await messageArrives(bobId, 'INBOX', first.messageId);
+    const originalBytes = await raw(bobId, 'INBOX', original.id);
+    const forward = await send(bobId, { reference: { mailbox: 'INBOX', id: original.id, action: 'forward' }, to: [{ address: mta.address(carol.username) }], text: 'FYI' });
+    expect((await entryOnce(bobId, forward.queueId, final)).status).toBe('sent');
+    const atCarol = await messageArrives(carolId, 'INBOX', forward.messageId);
+    expect(atCarol.subject).toBe('Fwd: Forward me');
+    const detail = (await call({ method: 'GET', url: `/v1/accounts/${carolId}/mailboxes/INBOX/messages/${atCarol.id}` })).json() as {
+      attachments: Array<{ id: string; contentType: string }>;
+    };
+    const attached = detail.attachments.find((a) => a.contentType === 'message/rfc822');
+    expect(attached).toBeDefined();
+    const download = await call({ method: 'GET', url: `/v1/accounts/${carolId}/mailboxes/INBOX/messages/${atCarol.id}/attachments/${attached!.id}` });
+    expect(download.statusCode).toBe(200);
+    expect(download.rawPayload.toString('latin1').replace(/\r?\n$/, '')).toBe(originalBytes.toString('latin1').replace(/\r?\n$/, ''));
+    const flagged = (await call({ method: 'GET', url: `/v1/accounts/${bobId}/mailboxes/INBOX/messages/${original.id}` })).json() as { flags: string[] };
+    expect(flagged.flags).toContain('$Forwarded');
+  });
+
+  it('never downgrades STARTTLS: a server that offers none is refused at save', async () => {
+    const res = await call({ method: 'PATCH', url: `/v1/accounts/${carolId}`, payload: { smtp: smtpSettings(carol, { security: 'starttls' }) } });
+    expect(expectProblem(res, 502, 'UPSTREAM_ERROR').detail).toMatch(/STARTTLS|TLS/i);
+    expect(((await call({ method: 'GET', url: `/v1/accounts/${carolId}` })).json() as { smtp: unknown }).smtp).toBeNull();
+  });
+
+  it('counts queued and sent messages in /metrics', async () => {
+    const text = (await call({ method: 'GET', url: '/metrics' })).body;
+    expect(text).toMatch(/^mailgw_outbox_messages_total\{outcome="queued"\} [1-9]/m);
+    expect(text).toMatch(/^mailgw_outbox_messages_total\{outcome="sent"\} [1-9]/m);
+    expect(text).toMatch(/^mailgw_smtp_attempt_duration_seconds_count [1-9]/m);
+    expect(text).toMatch(/^mailgw_outbox_depth \d+/m);
+  });
+
   it('fails a recipient the MTA refuses (550) at once, delivers to the others, and says so in message.sent', async () => {
     const receipt = await send(aliceId, { to: [{ address: mta.refused.permanent }, { address: mta.address(carol.username) }], subject: 'partly refused', text: 'x' });
     const entry = await entryOnce(aliceId, receipt.queueId, final);
