@@ -250,6 +250,27 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
     expect(((await call({ method: 'GET', url: `/v1/accounts/${carolId}` })).json() as { smtp: unknown }).smtp).toBeNull();
   });
 
+  it('needs the send scope to send or cancel, and read to see the outbox', async () => {
+    const token = async (scopes: string[]) => {
+      const res = await call({ method: 'POST', url: '/v1/tokens', payload: { accounts: [aliceId], scopes } });
+      expect(res.statusCode, res.body).toBe(201);
+      return { authorization: `Bearer ${(res.json() as { token: string }).token}` };
+    };
+    const reader = await token(['read']);
+    const sender = await token(['send']);
+    const body = { to: [{ address: mta.address(bob.username) }], subject: 'scoped', text: 'x' };
+    expectProblem(await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: body, headers: reader }), 403, 'FORBIDDEN');
+    const ok = await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: body, headers: sender });
+    expect(ok.statusCode, ok.body).toBe(202);
+    const { queueId } = ok.json() as { queueId: string };
+    expect((await call({ method: 'GET', url: `/v1/accounts/${aliceId}/outbox/${queueId}`, headers: reader })).statusCode).toBe(200);
+    expectProblem(await call({ method: 'GET', url: `/v1/accounts/${aliceId}/outbox`, headers: sender }), 403, 'FORBIDDEN');
+    expectProblem(await call({ method: 'DELETE', url: `/v1/accounts/${aliceId}/outbox/${queueId}`, headers: reader }), 403, 'FORBIDDEN');
+    // Another account does not exist for these tokens.
+    expectProblem(await call({ method: 'POST', url: `/v1/accounts/${bobId}/send`, payload: body, headers: sender }), 404, 'ACCOUNT_NOT_FOUND');
+    await entryOnce(aliceId, queueId, final);
+  });
+
   it('counts queued and sent messages in /metrics', async () => {
     const text = (await call({ method: 'GET', url: '/metrics' })).body;
     expect(text).toMatch(/^mailgw_outbox_messages_total\{outcome="queued"\} [1-9]/m);
