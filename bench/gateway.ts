@@ -12,8 +12,11 @@ import { startChild, type ChildServer } from './processes.js';
 import type { MailServers } from './servers.js';
 
 export interface Gateway extends ChildServer {
-  /** Registers an account (the gateway logs in once); answers the HTTP status and the account id. */
-  createAccount(id: string, protocol: 'imap' | 'pop3', user: DovecotUser): Promise<{ status: number; body: string }>;
+  /**
+   * Registers an account (the gateway logs in once); answers the HTTP status and the account id.
+   * `extra`: more fields of the account body (`email`, `smtp`).
+   */
+  createAccount(id: string, protocol: 'imap' | 'pop3', user: DovecotUser, extra?: Record<string, unknown>): Promise<{ status: number; body: string }>;
   deleteAccount(id: string): Promise<void>;
   /** `/v1/accounts/<id>/mailboxes/INBOX/messages?limit=50` as a full URL. */
   listingUrl(id: string): string;
@@ -71,7 +74,7 @@ export async function startGateway(
       await child.stop();
       await rm(dataDir, { recursive: true, force: true });
     },
-    createAccount: async (id, protocol, user) => {
+    createAccount: async (id, protocol, user, extra = {}) => {
       const res = await fetch(`${child.url}/v1/accounts`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -83,6 +86,7 @@ export async function startGateway(
           security: 'none',
           username: user.username,
           password: user.password,
+          ...extra,
         }),
       });
       return { status: res.status, body: await res.text() };

@@ -11,7 +11,7 @@
  */
 import type { Schedule } from './load.js';
 
-export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr', 'j', 'k', 'l', 'm'] as const;
+export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr', 'j', 'k', 'l', 'm', 'n'] as const;
 export type RowId = (typeof ROW_IDS)[number];
 
 export interface BenchOptions {
@@ -35,6 +35,9 @@ export interface BenchOptions {
   downloadRuns: number;
   /** Fresh POP3 accounts in row (i), each listed twice. */
   pop3Samples: number;
+  /** Row (n): 20 KB sends per side (gateway, nodemailer), interleaved, after `sendWarmup` unmeasured ones each. */
+  sendSamples: number;
+  sendWarmup: number;
 }
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -72,5 +75,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     bigMessageBytes: 25 * 1024 * 1024,
     downloadRuns: quick ? 1 : 5,
     pop3Samples: quick ? 2 : 5,
+    sendSamples: quick ? 20 : 200,
+    sendWarmup: quick ? 5 : 20,
   };
 }

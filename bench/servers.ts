@@ -3,13 +3,15 @@
  * mailboxes written straight into Maildir, and direct imapflow sessions for the baselines.
  *
  * - "small": 2,000 messages, the oldest of them one large (~25 MB) message for rows (g) and (h);
- * - "large": 100,000 messages (fewer in quick mode).
+ * - "large": 100,000 messages (fewer in quick mode);
+ * - "bench-send-from" and "bench-send-to": row (n)'s sender and recipient, with a Postfix of their own.
  * Every tenth message carries a small attachment, so BODYSTRUCTURE is not always trivial.
  */
 import { randomBytes } from 'node:crypto';
 import type { ImapFlow } from 'imapflow';
 import { directImapClient } from '../test/support/imap-client.js';
 import { startDovecot, type DovecotServer, type DovecotUser } from '../test/support/dovecot.js';
+import { canRunMta, startMta, type TestMta } from '../test/support/mta.js';
 import { messageWithAttachment, textMessage } from '../test/support/messages.js';
 import { startRedis, type RedisServer } from '../test/support/redis.js';
 import { SUMMARY_FETCH_QUERY } from '../src/mail/imap/summary.js';
@@ -22,6 +24,11 @@ export interface MailServers {
   large: DovecotUser;
   /** The large message in the small mailbox: where it is and its size as IMAP reports it. */
   bigMessage: BigMessage;
+  /**
+   * Row (n)'s MTA (a private Postfix delivering into this Dovecot, test/support/mta.ts) and its two
+   * Dovecot users: present when row (n) was asked for and the bench runs as root.
+   */
+  mta?: { server: TestMta; sender: DovecotUser; recipient: DovecotUser };
   /** What setting up took, for the run's log. */
   timings: Record<string, number>;
   stop(): Promise<void>;
@@ -34,6 +41,9 @@ export interface BigMessage {
 }
 
 const SEED_BATCH = 5_000;
+
+/** Postfix refuses messages over 10,240,000 bytes by default; row (n)'s 10 MB attachment is 13.7 MB in base64. */
+const MTA_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Row (k) holds 1,000 accounts live twice over (the bare client's IDLE connections, then the
@@ -98,12 +108,25 @@ const timed = async <T>(timings: Record<string, number>, name: string, work: () 
 export async function startMailServers(options: BenchOptions): Promise<MailServers> {
   const small = { username: 'bench-small', password: randomBytes(9).toString('base64url') };
   const large = { username: 'bench-large', password: randomBytes(9).toString('base64url') };
+  const sender = { username: 'bench-send-from', password: randomBytes(9).toString('base64url') };
+  const recipient = { username: 'bench-send-to', password: randomBytes(9).toString('base64url') };
   const timings: Record<string, number> = {};
   const [dovecot, redis] = await timed(timings, 'startServersMs', () =>
     // Row (e) opens a connection per request, several at once: well above Dovecot's default of 10.
-    Promise.all([startDovecot({ users: [small, large], maxUserIpConnections: 500, extraConfig: MANY_SESSIONS_CONFIG }), startRedis()]),
+    // `mta`: LMTP and an auth socket for row (n)'s Postfix.
+    Promise.all([
+      startDovecot({ users: [small, large, sender, recipient], maxUserIpConnections: 500, extraConfig: MANY_SESSIONS_CONFIG, mta: true }),
+      startRedis(),
+    ]),
   );
+  // Row (n)'s Postfix, when asked for and allowed: `postfix start` takes about 2 s, mostly waiting,
+  // so it starts while the mailboxes are seeded.
+  const mtaStart = options.rows.has('n') && canRunMta
+    ? timed(timings, 'startMtaMs', () => startMta({ dovecot, users: [sender, recipient], messageSizeLimitBytes: MTA_SIZE_LIMIT_BYTES }))
+    : Promise.resolve(undefined);
+  mtaStart.catch(() => undefined); // awaited below; not unhandled while seeding runs
   const stop = async (): Promise<void> => {
+    await (await mtaStart.catch(() => undefined))?.stop();
     await Promise.allSettled([dovecot.stop(), redis.stop()]);
   };
   try {
@@ -113,7 +136,8 @@ export async function startMailServers(options: BenchOptions): Promise<MailServe
     const servers = { dovecot };
     await timed(timings, 'indexLargeMs', () => selectOnce(servers, large));
     const big = await timed(timings, 'indexSmallMs', () => selectOnce(servers, small));
-    return { dovecot, redis, small, large, bigMessage: big, timings, stop };
+    const mta = await mtaStart;
+    return { dovecot, redis, small, large, bigMessage: big, ...(mta ? { mta: { server: mta, sender, recipient } } : {}), timings, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -40,8 +40,9 @@ export const rps = (value: number): string => `${Math.round(value).toLocaleStrin
 export const cpu = (msPerRequest: number): string => `CPU ${msPerRequest.toFixed(2)} ms/req`;
 export const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
-export function notRun(id: RowId, title: string): RowResult {
-  return { id, title, status: 'not run', measured: '', baseline: '', checks: [], notes: [] };
+/** A row that was not asked for, or (with `reason`) one that cannot run here. */
+export function notRun(id: RowId, title: string, reason?: string): RowResult {
+  return { id, title, status: 'not run', measured: reason === undefined ? '' : `not run: ${reason}`, baseline: '', checks: [], notes: reason === undefined ? [] : [reason] };
 }
 
 export function failed(id: RowId, title: string, error: unknown): RowResult {

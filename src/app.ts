@@ -396,7 +396,6 @@ async function createServices(
   outboxStore.start(outboxWorker.handle, () => outboxWorker.capacity());
   const outbox = new OutboxService({
     store: outboxStore,
-    queue: outboxStore,
     accounts,
     mail,
     maxMessageBytes: config.maxUploadBytes,

@@ -7,9 +7,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { domainToASCII } from 'node:url';
+import { Readable } from 'node:stream';
 import MailComposer, { type MailComposerAttachment, type MailComposerOptions } from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { GatewayError } from '../errors.js';
+import { decodedBase64 } from '../util/streamed-json.js';
 import type { Address } from '../mail/types.js';
 import { forwardFileName, forwardSubject, originalFlag, replyRecipients, replySubject, threadingHeaders } from './threading.js';
 
@@ -58,8 +60,11 @@ export interface OriginalMessage {
 }
 
 export interface ComposedMessage {
-  /** Exactly what is sent (no Bcc header). */
-  raw: Buffer;
+  /**
+   * Exactly what is sent (no Bcc header): the raw form's bytes, or the JSON form's as MailComposer
+   * produces them, read once (so that a large attachment is not held whole a second time).
+   */
+  raw: Buffer | Readable;
   /** `to` = unique bare addresses of to+cc+bcc, order kept. */
   envelope: { from: string; to: string[] };
   /** `<…>` */
@@ -215,7 +220,9 @@ const MEDIA_TYPE = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+\s*(?:;.*)?$/;
 function checkAttachments(attachments: AttachmentInput[] | undefined): void {
   attachments?.forEach((attachment, i) => {
     if (!('content' in attachment)) return;
-    if (typeof attachment.content !== 'string' || !isBase64(attachment.content)) throw invalid(`body/attachments/${i}/content is not base64`);
+    // Content decoded while a large body was read was checked then (src/util/streamed-json.ts).
+    const decoded = decodedBase64(attachment, 'content') !== undefined;
+    if (!decoded && (typeof attachment.content !== 'string' || !isBase64(attachment.content))) throw invalid(`body/attachments/${i}/content is not base64`);
     // eslint-disable-next-line no-control-regex
     if (attachment.filename !== undefined && /[\u0000-\u001f\u007f]/.test(attachment.filename)) {
       throw invalid(`body/attachments/${i}/filename must not contain control characters`);
@@ -224,6 +231,21 @@ function checkAttachments(attachments: AttachmentInput[] | undefined): void {
       throw invalid(`body/attachments/${i}/contentType is not a media type (type/subtype, RFC 2045 §5.1)`);
     }
   });
+}
+
+/**
+ * An inline attachment's bytes: decoded from its base64 here, or, when the body was large, the
+ * pieces decoded while it was read, handed to MailComposer as a stream that lets each piece go once
+ * it is encoded (so the attachment is not held whole while the message is written out).
+ */
+function inlineContent(attachment: { content: string }): Buffer | Readable {
+  const pieces = decodedBase64(attachment, 'content');
+  if (pieces === undefined) return Buffer.from(attachment.content, 'base64');
+  return Readable.from(
+    (function* (): Generator<Buffer> {
+      for (let piece = pieces.shift(); piece !== undefined; piece = pieces.shift()) yield piece;
+    })(),
+  );
 }
 
 /** Normalises line breaks to CRLF (RFC 5322 §2.3) so the bytes stored in \Sent are the bytes sent. */
@@ -304,7 +326,7 @@ export async function composeMessage(body: SendBody, sources: ComposeSources, op
         ...(attachment.filename !== undefined && { filename: attachment.filename }),
         ...(attachment.contentType !== undefined && { contentType: attachment.contentType }),
         contentDisposition: 'attachment',
-        content: Buffer.from(attachment.content, 'base64'),
+        content: inlineContent(attachment),
       });
     } else {
       const loaded = await sources.attachment(attachment.mailbox, attachment.id, attachment.attachmentId);
@@ -350,9 +372,8 @@ export async function composeMessage(body: SendBody, sources: ComposeSources, op
   // A-labels when the local part is ASCII). The root keeps its Bcc for getEnvelope and leaves it
   // out of the built bytes (MimeNode keepBcc is false by default).
   const envelope = root.getEnvelope();
-  const raw = await root.build();
   return {
-    raw,
+    raw: root.createReadStream(),
     envelope: { from: envelope.from || from.address, to: uniqueBare(envelope.to) },
     messageId,
     ...(markOriginal && { markOriginal }),
@@ -462,7 +483,7 @@ function headerAddresses(fields: ReadonlyArray<RawField>, label: 'From' | 'To' |
  * recipients (then only those). Every Bcc field is cut out, folded lines included (RFC 5322
  * §3.6.3: Bcc recipients must not be disclosed); every other byte is kept.
  */
-export function prepareRawMessage(raw: Buffer, override: { to?: string[]; cc?: string[]; bcc?: string[] }, options: ComposeOptions): ComposedMessage {
+export function prepareRawMessage(raw: Buffer, override: { to?: string[]; cc?: string[]; bcc?: string[] }, options: ComposeOptions): ComposedMessage & { raw: Buffer } {
   const { fields, lineBreak } = parseHeaderBlock(raw);
   for (const field of fields) field.value = field.name === '' ? '' : fieldValue(raw, field);
   const fromHeader = headerAddresses(fields, 'From')[0];

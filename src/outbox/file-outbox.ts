@@ -2,19 +2,24 @@
  * The outbox without Redis: files under `DATA_DIR/outbox/`, one process per directory (like every
  * embedded store). Each entry is `entries/<queueId>.json` (the entry, and its Idempotency-Key hash
  * with its expiry), its bytes `raw/<queueId>.eml`; both written atomically (write, fsync, rename),
- * the bytes first, so an entry on disk always has its bytes until it is final. The queue is the set
+ * the bytes first, so an entry on disk always has its bytes until it is final (a large message's
+ * bytes are written as they are composed into `raw/<queueId>.eml.staged`, synced and renamed when
+ * queued; one left by a process that died is removed at open). The queue is the set
  * of entries not yet finished (final, and their copy, flag and event dealt with), read back at open:
  * a gateway killed mid-send goes on where the entry says after it starts again.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { errnoCode, writeFileAtomic } from '../util/fs.js';
+import type { Readable } from 'node:stream';
+import { errnoCode, syncDir, writeFileAtomic } from '../util/fs.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import { outboxEntryProblem } from './entry-shape.js';
-import { FINAL_STATUSES, type IdempotencyClaim, type OutboxEntry, type OutboxJob, type OutboxQueue, type OutboxStore, type SendReceipt } from './types.js';
+import { FINAL_STATUSES, type IdempotencyClaim, type OutboxEntry, type OutboxJob, type OutboxQueue, type OutboxStore, type QueuedRaw, type RawStaging, type SendReceipt } from './types.js';
 
 const QUEUE_ID = /^q_[A-Za-z0-9_-]{8,64}$/;
+/** A large message's bytes while they are written, before the entry exists (removed at the next start if it never does). */
+const STAGED_SUFFIX = '.staged';
 
 interface StoredEntry {
   entry: OutboxEntry;
@@ -28,6 +33,9 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
   private readonly writes = new SerialQueue();
   private handler: ((job: OutboxJob & { lost: AbortSignal }) => Promise<void>) | undefined;
   private readonly handed = new Set<string>();
+  private capacity: () => number = () => 1;
+  /** Bytes being staged, by queue id, until queued or discarded. */
+  private readonly stagings = new Map<string, RawStaging & { keep(): Promise<void> }>();
   private readonly never = new AbortController().signal;
   private pruneTimer: NodeJS.Timeout | undefined;
 
@@ -80,21 +88,70 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
     await this.prune();
   }
 
-  async enqueue(entry: OutboxEntry, raw: Buffer, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }> {
+  async enqueue(entry: OutboxEntry, raw: QueuedRaw, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }> {
     checkQueueId(entry.queueId);
     return this.writes.run(async () => {
       const earlier = idempotency ? await this.replay(idempotency) : null;
-      if (earlier !== null) return { receipt: earlier, replayed: true };
-      await writeFileAtomic(this.rawDir, this.rawFile(entry.queueId), raw);
+      if (earlier !== null) {
+        if (raw.kind === 'staged') await this.stagings.get(entry.queueId)?.discard();
+        return { receipt: earlier, replayed: true };
+      }
+      if (raw.kind === 'memory') await writeFileAtomic(this.rawDir, this.rawFile(entry.queueId), raw.bytes);
+      else await this.keepStaged(entry.queueId);
+      // With room, the entry is begun as it is stored and handed over with its bytes (see OutboxJob.begun).
+      const claim = this.handler !== undefined && this.capacity() > 0;
       const stored: StoredEntry = {
-        entry,
+        entry: claim ? { ...entry, status: 'sending', attempts: entry.attempts + 1 } : entry,
         ...(idempotency ? { idempotency: { keyHash: idempotency.keyHash, expiresAtMs: Date.now() + idempotency.ttlMs } } : {}),
       };
       await this.writeEntry(stored);
       this.entries.set(entry.queueId, stored);
-      this.hand(entry.queueId);
+      this.hand(entry.queueId, claim ? { entry: structuredClone(stored.entry), raw: raw.kind === 'memory' ? raw.bytes : (raw.held ?? null) } : undefined);
       return { receipt: { queueId: entry.queueId, messageId: entry.messageId }, replayed: false };
     });
+  }
+
+  stage(queueId: string): RawStaging {
+    checkQueueId(queueId);
+    const file = `${this.rawFile(queueId)}${STAGED_SUFFIX}`;
+    let handle: fs.FileHandle | undefined;
+    // Appends may come before the earlier ones finished: they are written one after another, in order.
+    let written: Promise<unknown> = Promise.resolve();
+    const staging: RawStaging & { keep(): Promise<void> } = {
+      holdWhenNeeded: false,
+      append: (chunk) => {
+        const next = written.then(async () => {
+          handle ??= await fs.open(file, 'w', 0o600);
+          await handle.write(chunk);
+        });
+        written = next.catch(() => undefined);
+        return next;
+      },
+      discard: async () => {
+        this.stagings.delete(queueId);
+        await written;
+        await handle?.close().catch(() => undefined);
+        await fs.rm(file, { force: true });
+      },
+      // Durable before the entry that names it: written, synced, renamed (as writeFileAtomic does).
+      keep: async () => {
+        this.stagings.delete(queueId);
+        await written;
+        if (handle === undefined) throw new Error(`outbox entry ${queueId} has no staged bytes`);
+        await handle.sync();
+        await handle.close();
+        await fs.rename(file, this.rawFile(queueId));
+        await syncDir(this.rawDir);
+      },
+    };
+    this.stagings.set(queueId, staging);
+    return staging;
+  }
+
+  private async keepStaged(queueId: string): Promise<void> {
+    const staging = this.stagings.get(queueId);
+    if (staging === undefined) throw new Error(`outbox entry ${queueId} has no staged bytes`);
+    await staging.keep();
   }
 
   async replay(idempotency: IdempotencyClaim): Promise<SendReceipt | null> {
@@ -132,6 +189,18 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
       if (errnoCode(err) === 'ENOENT') return null;
       throw err;
     }
+  }
+
+  async rawStream(queueId: string): Promise<Readable | null> {
+    checkQueueId(queueId);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(this.rawFile(queueId), 'r');
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null;
+      throw err;
+    }
+    return handle.createReadStream({ highWaterMark: 256 * 1024 });
   }
 
   async begin(queueId: string): Promise<OutboxEntry | null> {
@@ -203,16 +272,13 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
   }
 
   /** Every entry is handed over at once: the worker's own limit bounds how many are sent at a time. */
-  start(handler: (job: OutboxJob & { lost: AbortSignal }) => Promise<void>, _capacity?: () => number): void {
+  start(handler: (job: OutboxJob & { lost: AbortSignal }) => Promise<void>, capacity?: () => number): void {
     this.handler = handler;
+    if (capacity) this.capacity = capacity;
     // Every entry not finished: those not final, and final ones whose copy, flag or event were still to come.
     for (const [queueId, stored] of this.entries) if (stored.keepUntilMs === undefined) this.hand(queueId);
     this.pruneTimer = setInterval(() => void this.prune().catch(() => undefined), 3_600_000);
     this.pruneTimer.unref();
-  }
-
-  wake(): void {
-    // Every queued entry is handed over as it is stored.
   }
 
   async close(): Promise<void> {
@@ -221,10 +287,10 @@ export class FileOutbox implements OutboxStore, OutboxQueue {
     await this.writes.idle();
   }
 
-  private hand(queueId: string): void {
+  private hand(queueId: string, begun?: OutboxJob['begun']): void {
     if (this.handler === undefined || this.handed.has(queueId)) return;
     this.handed.add(queueId);
-    const job = { queueId, lost: this.never, done: async () => void this.handed.delete(queueId) };
+    const job = { queueId, ...(begun && { begun }), lost: this.never, done: async () => void this.handed.delete(queueId) };
     this.handler(job).catch((err: unknown) => {
       this.handed.delete(queueId);
       this.log.warn({ queueId, err: { message: (err as Error).message } }, 'outbox job failed; it is tried again at the next start');

@@ -13,7 +13,8 @@ import type { Address } from '../mail/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { composeMessage, prepareRawMessage, type ComposeSources, type ComposedMessage, type SendBody } from './compose.js';
 import { parseAddressList } from './addresses.js';
-import type { OutboxEntry, OutboxQueue, OutboxStore, SendReceipt } from './types.js';
+import { queuedSize, takeMessageBytes } from './message-bytes.js';
+import type { OutboxEntry, OutboxStore, SendReceipt } from './types.js';
 
 /** API.md: the same key on the same account within 24 h answers the first result. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
@@ -22,7 +23,6 @@ export type SendInput = { kind: 'json'; body: SendBody } | { kind: 'raw'; raw: B
 
 export interface OutboxServiceOptions {
   store: OutboxStore;
-  queue: Pick<OutboxQueue, 'wake'>;
   accounts: AccountService;
   mail: MailService;
   /** Largest message sent (MAX_UPLOAD_BYTES): a composed message over it is 413. */
@@ -53,16 +53,12 @@ export class OutboxService {
       input.kind === 'json'
         ? await composeMessage(input.body, this.sources(accountId), composeOptions)
         : prepareRawMessage(input.raw, { ...(input.to ? { to: input.to } : {}), ...(input.cc ? { cc: input.cc } : {}), ...(input.bcc ? { bcc: input.bcc } : {}) }, composeOptions);
-    if (composed.raw.length > this.options.maxMessageBytes) {
-      throw new GatewayError(
-        'PAYLOAD_TOO_LARGE',
-        `The message would be ${composed.raw.length} bytes, over the limit of ${this.options.maxMessageBytes} (MAX_UPLOAD_BYTES); attachments grow by a third in base64`,
-      );
-    }
+    const queueId = `q_${randomBytes(12).toString('base64url')}`;
     const saveToSent = record.protocol === 'imap' && !(input.kind === 'json' && input.body.saveToSent === false);
+    const raw = await takeMessageBytes(composed.raw, { limitBytes: this.options.maxMessageBytes, stage: () => store.stage(queueId), neededWhole: saveToSent });
     const now = new Date().toISOString();
     const entry: OutboxEntry = {
-      queueId: `q_${randomBytes(12).toString('base64url')}`,
+      queueId,
       account: accountId,
       messageId: composed.messageId,
       status: 'queued',
@@ -72,7 +68,7 @@ export class OutboxService {
       recipients: composed.envelope.to.map((address) => ({ address, status: 'pending', response: null })),
       error: null,
       permanent: null,
-      size: composed.raw.length,
+      size: queuedSize(raw),
       sentCopy: saveToSent ? 'pending' : 'skipped',
       sentCopyError: null,
       markOriginal: composed.markOriginal ?? null,
@@ -80,11 +76,16 @@ export class OutboxService {
       updatedAt: now,
       sentAt: null,
     };
-    const result = await store.enqueue(entry, composed.raw, idempotency);
+    let result: { receipt: SendReceipt; replayed: boolean };
+    try {
+      result = await store.enqueue(entry, raw, idempotency);
+    } catch (err) {
+      if (raw.kind === 'staged') await store.stage(queueId).discard().catch(() => undefined);
+      throw err;
+    }
     if (!result.replayed) {
       this.options.metrics?.outboxMessages.inc({ outcome: 'queued' });
       this.options.log.info({ account: accountId, queueId: entry.queueId, recipients: entry.recipients.length, size: entry.size }, 'message queued');
-      this.options.queue.wake();
     }
     return result;
   }

@@ -15,6 +15,7 @@ import { isGatewayError } from '../errors.js';
 import type { NewEvent } from '../events/types.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { Semaphore } from '../util/semaphore.js';
+import { SPILL_BYTES } from './message-bytes.js';
 import { nextSendAttempt } from './retry-schedule.js';
 import { outcomeOfError, outcomeOfSuccess, type AttemptOutcome } from './smtp-outcome.js';
 import type { SmtpAccount, SmtpTransports } from './smtp-transports.js';
@@ -74,42 +75,59 @@ export class OutboxWorker {
 
   private async run(job: OutboxJob & { lost: AbortSignal }): Promise<void> {
     const signal = AbortSignal.any([job.lost, this.stopping.signal]);
+    // A job handed over as it was queued starts its first attempt at once, from what it carries.
+    let begun = job.begun;
     for (;;) {
       if (signal.aborted) return;
-      const entry = await this.options.store.peek(job.queueId);
-      if (entry === null) return job.done();
-      if (FINAL_STATUSES.has(entry.status)) {
-        // A process that stopped after the outcome was saved: only what follows it is left.
-        if (entry.status === 'sent' || entry.status === 'failed') await this.afterOutcome(entry, signal);
-        if (signal.aborted) return;
-        return job.done();
+      if (begun === undefined) {
+        const entry = await this.options.store.peek(job.queueId);
+        if (entry === null) return job.done();
+        if (FINAL_STATUSES.has(entry.status)) {
+          // A process that stopped after the outcome was saved: only what follows it is left.
+          if (entry.status === 'sent' || entry.status === 'failed') await this.afterOutcome(entry, signal);
+          if (signal.aborted) return;
+          return job.done();
+        }
+        const due = entry.nextAttemptAt === null ? 0 : Date.parse(entry.nextAttemptAt) - Date.now();
+        if (due > 0 && !(await sleep(due, signal))) return;
       }
-      const due = entry.nextAttemptAt === null ? 0 : Date.parse(entry.nextAttemptAt) - Date.now();
-      if (due > 0 && !(await sleep(due, signal))) return;
       const release = await this.sending.acquire(signal).catch(() => null);
       if (release === null) return;
       this.inFlight += 1;
-      let saved: OutboxEntry | null;
+      let attempted: { saved: OutboxEntry; held: Buffer | null } | null;
       try {
-        saved = await this.attempt(job.queueId);
+        attempted = await this.attempt(job.queueId, begun);
+        begun = undefined;
       } finally {
         this.inFlight -= 1;
         release();
       }
-      if (saved === null) return job.done();
-      if (saved.sentAt !== null && saved.sentCopy === 'pending') await this.copyToSent(saved, signal);
+      if (attempted === null) return job.done();
+      const { saved, held } = attempted;
+      if (FINAL_STATUSES.has(saved.status)) {
+        await this.afterOutcome(saved, signal, held);
+        if (signal.aborted) return;
+        return job.done();
+      }
+      // Some recipients accepted, others deferred: the copy is saved now, once.
+      if (saved.sentAt !== null && saved.sentCopy === 'pending') await this.copyToSent(saved, signal, held);
     }
   }
 
-  /** One SMTP attempt: answers the entry as saved after it, or null when it was cancelled or is gone. */
-  private async attempt(queueId: string): Promise<OutboxEntry | null> {
+  /**
+   * One SMTP attempt: answers the entry as saved after it and the bytes sent when they were held
+   * whole (for the copy to Sent), or null when it was cancelled or is gone.
+   */
+  private async attempt(queueId: string, begun: OutboxJob['begun']): Promise<{ saved: OutboxEntry; held: Buffer | null } | null> {
     const { store, metrics } = this.options;
-    const entry = await store.begin(queueId);
+    const entry = begun?.entry ?? (await store.begin(queueId));
     if (entry === null) return null;
     const now = (): string => new Date().toISOString();
-    const raw = await store.raw(queueId);
+    // A large message is read from the store as it is sent, never held whole (message-bytes.ts),
+    // unless its copy to Sent is still to come: that needs it whole, so it is read once for both.
+    const raw = begun?.raw ?? (entry.size > SPILL_BYTES && entry.sentCopy !== 'pending' ? await store.rawStream(queueId) : await store.raw(queueId));
     if (raw === null) {
-      return this.saveFinal({ ...entry, status: 'failed', permanent: true, error: 'the message bytes are gone from the outbox store', nextAttemptAt: null, updatedAt: now() }, 'failed');
+      return this.withHeld(null, this.saveFinal({ ...entry, status: 'failed', permanent: true, error: 'the message bytes are gone from the outbox store', nextAttemptAt: null, updatedAt: now() }, 'failed'));
     }
     const to = entry.recipients.filter((r) => r.status === 'pending' || r.status === 'deferred').map((r) => r.address);
     let outcome: AttemptOutcome;
@@ -130,7 +148,11 @@ export class OutboxWorker {
       }
       metrics?.smtpDuration.observe((performance.now() - started) / 1000);
     }
-    return this.record(entry, outcome!);
+    return this.withHeld(Buffer.isBuffer(raw) ? raw : null, this.record(entry, outcome!));
+  }
+
+  private async withHeld(held: Buffer | null, saving: Promise<OutboxEntry>): Promise<{ saved: OutboxEntry; held: Buffer | null }> {
+    return { saved: await saving, held };
   }
 
   /** Folds an attempt's outcome into the entry and saves it, before anything else happens. */
@@ -182,9 +204,9 @@ export class OutboxWorker {
   }
 
   /** After the final outcome: the copy (if still pending), the original's flag, the event, then the entry's bytes go. */
-  private async afterOutcome(entry: OutboxEntry, signal: AbortSignal): Promise<void> {
+  private async afterOutcome(entry: OutboxEntry, signal: AbortSignal, held: Buffer | null = null): Promise<void> {
     let current = entry;
-    if (current.sentCopy === 'pending') current = await this.copyToSent(current, signal);
+    if (current.sentCopy === 'pending') current = await this.copyToSent(current, signal, held);
     if (signal.aborted) return;
     if (current.status === 'sent' && current.markOriginal !== null) {
       const { mailbox, id, flag } = current.markOriginal;
@@ -202,13 +224,13 @@ export class OutboxWorker {
     await this.options.store.finish(current, this.options.keepMs);
   }
 
-  /** Appends the bytes sent to `\Sent`, a few times if it fails; never sends again. */
-  private async copyToSent(entry: OutboxEntry, signal: AbortSignal): Promise<OutboxEntry> {
+  /** Appends the bytes sent to `\Sent`, a few times if it fails; never sends again. `held`: the bytes when this process has them. */
+  private async copyToSent(entry: OutboxEntry, signal: AbortSignal, held: Buffer | null = null): Promise<OutboxEntry> {
     const delays = this.options.copyRetryDelaysMs ?? COPY_RETRY_DELAYS_MS;
     let lastError = '';
     for (let attempt = 0; attempt <= delays.length; attempt += 1) {
       if (attempt > 0 && !(await sleep(delays[attempt - 1]!, signal))) return entry;
-      const raw = await this.options.store.raw(entry.queueId);
+      const raw = held ?? (await this.options.store.raw(entry.queueId));
       if (raw === null) {
         lastError = 'the message bytes are gone from the outbox store';
         break;

@@ -4,44 +4,77 @@
  *
  * Queueing is one script: the entry, its bytes, the account's index, the Idempotency-Key and the job
  * (`XADD`) are written together or not at all, and a key seen before answers the first receipt
- * instead. Every gateway process reads the group `senders` as a consumer of its own: `XREADGROUP >`
- * hands each new job to one of them, and the job stays in that consumer's pending entries list until
+ * instead. When the queueing process has room, the same script reads the new job for it and marks
+ * the entry `sending`, so the first attempt starts from what that process holds, without a round
+ * trip. A large message's bytes are staged first (`SET … PX`, then `APPEND`s) and kept by the script
+ * (`PERSIST`); staged bytes whose process died before queueing expire.
+ *
+ * Every gateway process reads the group `senders` as a consumer of its own: `XREADGROUP >` hands each
+ * new job to one of them, and the job stays in that consumer's pending entries list until
  * its entry is final (`XACK` + `XDEL`). A process keeps its jobs by claiming them afresh every third of
  * `claimIdleMs` (also while a retry waits); one that died stops doing so, and after `claimIdleMs` any
  * other process takes its jobs over with `XAUTOCLAIM` and goes on from the entry as last saved.
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { keys } from '../cache/keys.js';
 import type { RedisClient } from '../cache/redis-connection.js';
 import { boundedStoreCall } from '../accounts/redis-store.js';
 import { outboxEntryProblem } from './entry-shape.js';
-import type { IdempotencyClaim, OutboxEntry, OutboxJob, OutboxQueue, OutboxStore, SendReceipt } from './types.js';
+import type { IdempotencyClaim, OutboxEntry, OutboxJob, OutboxQueue, OutboxStore, QueuedRaw, RawStaging, SendReceipt } from './types.js';
 
 const GROUP = 'senders';
 const OPERATION_TIMEOUT_MS = 30_000;
 /** Jobs read per XREADGROUP. */
 const READ_BATCH = 16;
+/** Staged bytes of a message never queued (its process died while composing) expire after this. */
+const STAGED_TTL_MS = 3_600_000;
+/** A large message is read back for SMTP in pieces of this size (GETRANGE). */
+const READ_PIECE_BYTES = 1024 * 1024;
 /** A consumer left with nothing pending and idle this long is removed from the group. */
 const DEAD_CONSUMER_IDLE_MS = 3_600_000;
 
 /**
  * KEYS: entry, raw, account index, job stream, idempotency key (or the entry key again when none).
- * ARGV: entry JSON, raw bytes, created at (ms), queue id, idempotency TTL (ms, 0 = none), receipt JSON.
- * Answers the earlier receipt when the idempotency key is taken, else nil.
+ * ARGV: entry JSON (queued), raw bytes ('' when staged), created at (ms), queue id, idempotency TTL
+ * (ms, 0 = none), receipt JSON, 'staged' or 'memory', group ('' = do not claim), consumer, entry
+ * JSON (begun: sending, one attempt).
+ * Answers {'replayed', earlier receipt} when the idempotency key is taken; {'gone'} when staged bytes
+ * expired; else {'queued'}, or with a group {'claimed', stream id} when the new job went to this
+ * consumer, or {'other', stream id, queue id} when an older job waiting did.
  */
 const ENQUEUE_SCRIPT = `
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   local earlier = redis.call('GET', KEYS[5])
-  if earlier then return earlier end
+  if earlier then
+    if ARGV[7] == 'staged' then redis.call('DEL', KEYS[2]) end
+    return {'replayed', earlier}
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[7] == 'staged' then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return {'gone'} end
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+end
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 if ttl > 0 then redis.call('SET', KEYS[5], ARGV[6], 'PX', ttl) end
-redis.call('XADD', KEYS[4], '*', 'q', ARGV[4])
-return false
+local streamId = redis.call('XADD', KEYS[4], '*', 'q', ARGV[4])
+if ARGV[8] ~= '' then
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[8], ARGV[9], 'COUNT', 1, 'STREAMS', KEYS[4], '>')
+  local job = got and got[1][2][1]
+  if job and job[1] == streamId then
+    redis.call('SET', KEYS[1], ARGV[10])
+    return {'claimed', streamId}
+  end
+  redis.call('SET', KEYS[1], ARGV[1])
+  if job then return {'other', job[1], job[2][2]} end
+  return {'queued'}
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return {'queued'}
 `;
 
 /** KEYS: entry. Marks it sending (+1 attempt) unless cancelled or final; answers the entry JSON or nil. */
@@ -123,10 +156,14 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
     this.redis = options.redis;
   }
 
-  async enqueue(entry: OutboxEntry, raw: Buffer, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }> {
+  async enqueue(entry: OutboxEntry, raw: QueuedRaw, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }> {
     const receipt: SendReceipt = { queueId: entry.queueId, messageId: entry.messageId };
     const idempotencyKey = idempotency ? keys.outboxIdempotency(idempotency.keyHash) : keys.outboxEntry(entry.queueId);
-    const earlier = await this.call('write', () =>
+    // With room, the new job is read for this process in the same step and handed over with what it
+    // already holds: no read of the stream, of the entry or of its bytes before the first attempt.
+    const claim = this.handler !== undefined && this.groupReady && !this.closed && this.capacity() > 0;
+    const begun: OutboxEntry = { ...entry, status: 'sending', attempts: entry.attempts + 1 };
+    const reply = (await this.call('write', () =>
       this.redis.eval(
         ENQUEUE_SCRIPT,
         5,
@@ -136,15 +173,47 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
         keys.outboxJobs(),
         idempotencyKey,
         JSON.stringify(entry),
-        raw,
+        raw.kind === 'memory' ? raw.bytes : '',
         String(Date.parse(entry.createdAt)),
         entry.queueId,
         String(idempotency?.ttlMs ?? 0),
         JSON.stringify(receipt),
+        raw.kind,
+        claim ? GROUP : '',
+        this.consumer,
+        claim ? JSON.stringify(begun) : '',
       ),
-    );
-    if (typeof earlier === 'string') return { receipt: JSON.parse(earlier) as SendReceipt, replayed: true };
+    )) as [string, ...string[]];
+    const [outcome, ...rest] = reply;
+    if (outcome === 'replayed') return { receipt: JSON.parse(rest[0]!) as SendReceipt, replayed: true };
+    if (outcome === 'gone') throw new Error(`the staged bytes of outbox entry ${entry.queueId} expired before it was queued`);
+    if (outcome === 'claimed') {
+      this.hand(rest[0]!, ['q', entry.queueId], { entry: begun, raw: raw.kind === 'memory' ? raw.bytes : (raw.held ?? null) });
+    } else {
+      if (outcome === 'other') this.hand(rest[0]!, ['q', rest[1]!]);
+      // Read now rather than at the next poll (a process with room reads it; any may).
+      this.wake();
+    }
     return { receipt, replayed: false };
+  }
+
+  stage(queueId: string): RawStaging {
+    const key = keys.outboxRaw(queueId);
+    let first = true;
+    return {
+      holdWhenNeeded: true,
+      append: async (chunk) => {
+        // The first piece sets the expiry that unclaimed bytes go by; APPEND keeps it. Pieces may be
+        // written before the earlier ones are confirmed: one connection keeps them in order.
+        const setting = first;
+        first = false;
+        if (setting) await this.call('write', () => this.redis.set(key, chunk, 'PX', STAGED_TTL_MS));
+        else await this.call('write', () => this.redis.append(key, chunk));
+      },
+      discard: async () => {
+        await this.call('write', () => this.redis.del(key));
+      },
+    };
   }
 
   async replay(idempotency: IdempotencyClaim): Promise<SendReceipt | null> {
@@ -179,7 +248,38 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
   }
 
   async raw(queueId: string): Promise<Buffer | null> {
-    return this.call('read', () => this.redis.getBuffer(keys.outboxRaw(queueId)));
+    const key = keys.outboxRaw(queueId);
+    const size = await this.call('read', () => this.redis.strlen(key));
+    if (size === 0) return null;
+    if (size <= READ_PIECE_BYTES) return this.call('read', () => this.redis.getBuffer(key));
+    // Large: read in pieces into one buffer of the right size (a whole GET would be parsed into
+    // chunks and then joined, holding the message twice).
+    const whole = Buffer.allocUnsafe(size);
+    for await (const { start, piece } of this.pieces(queueId, key, size)) piece.copy(whole, start);
+    return whole;
+  }
+
+  async rawStream(queueId: string): Promise<Readable | null> {
+    const key = keys.outboxRaw(queueId);
+    const size = await this.call('read', () => this.redis.strlen(key));
+    if (size === 0) return null;
+    const pieces = this.pieces(queueId, key, size);
+    return Readable.from(
+      (async function* (): AsyncGenerator<Buffer> {
+        for await (const { piece } of pieces) yield piece;
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  private async *pieces(queueId: string, key: string, size: number): AsyncGenerator<{ start: number; piece: Buffer }> {
+    for (let start = 0; start < size; start += READ_PIECE_BYTES) {
+      const end = Math.min(size, start + READ_PIECE_BYTES) - 1;
+      const piece = await this.call('read', () => this.redis.getrangeBuffer(key, start, end));
+      // The bytes went meanwhile (the account was deleted): a short message must not reach DATA's end.
+      if (piece.length !== end - start + 1) throw new Error(`the bytes of outbox entry ${queueId} went while they were read`);
+      yield { start, piece };
+    }
   }
 
   async begin(queueId: string): Promise<OutboxEntry | null> {
@@ -244,7 +344,7 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
     void this.takeOver().catch((err: unknown) => this.warn(err, 'outbox take-over failed'));
   }
 
-  wake(): void {
+  private wake(): void {
     void this.read().catch((err: unknown) => this.warn(err, 'outbox read failed'));
   }
 
@@ -315,7 +415,7 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
     }
   }
 
-  private hand(streamId: string, fields: string[]): void {
+  private hand(streamId: string, fields: string[], begun?: OutboxJob['begun']): void {
     const at = fields.indexOf('q');
     const queueId = at >= 0 ? fields[at + 1] : undefined;
     if (queueId === undefined) {
@@ -327,6 +427,7 @@ export class RedisOutbox implements OutboxStore, OutboxQueue {
     this.held.set(queueId, { streamId, lost });
     const job = {
       queueId,
+      ...(begun && { begun }),
       lost: lost.signal,
       done: async () => {
         if (this.held.get(queueId)?.streamId === streamId) this.held.delete(queueId);

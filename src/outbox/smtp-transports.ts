@@ -7,6 +7,7 @@
  * connects, sends and reports nodemailer's answer or error.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import nodemailer, { type NodemailerError, type SMTPSentMessageInfo, type Transporter } from 'nodemailer';
 import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
 import type { Logger } from 'pino';
@@ -27,7 +28,8 @@ export interface SmtpAccount {
 
 export interface Submission {
   envelope: { from: string; to: string[] };
-  raw: Buffer;
+  /** The message as it is sent: whole, or read from the outbox store as DATA goes (large messages). */
+  raw: Buffer | Readable;
 }
 
 export interface SmtpTransportsOptions {

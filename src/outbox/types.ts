@@ -2,6 +2,7 @@
  * The outbox's shapes (API.md, Sending): an entry as stored and shown, and the one interface both
  * stores (Redis Streams, files under DATA_DIR) implement. Nothing here knows SMTP or HTTP.
  */
+import type { Readable } from 'node:stream';
 
 export const OUTBOX_STATUSES = ['queued', 'sending', 'retrying', 'sent', 'failed', 'cancelled'] as const;
 export type OutboxStatus = (typeof OUTBOX_STATUSES)[number];
@@ -70,9 +71,37 @@ export interface IdempotencyClaim {
   ttlMs: number;
 }
 
+/**
+ * The composed bytes as they reach the store: whole in memory (most messages), or already written
+ * into the store piece by piece through `stage` (large ones, so that no process holds them whole).
+ */
+export type QueuedRaw =
+  | { kind: 'memory'; bytes: Buffer }
+  /** `held`: the same bytes kept by this process (when it will need them whole: the copy to Sent). */
+  | { kind: 'staged'; size: number; held?: Buffer };
+
+/** Bytes of a message being queued, written into the store before its entry exists. */
+export interface RawStaging {
+  /**
+   * Whether the process should also keep the bytes it stages when it will need them whole (the copy
+   * to Sent): true where reading them back costs more memory than holding them (Redis replies are
+   * parsed into pieces and joined; a file is read straight into one buffer).
+   */
+  readonly holdWhenNeeded: boolean;
+  append(chunk: Buffer): Promise<void>;
+  /** Forgets what was written (the message was refused, or queueing failed). */
+  discard(): Promise<void>;
+}
+
 /** A job handed to this process by the queue: the entry to work on, and how to let the queue know. */
 export interface OutboxJob {
   queueId: string;
+  /**
+   * Set when this process queued the entry and the queue handed its job straight back: the entry as
+   * begun (status `sending`, this attempt counted) and its bytes when they were in memory, so the
+   * first attempt reads nothing back from the store.
+   */
+  begun?: { entry: OutboxEntry; raw: Buffer | null };
   /** Tells the queue the job is done (the entry is final, and its copy and flag are dealt with). */
   done(): Promise<void>;
 }
@@ -82,7 +111,9 @@ export interface OutboxStore {
    * Stores the entry and its bytes and queues it, in one step. With `idempotency`, when the key was
    * seen for the account within its TTL nothing is stored and the first receipt is answered.
    */
-  enqueue(entry: OutboxEntry, raw: Buffer, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }>;
+  enqueue(entry: OutboxEntry, raw: QueuedRaw, idempotency?: IdempotencyClaim): Promise<{ receipt: SendReceipt; replayed: boolean }>;
+  /** Where a large message's bytes are written before `enqueue` (`{ kind: 'staged' }`); unclaimed, they expire or go at the next start. */
+  stage(queueId: string): RawStaging;
   /** The receipt an Idempotency-Key was first answered with, while it is kept; else null. */
   replay(idempotency: IdempotencyClaim): Promise<SendReceipt | null>;
   get(account: string, queueId: string): Promise<OutboxEntry | null>;
@@ -92,6 +123,8 @@ export interface OutboxStore {
   list(account: string): Promise<OutboxEntry[]>;
   /** The bytes to send (null once dropped: the entry is final and its copy dealt with). */
   raw(queueId: string): Promise<Buffer | null>;
+  /** The same bytes read piece by piece, for messages too large to hold whole while they are sent. */
+  rawStream(queueId: string): Promise<Readable | null>;
   /**
    * Marks the entry `sending` (one more attempt) when it is `queued`, `retrying` or already
    * `sending` (a process died mid-attempt); answers it, or null when it was cancelled or is gone.
@@ -124,7 +157,5 @@ export interface OutboxQueue {
    * for. `lost` aborts when the job is no longer this process's (another one took it over).
    */
   start(handler: (job: OutboxJob & { lost: AbortSignal }) => Promise<void>, capacity?: () => number): void;
-  /** A new entry was queued by this process: look now rather than at the next poll. */
-  wake(): void;
   close(): Promise<void>;
 }

@@ -1,13 +1,18 @@
 /**
- * Sending end to end (API.md, Sending) in the embedded mode (outbox under DATA_DIR): a real Postfix
+ * Sending end to end (API.md, Sending), with the outbox under DATA_DIR and in Redis: a real Postfix
  * with SMTP AUTH (test/support/mta.ts) delivering into the run's Dovecot, so each message is read
  * back from the recipient's INBOX through the gateway, and the sender's copy from its Sent mailbox.
  */
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions } from 'fastify';
 import { expectProblem } from '../support/assertions.js';
 import { createImapAccount, createPop3Account, imapAccountBody, startGateway, type TestGateway } from '../support/gateway.js';
 import { canRunMta, startMta, type TestMta } from '../support/mta.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
 import { testServers, type DovecotUser } from '../support/servers.js';
 
 const { dovecot } = testServers();
@@ -115,11 +120,35 @@ function withoutTrace(source: Buffer): Buffer {
   }
 }
 
-describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)', () => {
+/** The same suite over each outbox store: files under DATA_DIR (the embedded mode), and Redis (any number of processes). */
+const STORES = [
+  { store: 'outbox under DATA_DIR', withRedis: false },
+  { store: 'outbox in Redis', withRedis: true },
+];
+
+describe.skipIf(!canRunMta).each(STORES)('sending through a real MTA ($store)', ({ withRedis }) => {
+  let redisServer: RedisServer | undefined;
+  /** The gateway's store settings, for a second gateway on the same store. */
+  let storeEnv: Record<string, string> = {};
+
+  /** Outbox message bytes still stored (none once every entry is final and its copy dealt with). */
+  async function storedBytes(): Promise<string[]> {
+    if (redisServer === undefined) return readdir(path.join(gw.dataDir, 'outbox', 'raw'));
+    const client = new Redis(redisServer.url, { lazyConnect: true });
+    try {
+      await client.connect();
+      return await client.keys('*outbox*:raw:*');
+    } finally {
+      client.disconnect();
+    }
+  }
+
   beforeAll(async () => {
+    redisServer = withRedis ? await startRedis() : undefined;
+    storeEnv = redisServer ? { REDIS_URL: redisServer.url, SECRET_KEY: randomBytes(32).toString('hex') } : {};
     [alice, bob, carol] = await Promise.all([dovecot.createUser('send-alice'), dovecot.createUser('send-bob'), dovecot.createUser('send-carol')]);
-    mta = await startMta({ dovecot, users: [alice, bob, carol] });
-    gw = await startGateway({ OUTBOX_KEEP_HOURS: '1' });
+    mta = await startMta({ dovecot, users: [alice, bob, carol], messageSizeLimitBytes: 64 * 1024 * 1024 });
+    gw = await startGateway({ OUTBOX_KEEP_HOURS: '1', ...storeEnv });
     // alice's Dovecot username is not an address: her email is given, her SMTP login is her own.
     aliceId = await createImapAccount(gw.app, dovecot, alice, { email: mta.address(alice.username), smtp: smtpSettings(alice) });
     bobId = await createImapAccount(gw.app, dovecot, bob, { email: mta.address(bob.username) });
@@ -129,6 +158,7 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
   afterAll(async () => {
     await gw?.close();
     await mta?.stop();
+    await redisServer?.stop();
   });
 
   it('shows the SMTP settings without a secret, and `send` exactly when the account has them', async () => {
@@ -199,6 +229,51 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
     // The outcome is an event of the account's log, so it reaches SSE streams and webhooks.
     const sentEvent = await eventOf(aliceId, 'message.sent', receipt.queueId);
     expect(sentEvent).toMatchObject({ account: aliceId, mailbox: null, messageId: receipt.messageId, permanent: false, response: expect.stringMatching(/^250 /) });
+  });
+
+  it('sends a 3 MB attachment read from the body as it arrives and staged in the outbox, byte-exact to the INBOX and Sent', async () => {
+    const content = randomBytes(3 * 1024 * 1024 + 5);
+    // Base64 as MIME writes it (76-character lines) and a JSON encoder that escapes "/" (PHP's does):
+    // both are base64 as API.md means it, and the body is parsed as it arrives (over 1 MB).
+    const base64 = content.toString('base64').replace(/.{76}/g, '$&\\r\\n');
+    const json = JSON.stringify({ to: [{ address: mta.address(bob.username) }], subject: 'A large attachment', text: 'See the attachment.', attachments: [{ filename: 'big.bin', content: '@@' }] })
+      .replace('"@@"', `"${base64.replace(/\//g, '\\/')}"`);
+    const res = await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: json, headers: { 'content-type': 'application/json' } });
+    expect(res.statusCode, res.body).toBe(202);
+    const receipt = res.json() as { queueId: string; messageId: string };
+    const entry = await entryOnce(aliceId, receipt.queueId, final, 30_000);
+    expect(entry).toMatchObject({ status: 'sent', sentCopy: 'saved' });
+    expect(entry.size).toBeGreaterThan(content.length * 1.3);
+
+    const delivered = await messageArrives(bobId, 'INBOX', receipt.messageId);
+    const detail = (await call({ method: 'GET', url: `/v1/accounts/${bobId}/mailboxes/INBOX/messages/${delivered.id}` })).json() as { attachments: Array<{ id: string; size: number }> };
+    const download = await call({ method: 'GET', url: `/v1/accounts/${bobId}/mailboxes/INBOX/messages/${delivered.id}/attachments/${detail.attachments[0]!.id}` });
+    expect(download.statusCode).toBe(200);
+    expect(download.rawPayload.equals(content)).toBe(true);
+    const copy = await messageArrives(aliceId, 'Sent', receipt.messageId);
+    const sentBytes = await raw(aliceId, 'Sent', copy.id);
+    expect(sentBytes.length).toBe(entry.size);
+    expect(withoutTrace(await raw(bobId, 'INBOX', delivered.id)).equals(sentBytes)).toBe(true);
+    expect(await storedBytes()).toEqual([]);
+  });
+
+  it('refuses a large message over MAX_UPLOAD_BYTES once composed with 413, keeping none of what was staged', async () => {
+    const limited = await startGateway({ ...storeEnv, MAX_UPLOAD_BYTES: String(1_500_000) });
+    try {
+      const id = await createImapAccount(limited.app, dovecot, alice, { email: mta.address(alice.username), smtp: smtpSettings(alice) });
+      // 1.2 MB of attachment: under the limit as bytes, over it once composed in base64 (about 1.65 MB).
+      const res = await limited.app.inject({
+        method: 'POST',
+        url: `/v1/accounts/${id}/send`,
+        payload: { to: [{ address: mta.address(bob.username) }], attachments: [{ filename: 'a.bin', content: randomBytes(1_200_000).toString('base64') }] },
+      });
+      expect(expectProblem(res, 413, 'PAYLOAD_TOO_LARGE').detail).toMatch(/MAX_UPLOAD_BYTES/);
+      expect(((await limited.app.inject({ method: 'GET', url: `/v1/accounts/${id}/outbox` })).json() as { outbox: unknown[] }).outbox).toEqual([]);
+      const left = redisServer === undefined ? await readdir(path.join(limited.dataDir, 'outbox', 'raw')) : await storedBytes();
+      expect(left).toEqual([]);
+    } finally {
+      await limited.close();
+    }
   });
 
   it('threads a reply (In-Reply-To, References, Re:, recipients without the account itself) and flags the original \\Answered', async () => {
@@ -358,6 +433,12 @@ describe.skipIf(!canRunMta)('sending through a real MTA (outbox under DATA_DIR)'
     expect(expectProblem(await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: { to: [{ address: mta.address(bob.username) }], attachments: [{ content: '@@@' }] } }), 400, 'VALIDATION_FAILED').detail).toMatch(/attachments\/0\/content/);
     expect(expectProblem(await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: { text: 'nobody to send to' } }), 400, 'VALIDATION_FAILED').detail).toMatch(/to/);
     expectProblem(await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: { to: [{ address: mta.address(bob.username) }], bogus: 1 } }), 400, 'VALIDATION_FAILED');
+    // The same checks on a body large enough to be parsed as it arrives.
+    const large = `${'A'.repeat(1_500_000)}@`;
+    const streamed = await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: { to: [{ address: mta.address(bob.username) }], attachments: [{ content: large }] } });
+    expect(expectProblem(streamed, 400, 'VALIDATION_FAILED').detail).toBe('body/attachments/0/content is not base64');
+    const notJson = await call({ method: 'POST', url: `/v1/accounts/${aliceId}/send`, payload: `{"to": [${' '.repeat(1_500_000)}}`, headers: { 'content-type': 'application/json' } });
+    expect(expectProblem(notJson, 400, 'VALIDATION_FAILED').detail).toMatch(/^body is not valid JSON/);
 
     const popId = await createPop3Account(gw.app, dovecot, carol);
     const patched = await call({ method: 'PATCH', url: `/v1/accounts/${popId}`, payload: { email: mta.address(carol.username), smtp: smtpSettings(carol) } });

@@ -23,7 +23,7 @@ export interface StartMtaOptions {
   domain?: string;
   /** Dovecot users that receive mail as `<username>@<domain>` (any of Dovecot's users may log in). */
   users: Array<Pick<DovecotUser, 'username'>>;
-  /** Postfix's `message_size_limit` in bytes (its default, 10,240,000, refuses a 10 MB attachment in base64); 0: none. */
+  /** Postfix's `message_size_limit` in bytes (its default, 10,240,000, refuses a 10 MB attachment in base64). */
   messageSizeLimitBytes?: number;
 }
 

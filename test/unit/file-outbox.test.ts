@@ -9,9 +9,10 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FileOutbox } from '../../src/outbox/file-outbox.js';
-import type { OutboxEntry } from '../../src/outbox/types.js';
+import type { OutboxEntry, QueuedRaw } from '../../src/outbox/types.js';
 
 const log = pino({ level: 'silent' });
+const memory = (bytes: Buffer): QueuedRaw => ({ kind: 'memory', bytes });
 const dirs: string[] = [];
 
 async function dataDir(): Promise<string> {
@@ -52,9 +53,9 @@ describe('FileOutbox', () => {
   it('hands every entry not yet final to the worker again after a restart, with its bytes', async () => {
     const dir = await dataDir();
     const first = await FileOutbox.open(dir, log);
-    await first.enqueue(entry('q_aaaaaaaaaa'), Buffer.from('one\r\n'));
-    await first.enqueue(entry('q_bbbbbbbbbb'), Buffer.from('two\r\n'));
-    await first.enqueue(entry('q_cccccccccc'), Buffer.from('three'));
+    await first.enqueue(entry('q_aaaaaaaaaa'), memory(Buffer.from('one\r\n')));
+    await first.enqueue(entry('q_bbbbbbbbbb'), memory(Buffer.from('two\r\n')));
+    await first.enqueue(entry('q_cccccccccc'), memory(Buffer.from('three')));
     expect((await first.begin('q_aaaaaaaaaa'))?.status).toBe('sending');
     const done = (await first.peek('q_cccccccccc'))!;
     await first.finish({ ...done, status: 'sent' }, 60_000);
@@ -76,10 +77,10 @@ describe('FileOutbox', () => {
     const dir = await dataDir();
     const claim = { keyHash: 'f'.repeat(64), ttlMs: 60_000 };
     const first = await FileOutbox.open(dir, log);
-    expect((await first.enqueue(entry('q_dddddddddd'), Buffer.from('x'), claim)).replayed).toBe(false);
+    expect((await first.enqueue(entry('q_dddddddddd'), memory(Buffer.from('x')), claim)).replayed).toBe(false);
     await first.close();
     const second = await FileOutbox.open(dir, log);
-    const again = await second.enqueue(entry('q_eeeeeeeeee'), Buffer.from('y'), claim);
+    const again = await second.enqueue(entry('q_eeeeeeeeee'), memory(Buffer.from('y')), claim);
     expect(again).toEqual({ receipt: { queueId: 'q_dddddddddd', messageId: '<q_dddddddddd@example.com>' }, replayed: true });
     expect(await second.peek('q_eeeeeeeeee')).toBeNull();
     await second.close();
@@ -88,8 +89,8 @@ describe('FileOutbox', () => {
   it('cancels only what is not being sent, and forgets bytes never queued', async () => {
     const dir = await dataDir();
     const outbox = await FileOutbox.open(dir, log);
-    await outbox.enqueue(entry('q_ffffffffff'), Buffer.from('x'));
-    await outbox.enqueue(entry('q_gggggggggg'), Buffer.from('y'));
+    await outbox.enqueue(entry('q_ffffffffff'), memory(Buffer.from('x')));
+    await outbox.enqueue(entry('q_gggggggggg'), memory(Buffer.from('y')));
     await outbox.begin('q_gggggggggg');
     expect((await outbox.cancel('alice', 'q_ffffffffff', 60_000)).outcome).toBe('cancelled');
     expect((await outbox.cancel('alice', 'q_gggggggggg', 60_000)).outcome).toBe('final');

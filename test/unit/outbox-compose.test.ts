@@ -10,6 +10,7 @@ import {
   prepareRawMessage,
   type ComposeOptions,
   type ComposeSources,
+  type ComposedMessage,
   type OriginalMessage,
   type SendBody,
 } from '../../src/outbox/compose.js';
@@ -67,8 +68,10 @@ function fakeSources(original: OriginalMessage = ORIGINAL, stored: Record<string
 
 const NO_SOURCES = fakeSources();
 
-function compose(body: SendBody, sources: ComposeSources = NO_SOURCES, options: ComposeOptions = OPTIONS): ReturnType<typeof composeMessage> {
-  return composeMessage(body, sources, options);
+/** Composes and reads the message's bytes whole (the gateway reads them as they are produced). */
+async function compose(body: SendBody, sources: ComposeSources = NO_SOURCES, options: ComposeOptions = OPTIONS): Promise<ComposedMessage & { raw: Buffer }> {
+  const composed = await composeMessage(body, sources, options);
+  return { ...composed, raw: Buffer.isBuffer(composed.raw) ? composed.raw : Buffer.concat(await composed.raw.toArray()) };
 }
 
 function addresses(field: AddressObject | AddressObject[] | undefined): Array<{ name: string; address: string | undefined }> {

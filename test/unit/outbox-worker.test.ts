@@ -13,9 +13,10 @@ import type { NewEvent } from '../../src/events/types.js';
 import { FileOutbox } from '../../src/outbox/file-outbox.js';
 import { OutboxWorker, type OutboxWorkerOptions } from '../../src/outbox/outbox-worker.js';
 import type { Submission } from '../../src/outbox/smtp-transports.js';
-import type { OutboxEntry } from '../../src/outbox/types.js';
+import type { OutboxEntry, QueuedRaw } from '../../src/outbox/types.js';
 
 const log = pino({ level: 'silent' });
+const memory = (bytes: Buffer): QueuedRaw => ({ kind: 'memory', bytes });
 const dirs: string[] = [];
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
@@ -74,7 +75,7 @@ describe('OutboxWorker', () => {
     const store = await FileOutbox.open(dir, log);
     const { worker, sent, events, flagged } = harness(store);
     store.start(worker.handle, () => worker.capacity());
-    await store.enqueue(entry('q_worker0001'), Buffer.from('x\r\n'));
+    await store.enqueue(entry('q_worker0001'), memory(Buffer.from('x\r\n')));
     await until(async () => events.length === 1 && (await store.raw('q_worker0001')) === null);
     const final = (await store.peek('q_worker0001'))!;
     expect(final).toMatchObject({ status: 'sent', attempts: 1, sentCopy: 'failed', sentCopyError: 'NO [OVERQUOTA] Quota exceeded' });
@@ -90,7 +91,7 @@ describe('OutboxWorker', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-worker-'));
     dirs.push(dir);
     const first = await FileOutbox.open(dir, log);
-    await first.enqueue(entry('q_worker0002'), Buffer.from('x\r\n'));
+    await first.enqueue(entry('q_worker0002'), memory(Buffer.from('x\r\n')));
     // The outcome was saved, then the process died before the copy, the flag and the event.
     const begun = (await first.begin('q_worker0002'))!;
     await first.save({ ...begun, status: 'sent', recipients: [{ address: 'bob@example.com', status: 'sent', response: '250 ok' }], sentAt: new Date().toISOString() });

@@ -6,6 +6,13 @@ import type { SendBody as ComposeBody } from '../../outbox/compose.js';
 import { AccountParams, problems, success } from '../schemas/common.js';
 import { OutboxEntryParams, OutboxList, SendBody, SendHeaders, SendQuery } from '../schemas/outbox.js';
 import type { OutboxEntry } from '../../outbox/types.js';
+import { parseStreamedJson, type JsonPath } from '../../util/streamed-json.js';
+
+/** JSON bodies up to this size are collected and parsed whole; larger ones are parsed as they arrive. */
+const STREAMED_JSON_ABOVE_BYTES = 1024 * 1024;
+
+/** `attachments[i].content` of a send's JSON body: base64, decoded while the body is read. */
+const isAttachmentContent = (path: JsonPath): boolean => path.length === 3 && path[0] === 'attachments' && typeof path[1] === 'number' && path[2] === 'content';
 
 const ON_ACCOUNT: ErrorCode[] = ['VALIDATION_FAILED', 'ACCOUNT_NOT_FOUND', 'SERVICE_UNAVAILABLE'];
 
@@ -22,6 +29,29 @@ export const outboxRoutes: FastifyPluginAsyncTypebox<OutboxRouteOptions> = async
 
   // A message to send as it is arrives as its own bytes, kept exactly.
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: options.maxUploadBytes }, (_request, body, done) => done(null, body));
+
+  // JSON bodies: small ones as Fastify parses every JSON body; large ones (attachments in base64) as
+  // they arrive, each attachment's content decoded piece by piece and never held as text
+  // (src/util/streamed-json.ts), so a 10 MB attachment costs the gateway about one copy of it.
+  const parseSmallJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', (request, payload, done) => {
+    const length = Number(request.headers['content-length']);
+    if (length > jsonLimit) {
+      payload.resume();
+      return done(new GatewayError('PAYLOAD_TOO_LARGE', `The request body is larger than this endpoint accepts (${jsonLimit} bytes)`), undefined);
+    }
+    if (Number.isFinite(length) && length <= STREAMED_JSON_ABOVE_BYTES) {
+      const chunks: Buffer[] = [];
+      payload.on('data', (chunk: Buffer) => chunks.push(chunk));
+      payload.on('error', (err) => done(err, undefined));
+      payload.on('end', () => parseSmallJson(request, Buffer.concat(chunks).toString('utf8'), done));
+      return;
+    }
+    parseStreamedJson(payload, { limitBytes: jsonLimit, isBase64: isAttachmentContent }).then(
+      (body) => done(null, body),
+      (err: Error) => done(err, undefined),
+    );
+  });
 
   app.post(
     '/accounts/:account/send',
