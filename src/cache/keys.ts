@@ -85,6 +85,16 @@ export const keys = {
   events: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}`,
 
   /**
+   * An OAuth2 grant's current access token (sealed) and expiry, or the refusal its last renewal got
+   * (src/accounts/oauth2/); `grant` is `mail` (the account's) or `smtp` (its SMTP settings' own).
+   * TTL'd to the token's expiry or the refusal's back-off.
+   */
+  oauth2Token: (accountId: string, grant: string): string => `${KEY_PREFIX}oauth2:${accountTag(accountId)}:${grant}:token`,
+
+  /** The lease of the one renewal of a grant running across processes (`SET NX PX`). */
+  oauth2Renewal: (accountId: string, grant: string): string => `${KEY_PREFIX}oauth2:${accountTag(accountId)}:${grant}:renewal`,
+
+  /**
    * Hash beside the stream: `last` (the newest id ever issued) and `trimmed` (the newest id ever
    * removed by retention or lost with the stream), which tell a resume point that missed events from
    * one that did not. TTL'd longer than the stream.

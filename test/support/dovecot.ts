@@ -87,6 +87,11 @@ export interface StartDovecotOptions {
   extraConfig?: string;
   /** Also serve LMTP and an auth socket for a test MTA (see `DovecotMtaSockets`); default false. */
   mta?: boolean;
+  /**
+   * Also take OAuth2 logins (XOAUTH2, OAUTHBEARER), each token checked by RFC 7662 introspection at
+   * this URL (test/support/oauth2-provider.ts); passwords keep working for PLAIN and LOGIN.
+   */
+  oauth2IntrospectionUrl?: string;
 }
 
 /** What a server without CONDSTORE or QRESYNC offers (as Courier does, or Dovecot configured so). */
@@ -324,7 +329,18 @@ service auth {
 `;
 }
 
-function configText(dir: string, ports: Ports, maxUserIpConnections: number): string {
+/** Dovecot's oauth2 passdb settings (the `args` file): introspection by POST, the token's `username` is the login. */
+function oauth2ConfigText(introspectionUrl: string): string {
+  return `introspection_mode = post
+introspection_url = ${introspectionUrl}
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+`;
+}
+
+function configText(dir: string, ports: Ports, maxUserIpConnections: number, oauth2: boolean): string {
   const { uid } = mailOwner();
   const me = os.userInfo().username;
   // As root the package's users run login and internal processes; otherwise this user runs all, and
@@ -347,13 +363,23 @@ ssl = yes
 ssl_cert = <${dir}/cert.pem
 ssl_key = <${dir}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login${oauth2 ? ' xoauth2 oauthbearer' : ''}
 # A failed login answers at once instead of after the default 2 s.
 auth_failure_delay = 0
-
+${
+  oauth2
+    ? `
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = ${dir}/oauth2.conf.ext
+}
+`
+    : ''
+}
 passdb {
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${dir}/passwd/%u
+  args = scheme=PLAIN username_format=%u ${dir}/passwd/%u${oauth2 ? '\n  mechanisms = plain login' : ''}
 }
 userdb {
   driver = passwd-file
@@ -485,13 +511,14 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
     for (const user of users) await addUser({ dir }, user.username, user.password);
     const confPath = path.join(dir, 'dovecot.conf');
     const mta = options.mta ? mtaSockets(dir) : undefined;
+    if (options.oauth2IntrospectionUrl !== undefined) await writeFile(path.join(dir, 'oauth2.conf.ext'), oauth2ConfigText(options.oauth2IntrospectionUrl), { mode: 0o644 });
 
     // Ports are picked free, then bound by Dovecot: if another process took one in between, retry.
     for (let attempt = 1; ; attempt++) {
       const [imap, imaps, pop3, pop3s] = (await freePorts(4)) as [number, number, number, number];
       await writeFile(
         confPath,
-        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50) + (mta ? mtaConfigText() : '') + (options.extraConfig ?? ''),
+        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50, options.oauth2IntrospectionUrl !== undefined) + (mta ? mtaConfigText() : '') + (options.extraConfig ?? ''),
       );
       let master: ChildProcess = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       track(master);

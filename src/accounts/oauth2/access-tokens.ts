@@ -1,0 +1,193 @@
+/**
+ * Access tokens for OAuth2 accounts (API.md, "OAuth2 accounts"; decision 0017): obtained from the
+ * refresh token at first use, kept sealed with their expiry (token-state.ts), renewed when less than
+ * `renewAheadMs` (60 s) remain, and renewed at once when a server refused the current one.
+ *
+ * One renewal per grant at a time, across processes: in this process concurrent callers share one
+ * promise; across processes the one that takes the renewal lease asks the provider and stores the
+ * result, the others wait for it (reading the shared record every 50 ms, within the endpoint's time
+ * bound). A rotated refresh token is kept in the shared record at once (every process renews with the
+ * newest) and given to `keepRefreshToken` for the account record.
+ *
+ * A grant the provider refuses (`invalid_grant`) is not asked again before its back-off has passed
+ * (1 min, doubling to 1 h): until then every login fails at once with the refusal, so a revoked app
+ * never becomes a stream of requests to the provider. `onRefused` / `onRecovered` say when a grant
+ * started and stopped being refused (`account.error`, `account.recovered`).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { GatewayError } from '../../errors.js';
+import type { EgressPolicy } from '../../net/egress.js';
+import type { Sealer } from '../sealing.js';
+import { GrantRefused, refreshAccessToken, type IssuedAccessToken, type RefreshGrant } from './token-endpoint.js';
+import type { TokenRecord, TokenStateStore } from './token-state.js';
+
+/** A refresh grant and whose it is: `name` tells the account's own (`mail`) from its SMTP settings' own (`smtp`). */
+export interface OAuth2Grant extends RefreshGrant {
+  accountId: string;
+  name: 'mail' | 'smtp';
+}
+
+export interface AccessTokensOptions {
+  state: TokenStateStore;
+  sealer: Sealer;
+  egress: EgressPolicy;
+  /** UPSTREAM_TIMEOUT_MS: bounds each request to the token endpoint. */
+  timeoutMs: number;
+  log: Logger;
+  /** Stores a rotated refresh token in the account record (the old one no longer works). */
+  keepRefreshToken(grant: OAuth2Grant, refreshToken: string): Promise<void>;
+  onRefused?(grant: OAuth2Grant, detail: string): void;
+  onRecovered?(grant: OAuth2Grant): void;
+  /** Renewals asked of a provider, by outcome (`ok`, `refused`, `failed`). */
+  onRenewal?(outcome: 'ok' | 'refused' | 'failed'): void;
+  renewAheadMs?: number;
+  refusalBackoffMs?: { min: number; max: number };
+  now?: () => number;
+  /** The exchange with the token endpoint (tests replace it). */
+  refresh?: (grant: RefreshGrant) => Promise<IssuedAccessToken>;
+}
+
+const RENEW_AHEAD_MS = 60_000;
+const REFUSAL_BACKOFF = { min: 60_000, max: 3_600_000 };
+const WAIT_STEP_MS = 50;
+/** A refusal record outlives its back-off so that the next one backs off longer. */
+const REFUSAL_MEMORY_MS = 6 * 3_600_000;
+
+export class AccessTokens {
+  private readonly running = new Map<string, Promise<string>>();
+  private readonly owner = randomUUID();
+  private readonly now: () => number;
+  private readonly renewAheadMs: number;
+
+  constructor(private readonly options: AccessTokensOptions) {
+    this.now = options.now ?? Date.now;
+    this.renewAheadMs = options.renewAheadMs ?? RENEW_AHEAD_MS;
+  }
+
+  /**
+   * A token to log in with: the kept one while more than 60 s of it remain, else a renewed one.
+   * `refused`: the token a server just refused; a different one is answered (renewing if need be).
+   */
+  async token(grant: OAuth2Grant, refused?: string): Promise<string> {
+    const key = `${grant.accountId}\0${grant.name}`;
+    const pending = this.running.get(key);
+    // Concurrent callers share one look (and at most one renewal); one that was refused the shared
+    // answer looks again once it is done.
+    if (pending !== undefined) return pending.then((shared) => (shared !== refused ? shared : this.token(grant, refused)));
+    const look = this.look(grant, refused).finally(() => {
+      if (this.running.get(key) === look) this.running.delete(key);
+    });
+    this.running.set(key, look);
+    return look;
+  }
+
+  private async look(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
+    const record = await this.read(grant);
+    const kept = this.usable(record, refused);
+    if (kept !== null) return kept;
+    const refusal = this.activeRefusal(record);
+    if (refusal !== null) throw refusal;
+    return this.renew(grant, refused);
+  }
+
+  /** The newest refresh token of a grant, when a renewal rotated it (create keeps it in the record it saves). */
+  async latestRefreshToken(grant: OAuth2Grant): Promise<string | null> {
+    const record = await this.read(grant);
+    return record?.refreshToken === undefined ? null : this.options.sealer.open(record.refreshToken);
+  }
+
+  /** The grant changed or the account went: its kept token and refusal go (in every process). */
+  async forget(accountId: string): Promise<void> {
+    await Promise.all((['mail', 'smtp'] as const).map((name) => this.options.state.forget(accountId, name)));
+  }
+
+  private async renew(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
+    const { state } = this.options;
+    const leaseMs = this.options.timeoutMs + 5_000;
+    const deadline = this.now() + leaseMs;
+    for (;;) {
+      if (await state.lease(grant.accountId, grant.name, this.owner, leaseMs)) {
+        try {
+          // Another process may have renewed between the read and the lease.
+          const record = await this.read(grant);
+          const kept = this.usable(record, refused);
+          if (kept !== null) return kept;
+          const refusal = this.activeRefusal(record);
+          if (refusal !== null) throw refusal;
+          return await this.exchange(grant, record);
+        } finally {
+          await state.release(grant.accountId, grant.name, this.owner).catch(() => undefined);
+        }
+      }
+      // Another process renews: its result is shared through the record.
+      await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS));
+      const record = await this.read(grant);
+      const kept = this.usable(record, refused);
+      if (kept !== null) return kept;
+      const refusal = this.activeRefusal(record);
+      if (refusal !== null) throw refusal;
+      if (this.now() > deadline) {
+        throw new GatewayError('UPSTREAM_TIMEOUT', `The renewal of this account's OAuth2 access token did not finish within ${leaseMs} ms`);
+      }
+    }
+  }
+
+  /** Asks the provider, and shares what it answered. */
+  private async exchange(grant: OAuth2Grant, record: TokenRecord | null): Promise<string> {
+    const { state, sealer } = this.options;
+    // The newest refresh token: a rotation by any process is in the shared record before the account's.
+    const refreshToken = record?.refreshToken !== undefined ? sealer.open(record.refreshToken) : grant.refreshToken;
+    const refresh = this.options.refresh ?? ((g: RefreshGrant) => refreshAccessToken(g, { egress: this.options.egress, timeoutMs: this.options.timeoutMs, now: this.now }));
+    let issued: IssuedAccessToken;
+    try {
+      issued = await refresh({ ...grant, refreshToken });
+    } catch (err) {
+      if (!(err instanceof GrantRefused)) {
+        this.options.onRenewal?.('failed');
+        throw err;
+      }
+      this.options.onRenewal?.('refused');
+      const count = (record?.refusal?.count ?? 0) + 1;
+      const backoff = this.options.refusalBackoffMs ?? REFUSAL_BACKOFF;
+      const untilMs = this.now() + Math.min(backoff.max, backoff.min * 2 ** (count - 1));
+      const refusedRecord: TokenRecord = { refusal: { detail: err.message, untilMs, count }, ...(record?.refreshToken !== undefined ? { refreshToken: record.refreshToken } : {}) };
+      await state.write(grant.accountId, grant.name, refusedRecord, untilMs + REFUSAL_MEMORY_MS);
+      this.options.log.warn({ account: grant.accountId, grant: grant.name, oauthError: err.oauthError, refusals: count }, 'the OAuth2 provider refused the refresh token');
+      if (record?.refusal === undefined) this.options.onRefused?.(grant, err.message);
+      throw err;
+    }
+    this.options.onRenewal?.('ok');
+    const latest = issued.refreshToken ?? refreshToken;
+    const next: TokenRecord = {
+      token: { sealed: sealer.seal(issued.accessToken), expiresAtMs: issued.expiresAtMs },
+      ...(latest !== grant.refreshToken ? { refreshToken: sealer.seal(latest) } : {}),
+    };
+    // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
+    await state.write(grant.accountId, grant.name, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
+    if (issued.refreshToken !== null) {
+      await this.options.keepRefreshToken(grant, issued.refreshToken).catch((err: unknown) => {
+        this.options.log.warn({ account: grant.accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
+      });
+    }
+    this.options.log.info({ account: grant.accountId, grant: grant.name, rotated: issued.refreshToken !== null, expiresInS: Math.round((issued.expiresAtMs - this.now()) / 1000) }, 'OAuth2 access token renewed');
+    if (record?.refusal !== undefined) this.options.onRecovered?.(grant);
+    return issued.accessToken;
+  }
+
+  private async read(grant: OAuth2Grant): Promise<TokenRecord | null> {
+    return this.options.state.read(grant.accountId, grant.name);
+  }
+
+  private usable(record: TokenRecord | null, refused: string | undefined): string | null {
+    if (record?.token === undefined || record.token.expiresAtMs - this.now() <= this.renewAheadMs) return null;
+    const token = this.options.sealer.open(record.token.sealed);
+    return token === refused ? null : token;
+  }
+
+  private activeRefusal(record: TokenRecord | null): GrantRefused | null {
+    if (record?.refusal === undefined || record.refusal.untilMs <= this.now()) return null;
+    const at = new Date(record.refusal.untilMs).toISOString();
+    return new GrantRefused('invalid_grant', `${record.refusal.detail} (not asked again before ${at})`);
+  }
+}
