@@ -26,6 +26,8 @@ import { Metrics } from './metrics/metrics.js';
 import { LocalSessionSlots, RedisSessionSlots, type SessionSlots } from './coordination/session-slots.js';
 import { MailService } from './mail/mail-service.js';
 import { createEgressPolicy } from './net/egress.js';
+import { AccessTokens } from './accounts/oauth2/access-tokens.js';
+import { MemoryTokenState, RedisTokenState } from './accounts/oauth2/token-state.js';
 import { registerCors } from './http/cors.js';
 import { clientErrorHandler } from './http/client-error.js';
 import { MAX_PARAM_LENGTH, frameworkErrorHandler, registerProblemHandlers } from './http/problem.js';
@@ -305,7 +307,28 @@ async function createServices(
   const outboxStore: OutboxStore & OutboxQueue = outboxRedis
     ? new RedisOutbox({ redis: outboxRedis, log: outboxLog, claimIdleMs: config.sessionSlotTtlMs })
     : await FileOutbox.open(config.dataDir, outboxLog);
-  const accounts = new AccountService({
+  // OAuth2 grants' access tokens: shared in Redis, or kept in this process (the embedded mode).
+  const accessTokens: AccessTokens = new AccessTokens({
+    state: redis ? new RedisTokenState(redis) : new MemoryTokenState(),
+    sealer,
+    egress,
+    timeoutMs: config.upstreamTimeoutMs,
+    log: log.child({ component: 'oauth2' }) as Logger,
+    keepRefreshToken: (grant, refreshToken, previous): Promise<void> => accounts.keepRefreshToken(grant, refreshToken, previous),
+    onRefused: (grant, detail) => void recordAccountEvent(grant.accountId, 'account.error', { code: 'UPSTREAM_AUTH_FAILED', detail }),
+    onRecovered: (grant) => void recordAccountEvent(grant.accountId, 'account.recovered', { code: 'OK', detail: 'The OAuth2 provider issues access tokens for this account again' }),
+    onRenewal: (outcome) => metrics.oauth2Renewals.inc({ outcome }),
+  });
+  /** An account event outside a watcher (a refused OAuth2 grant): stored only for an account that exists. */
+  const recordAccountEvent = async (accountId: string, type: 'account.error' | 'account.recovered', fields: Record<string, unknown>): Promise<void> => {
+    try {
+      if ((await accountStore.get(accountId)) === null) return;
+      await eventLog.append(accountId, [{ type, mailbox: null, fields }]);
+    } catch (err) {
+      log.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not store an account event');
+    }
+  };
+  const accounts: AccountService = new AccountService({
     store: accountStore,
     sealer,
     egress,
@@ -314,6 +337,7 @@ async function createServices(
     log: log.child({ component: 'accounts' }) as Logger,
     ...(accountChanges ? { changes: accountChanges } : {}),
     smtp,
+    tokens: accessTokens,
     onDeleted: async (id) => {
       await outboxStore.dropAccount(id);
       // Lanes first: none reads the account's log again once it is dropped.

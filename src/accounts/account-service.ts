@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Cache } from '../cache/cache.js';
 import { keys } from '../cache/keys.js';
 import { GatewayError, isGatewayError } from '../errors.js';
-import type { MailAccount } from '../mail/account.js';
+import type { MailAccount, MailCredentials } from '../mail/account.js';
 import type { MailBackend } from '../mail/backend.js';
 import { protocolNotServed } from '../mail/mail-errors.js';
 import { CAPABILITIES, type Capability } from '../mail/types.js';
@@ -16,7 +16,9 @@ import type { EgressPolicy } from '../net/egress.js';
 import type { SmtpAccount } from '../outbox/smtp-transports.js';
 import type { AccountChange, AccountChanges } from './account-changes.js';
 import type { Sealer } from './sealing.js';
-import type { AccountRecord, AccountStore, AuthMethod, Protocol, Security, SmtpSettingsRecord } from './types.js';
+import type { AccessTokens, OAuth2Grant } from './oauth2/access-tokens.js';
+import { PROVIDER_PRESETS } from './oauth2/presets.js';
+import type { AccountRecord, AccountStore, AuthMethod, OAuth2Secrets, OAuth2SettingsRecord, Protocol, Security, SmtpSettingsRecord } from './types.js';
 
 export interface AccountInput {
   id?: string;
@@ -27,6 +29,7 @@ export interface AccountInput {
   username: string;
   password?: string;
   accessToken?: string;
+  oauth2?: OAuth2Input;
   tlsVerify?: boolean;
   name?: string | null;
   /** The account's own address (API.md, Sending); default: the username when it is an address. */
@@ -42,8 +45,22 @@ export interface SmtpInput {
   username?: string;
   password?: string;
   accessToken?: string;
+  oauth2?: OAuth2Input;
   tlsVerify?: boolean;
 }
+
+/** An OAuth2 grant as a request gives it (API.md, OAuth2 accounts); presets fill the token URL and scope. */
+export interface OAuth2Input {
+  provider: OAuth2SettingsRecord['provider'];
+  tokenUrl?: string;
+  clientId: string;
+  clientSecret?: string;
+  refreshToken: string;
+  scope?: string;
+}
+
+/** What the API shows of an OAuth2 grant: no secret. */
+export type OAuth2View = OAuth2SettingsRecord;
 
 /** A PATCH: any field but `id`; `smtp` merges into the settings there are (null removes them). */
 export type AccountPatch = Partial<Omit<AccountInput, 'id' | 'smtp'>> & { smtp?: Partial<SmtpInput> | null };
@@ -55,6 +72,7 @@ export interface SmtpView {
   security: Security;
   username: string;
   authMethod: AuthMethod;
+  oauth2: OAuth2View | null;
   tlsVerify: boolean;
 }
 
@@ -73,6 +91,7 @@ export interface AccountView {
   security: Security;
   username: string;
   authMethod: AuthMethod;
+  oauth2: OAuth2View | null;
   tlsVerify: boolean;
   name: string | null;
   createdAt: string;
@@ -98,13 +117,15 @@ export interface AccountServiceOptions {
   onCreated?: (id: string) => void;
   /** SMTP logins for `verify`, and the pooled connections to drop when settings change. */
   smtp?: SmtpSessions;
+  /** Access tokens of OAuth2 accounts (without it, OAuth2 settings are refused). */
+  tokens?: AccessTokens;
 }
 
 /** Path dot-segments: valid under the id pattern, but not addressable as a path segment. */
 const DOT_SEGMENT = /^\.{1,2}$/;
 
 /** Fields whose change invalidates open sessions and cached data. */
-const CONNECTION_FIELDS = ['protocol', 'host', 'port', 'security', 'username', 'password', 'accessToken', 'tlsVerify'] as const;
+const CONNECTION_FIELDS = ['protocol', 'host', 'port', 'security', 'username', 'password', 'accessToken', 'oauth2', 'tlsVerify'] as const;
 
 /** RFC 8314 §3.3: submission over implicit TLS on 465; STARTTLS (or clear text) on 587 (RFC 6409). */
 export function defaultSmtpPort(security: Security): number {
@@ -126,8 +147,8 @@ export class AccountService {
 
   async create(input: AccountInput, verify: boolean): Promise<AccountView> {
     const backend = this.backend(input.protocol);
-    if ((input.password === undefined) === (input.accessToken === undefined)) {
-      throw new GatewayError('VALIDATION_FAILED', 'body must have exactly one of password or accessToken');
+    if ([input.password, input.accessToken, input.oauth2].filter((x) => x !== undefined).length !== 1) {
+      throw new GatewayError('VALIDATION_FAILED', 'body must have exactly one of password, accessToken and oauth2');
     }
     if (input.id !== undefined && DOT_SEGMENT.test(input.id)) {
       // "." and ".." are dot-segments (RFC 3986 §5.2.4): clients and proxies remove them from paths,
@@ -143,8 +164,7 @@ export class AccountService {
       port: input.port ?? defaultPort(input.protocol, security),
       security,
       username: input.username,
-      authMethod: input.password !== undefined ? 'password' : 'accessToken',
-      sealedSecret: this.options.sealer.seal(input.password ?? input.accessToken ?? ''),
+      ...this.secretFields(input, 'body'),
       tlsVerify: input.tlsVerify ?? true,
       name: input.name ?? null,
       createdAt: now,
@@ -159,8 +179,16 @@ export class AccountService {
     }
     await this.options.egress.resolve(record.host);
     if (record.smtp) await this.options.egress.resolve(record.smtp.host);
-    if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
-    if (verify && record.smtp) await this.verifySmtp(record, 'nothing was saved');
+    await this.checkTokenUrls(record);
+    try {
+      if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
+      if (verify && record.smtp) await this.verifySmtp(record, 'nothing was saved');
+      // A provider that rotates refresh tokens did so at the verifying login: the record keeps the new one.
+      await this.keepRotatedAtSave(record);
+    } catch (err) {
+      await this.options.tokens?.forget(record.id).catch(() => undefined);
+      throw err;
+    }
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
     this.options.onCreated?.(record.id);
@@ -185,8 +213,8 @@ export class AccountService {
 
   async update(id: string, patch: AccountPatch, verify: boolean): Promise<AccountView> {
     const current = await this.get(id);
-    if (patch.password !== undefined && patch.accessToken !== undefined) {
-      throw new GatewayError('VALIDATION_FAILED', 'body may have password or accessToken, not both');
+    if ([patch.password, patch.accessToken, patch.oauth2].filter((x) => x !== undefined).length > 1) {
+      throw new GatewayError('VALIDATION_FAILED', 'body may have one of password, accessToken and oauth2, not more');
     }
     const protocol = patch.protocol ?? current.protocol;
     const security = patch.security ?? current.security;
@@ -194,7 +222,7 @@ export class AccountService {
     // A port left at the old default follows the new protocol or security to the new default.
     const portWasDefault = current.port === defaultPort(current.protocol, current.security);
     const port = patch.port ?? (portWasDefault ? defaultPort(protocol, security) : current.port);
-    const secret = patch.password ?? patch.accessToken;
+    const secretChanged = patch.password !== undefined || patch.accessToken !== undefined || patch.oauth2 !== undefined;
     const next: AccountRecord = {
       ...current,
       protocol,
@@ -202,8 +230,7 @@ export class AccountService {
       port,
       security,
       username: patch.username ?? current.username,
-      authMethod: patch.password !== undefined ? 'password' : patch.accessToken !== undefined ? 'accessToken' : current.authMethod,
-      sealedSecret: secret !== undefined ? this.options.sealer.seal(secret) : current.sealedSecret,
+      ...(secretChanged ? this.secretFields(patch, 'body') : {}),
       tlsVerify: patch.tlsVerify ?? current.tlsVerify,
       name: patch.name !== undefined ? patch.name : current.name,
       updatedAt: new Date().toISOString(),
@@ -219,6 +246,10 @@ export class AccountService {
     const connectionChanged = CONNECTION_FIELDS.some((field) => patch[field] !== undefined);
     // SMTP that borrows the account's username or secret changes with them.
     const smtpChanged = patch.smtp !== undefined || (connectionChanged && next.smtp !== undefined && next.smtp !== null && (next.smtp.username === null || next.smtp.sealedSecret === null));
+    if (secretChanged && next.authMethod !== 'oauth2') delete next.oauth2;
+    // A new grant starts afresh: the old one's kept token and refusal go (in every process).
+    if (secretChanged || smtpChanged) await this.options.tokens?.forget(id);
+    await this.checkTokenUrls(next);
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);
       if (verify) next.capabilities = await verifyNewSettings(backend, this.mailAccount(next), 'the account was not changed');
@@ -228,6 +259,7 @@ export class AccountService {
       await this.options.egress.resolve(next.smtp.host);
       if (verify) await this.verifySmtp(next, 'the account was not changed');
     }
+    await this.keepRotatedAtSave(next);
     await this.options.store.update(next);
     // Told first: the other processes stop using their sessions while this one closes its own.
     this.options.changes?.publish({ id, connection: connectionChanged || smtpChanged });
@@ -239,6 +271,7 @@ export class AccountService {
   async delete(id: string): Promise<void> {
     const current = await this.get(id);
     await this.options.store.delete(id);
+    await this.options.tokens?.forget(id).catch(() => undefined);
     this.options.changes?.publish({ id, connection: true });
     await this.forgetSessionsAndCache(current);
     this.options.smtp?.drop(id);
@@ -287,34 +320,131 @@ export class AccountService {
       throw new GatewayError('SMTP_NOT_CONFIGURED', `Account ${record.id} has no smtp settings; add them with PATCH /v1/accounts/${record.id}`);
     }
     const own = smtp.sealedSecret === null;
-    const secret = this.options.sealer.open(own ? record.sealedSecret : smtp.sealedSecret!);
-    const method = own ? record.authMethod : smtp.authMethod!;
+    // Borrowing the account's own secret borrows its OAuth2 grant too, and so its tokens.
+    const credentials = own
+      ? this.credentials(record.id, 'mail', record.authMethod, record.sealedSecret, record.oauth2 ?? null)
+      : this.credentials(record.id, 'smtp', smtp.authMethod!, smtp.sealedSecret!, smtp.oauth2 ?? null);
     return {
       accountId: record.id,
       host: smtp.host,
       port: smtp.port,
       security: smtp.security,
       username: smtp.username ?? record.username,
-      credentials: method === 'password' ? { password: secret } : { accessToken: secret },
+      credentials,
       tlsVerify: smtp.tlsVerify,
     };
   }
 
   private smtpRecord(input: SmtpInput, current: SmtpSettingsRecord | null): SmtpSettingsRecord {
-    if (input.password !== undefined && input.accessToken !== undefined) {
-      throw new GatewayError('VALIDATION_FAILED', 'body/smtp may have password or accessToken, not both');
+    if ([input.password, input.accessToken, input.oauth2].filter((x) => x !== undefined).length > 1) {
+      throw new GatewayError('VALIDATION_FAILED', 'body/smtp may have one of password, accessToken and oauth2, not more');
     }
     const security = input.security ?? current?.security ?? 'tls';
     const portWasDefault = current === null || current.port === defaultSmtpPort(current.security);
-    const secret = input.password ?? input.accessToken;
+    const given = input.password !== undefined || input.accessToken !== undefined || input.oauth2 !== undefined;
+    const secret = given
+      ? this.secretFields(input, 'body/smtp')
+      : { authMethod: current?.authMethod ?? null, sealedSecret: current?.sealedSecret ?? null, ...(current?.oauth2 ? { oauth2: current.oauth2 } : {}) };
     return {
       host: input.host,
       port: input.port ?? (portWasDefault ? defaultSmtpPort(security) : current.port),
       security,
       username: input.username ?? current?.username ?? null,
-      authMethod: input.password !== undefined ? 'password' : input.accessToken !== undefined ? 'accessToken' : (current?.authMethod ?? null),
-      sealedSecret: secret !== undefined ? this.options.sealer.seal(secret) : (current?.sealedSecret ?? null),
+      ...secret,
       tlsVerify: input.tlsVerify ?? current?.tlsVerify ?? true,
+    };
+  }
+
+  /**
+   * `authMethod`, `sealedSecret` and (OAuth2) `oauth2` from the one secret a request gives: a password,
+   * an access token, or an OAuth2 grant (its refresh token and client secret sealed together).
+   */
+  private secretFields(input: { password?: string; accessToken?: string; oauth2?: OAuth2Input }, field: string): { authMethod: AuthMethod; sealedSecret: string; oauth2?: OAuth2SettingsRecord } {
+    const { sealer } = this.options;
+    if (input.password !== undefined) return { authMethod: 'password', sealedSecret: sealer.seal(input.password) };
+    if (input.accessToken !== undefined) return { authMethod: 'accessToken', sealedSecret: sealer.seal(input.accessToken) };
+    const oauth2 = input.oauth2!;
+    if (this.options.tokens === undefined) throw new GatewayError('VALIDATION_FAILED', `${field}/oauth2 is not available in this gateway`);
+    const preset = oauth2.provider === 'custom' ? undefined : PROVIDER_PRESETS[oauth2.provider];
+    const tokenUrl = oauth2.tokenUrl ?? preset?.tokenUrl;
+    if (tokenUrl === undefined) throw new GatewayError('VALIDATION_FAILED', `${field}/oauth2/tokenUrl is required when provider is "custom"`);
+    const secrets: OAuth2Secrets = { refreshToken: oauth2.refreshToken, clientSecret: oauth2.clientSecret ?? null };
+    return {
+      authMethod: 'oauth2',
+      sealedSecret: sealer.seal(JSON.stringify(secrets)),
+      oauth2: { provider: oauth2.provider, tokenUrl, clientId: oauth2.clientId, scope: oauth2.scope ?? preset?.scope ?? null },
+    };
+  }
+
+  /** Token URLs must be https: (or http: to a host EGRESS_ALLOW admits) and pass the egress policy: checked at save. */
+  private async checkTokenUrls(record: AccountRecord): Promise<void> {
+    const urls = [record.oauth2?.tokenUrl, record.smtp?.oauth2?.tokenUrl].filter((u): u is string => u !== undefined);
+    for (const tokenUrl of urls) {
+      let url: URL;
+      try {
+        url = new URL(tokenUrl);
+      } catch {
+        throw new GatewayError('VALIDATION_FAILED', 'oauth2/tokenUrl is not an absolute URL');
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new GatewayError('VALIDATION_FAILED', 'oauth2/tokenUrl must be an https: URL');
+      const target = await this.options.egress.resolve(url.hostname);
+      if (url.protocol === 'http:' && !target.admitted) {
+        throw new GatewayError('HOST_NOT_ALLOWED', 'oauth2/tokenUrl over plain http: is allowed only to hosts admitted by EGRESS_ALLOW; use https:');
+      }
+    }
+  }
+
+  /** A refresh token the provider rotated during the verifying logins of a save goes into the record saved. */
+  private async keepRotatedAtSave(record: AccountRecord): Promise<void> {
+    const tokens = this.options.tokens;
+    if (tokens === undefined) return;
+    const grants: Array<{ name: 'mail' | 'smtp'; holder: { sealedSecret: string | null; authMethod: AuthMethod | null; oauth2?: OAuth2SettingsRecord | null } }> = [
+      { name: 'mail', holder: record },
+      ...(record.smtp ? [{ name: 'smtp' as const, holder: record.smtp }] : []),
+    ];
+    for (const { name, holder } of grants) {
+      if (holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
+      const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
+      const latest = await tokens.latestRefreshToken(this.grant(record.id, name, holder.oauth2, secrets));
+      if (latest !== null && latest !== secrets.refreshToken) holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken: latest }));
+    }
+  }
+
+  /**
+   * The provider rotated a refresh token (src/accounts/oauth2/): the record keeps the new one, unless
+   * the grant was changed meanwhile (the stored token is no longer the one the renewal replaced).
+   */
+  async keepRefreshToken(grant: OAuth2Grant, refreshToken: string, previous: string): Promise<void> {
+    const record = await this.options.store.get(grant.accountId);
+    if (record === null) return; // being created (keepRotatedAtSave) or deleted
+    const holder = grant.name === 'mail' ? record : record.smtp;
+    if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null) return;
+    const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
+    if (secrets.refreshToken !== previous) return;
+    holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken }));
+    await this.options.store.update({ ...record, updatedAt: new Date().toISOString() });
+    this.options.changes?.publish({ id: record.id, connection: false });
+  }
+
+  private grant(accountId: string, name: 'mail' | 'smtp', settings: OAuth2SettingsRecord, secrets: OAuth2Secrets): OAuth2Grant {
+    return { accountId, name, tokenUrl: settings.tokenUrl, clientId: settings.clientId, clientSecret: secrets.clientSecret, refreshToken: secrets.refreshToken, scope: settings.scope };
+  }
+
+  /** A login's credentials from a stored secret; OAuth2 ones ask the token manager at each login. */
+  private credentials(accountId: string, name: 'mail' | 'smtp', method: AuthMethod, sealedSecret: string, oauth2: OAuth2SettingsRecord | null): MailCredentials {
+    const secret = this.options.sealer.open(sealedSecret);
+    if (method === 'password') return { password: secret };
+    if (method === 'accessToken') return { accessToken: secret };
+    const tokens = this.options.tokens;
+    if (tokens === undefined || oauth2 === null) throw new GatewayError('INTERNAL_ERROR', 'An OAuth2 account needs the token manager');
+    const grant = this.grant(accountId, name, oauth2, JSON.parse(secret) as OAuth2Secrets);
+    return {
+      oauth2: {
+        grantId: `${accountId} ${name} ${oauth2.clientId} ${oauth2.tokenUrl}`,
+        // Outlook takes the POP3 XOAUTH2 response only after its `+` (Microsoft's POP3 OAuth guide).
+        initialResponse: oauth2.provider !== 'microsoft',
+        token: (refused) => tokens.token(grant, refused),
+      },
     };
   }
 
@@ -336,7 +466,6 @@ export class AccountService {
   }
 
   private mailAccount(record: AccountRecord): MailAccount {
-    const secret = this.options.sealer.open(record.sealedSecret);
     return {
       id: record.id,
       protocol: record.protocol,
@@ -344,7 +473,7 @@ export class AccountService {
       port: record.port,
       security: record.security,
       username: record.username,
-      credentials: record.authMethod === 'password' ? { password: secret } : { accessToken: secret },
+      credentials: this.credentials(record.id, 'mail', record.authMethod, record.sealedSecret, record.oauth2 ?? null),
       tlsVerify: record.tlsVerify,
     };
   }
@@ -381,6 +510,7 @@ export class AccountService {
       security: record.security,
       username: record.username,
       authMethod: record.authMethod,
+      oauth2: record.oauth2 ? { ...record.oauth2 } : null,
       tlsVerify: record.tlsVerify,
       name: record.name,
       createdAt: record.createdAt,
@@ -395,6 +525,7 @@ export class AccountService {
             security: record.smtp.security,
             username: record.smtp.username ?? record.username,
             authMethod: record.smtp.authMethod ?? record.authMethod,
+            oauth2: record.smtp.sealedSecret === null ? (record.oauth2 ? { ...record.oauth2 } : null) : record.smtp.oauth2 ? { ...record.smtp.oauth2 } : null,
             tlsVerify: record.smtp.tlsVerify,
           }
         : null,
@@ -421,7 +552,7 @@ async function verifyNewSettings(backend: MailBackend, account: MailAccount, con
     return await backend.verify(account);
   } catch (err) {
     if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
-    const secret = 'accessToken' in account.credentials ? 'access token' : 'password';
+    const secret = 'accessToken' in account.credentials ? 'access token' : 'oauth2' in account.credentials ? 'OAuth2 grant' : 'password';
     const detail = err.message.includes('stored credentials')
       ? `The mail server refused the login with these credentials: check the username and ${secret}`
       : err.message;

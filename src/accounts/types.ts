@@ -6,7 +6,25 @@
 
 export type Protocol = 'imap' | 'pop3';
 export type Security = 'tls' | 'starttls' | 'none';
-export type AuthMethod = 'password' | 'accessToken';
+export type AuthMethod = 'password' | 'accessToken' | 'oauth2';
+
+/**
+ * An OAuth2 grant's public settings (API.md, OAuth2 accounts). Its secrets (the refresh token and the
+ * client secret) are in `sealedSecret` as sealed JSON (`OAuth2Secrets`), never here.
+ */
+export interface OAuth2SettingsRecord {
+  provider: 'google' | 'microsoft' | 'custom';
+  tokenUrl: string;
+  clientId: string;
+  /** null: none sent (the grant's own scope). */
+  scope: string | null;
+}
+
+/** What `sealedSecret` holds, sealed, when `authMethod` is `oauth2`. */
+export interface OAuth2Secrets {
+  refreshToken: string;
+  clientSecret: string | null;
+}
 
 /**
  * An account's SMTP submission settings (API.md, Sending). `username` and the secret are null when
@@ -20,6 +38,8 @@ export interface SmtpSettingsRecord {
   /** null: the account's own secret is used. */
   authMethod: AuthMethod | null;
   sealedSecret: string | null;
+  /** Present when `authMethod` is `oauth2`: the SMTP settings' own grant. */
+  oauth2?: OAuth2SettingsRecord | null;
   tlsVerify: boolean;
 }
 
@@ -32,8 +52,10 @@ export interface AccountRecord {
   security: Security;
   username: string;
   authMethod: AuthMethod;
-  /** The sealed password or OAuth2 access token (`v1.<iv>.<tag>.<ciphertext>`). */
+  /** The sealed password, OAuth2 access token or OAuth2 secrets (`v1.<iv>.<tag>.<ciphertext>`). */
   sealedSecret: string;
+  /** Present when `authMethod` is `oauth2`. */
+  oauth2?: OAuth2SettingsRecord | null;
   tlsVerify: boolean;
   name: string | null;
   /** ISO 8601. */
@@ -67,7 +89,18 @@ export interface AccountStore {
 
 const PROTOCOLS: readonly string[] = ['imap', 'pop3'];
 const SECURITIES: readonly string[] = ['tls', 'starttls', 'none'];
-const AUTH_METHODS: readonly string[] = ['password', 'accessToken'];
+const AUTH_METHODS: readonly string[] = ['password', 'accessToken', 'oauth2'];
+const OAUTH2_PROVIDERS: readonly string[] = ['google', 'microsoft', 'custom'];
+
+function oauth2RecordProblem(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'is not an object';
+  const r = value as Record<string, unknown>;
+  if (typeof r.provider !== 'string' || !OAUTH2_PROVIDERS.includes(r.provider)) return 'provider is invalid';
+  if (typeof r.tokenUrl !== 'string' || r.tokenUrl === '') return 'tokenUrl is missing';
+  if (typeof r.clientId !== 'string' || r.clientId === '') return 'clientId is missing';
+  if (r.scope !== null && typeof r.scope !== 'string') return 'scope is neither a string nor null';
+  return null;
+}
 
 /**
  * Checks that a value read back from storage has the shape of an AccountRecord.
@@ -92,6 +125,11 @@ export function accountRecordProblem(value: unknown): string | null {
   if (r.name !== null && typeof r.name !== 'string') return 'field "name" is neither a string nor null';
   if (r.capabilities !== undefined && !Array.isArray(r.capabilities)) return 'field "capabilities" is not an array';
   if (r.email !== undefined && r.email !== null && typeof r.email !== 'string') return 'field "email" is neither a string nor null';
+  if ((r.authMethod === 'oauth2') !== (r.oauth2 !== undefined && r.oauth2 !== null)) return 'fields "authMethod" and "oauth2" disagree';
+  if (r.authMethod === 'oauth2') {
+    const problem = oauth2RecordProblem(r.oauth2);
+    if (problem !== null) return `field "oauth2": ${problem}`;
+  }
   if (r.smtp !== undefined && r.smtp !== null) {
     const problem = smtpRecordProblem(r.smtp);
     if (problem !== null) return `field "smtp": ${problem}`;
@@ -109,6 +147,11 @@ function smtpRecordProblem(value: unknown): string | null {
   if (r.authMethod !== null && (typeof r.authMethod !== 'string' || !AUTH_METHODS.includes(r.authMethod))) return 'authMethod is invalid';
   if ((r.authMethod === null) !== (r.sealedSecret === null) || (r.sealedSecret !== null && typeof r.sealedSecret !== 'string')) {
     return 'authMethod and sealedSecret must be given together';
+  }
+  if ((r.authMethod === 'oauth2') !== (r.oauth2 !== undefined && r.oauth2 !== null)) return 'authMethod and oauth2 disagree';
+  if (r.authMethod === 'oauth2') {
+    const problem = oauth2RecordProblem(r.oauth2);
+    if (problem !== null) return `oauth2 ${problem}`;
   }
   if (typeof r.tlsVerify !== 'boolean') return 'tlsVerify is not a boolean';
   return null;
@@ -131,8 +174,13 @@ export function pickAccountRecord(r: AccountRecord): AccountRecord {
     updatedAt: r.updatedAt,
     ...(Array.isArray(r.capabilities) ? { capabilities: r.capabilities.filter((c) => typeof c === 'string') } : {}),
     ...(typeof r.email === 'string' ? { email: r.email } : {}),
+    ...(r.oauth2 ? { oauth2: pickOAuth2(r.oauth2) } : {}),
     ...(r.smtp ? { smtp: pickSmtp(r.smtp) } : {}),
   };
+}
+
+function pickOAuth2(o: OAuth2SettingsRecord): OAuth2SettingsRecord {
+  return { provider: o.provider, tokenUrl: o.tokenUrl, clientId: o.clientId, scope: o.scope };
 }
 
 function pickSmtp(s: SmtpSettingsRecord): SmtpSettingsRecord {
@@ -143,6 +191,7 @@ function pickSmtp(s: SmtpSettingsRecord): SmtpSettingsRecord {
     username: s.username,
     authMethod: s.authMethod,
     sealedSecret: s.sealedSecret,
+    ...(s.oauth2 ? { oauth2: pickOAuth2(s.oauth2) } : {}),
     tlsVerify: s.tlsVerify,
   };
 }

@@ -11,8 +11,24 @@ export interface MailAccount {
   port: number;
   security: Security;
   username: string;
-  credentials: { password: string } | { accessToken: string };
+  credentials: MailCredentials;
   tlsVerify: boolean;
+}
+
+/** A password, a fixed access token, or an OAuth2 grant that gives a token for each login. */
+export type MailCredentials = { password: string } | { accessToken: string } | { oauth2: OAuth2Login };
+
+/** How an OAuth2 account logs in (src/accounts/oauth2/): a fresh token for each login. */
+export interface OAuth2Login {
+  /** Names the grant (not its tokens): the same grant is the same login for pooled connections. */
+  grantId: string;
+  /** A token to log in with; `refused`: the one a server just refused, so that another is answered (renewed). */
+  token(refused?: string): Promise<string>;
+  /**
+   * POP3: send the token with `AUTH XOAUTH2` (RFC 5034's initial response), or on the line after the
+   * server's `+` (what Outlook requires).
+   */
+  initialResponse: boolean;
 }
 
 /** Looks an account up and unseals its secret, at connect time, so PATCHed credentials take effect. */

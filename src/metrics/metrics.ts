@@ -147,6 +147,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly oauth2Renewals = new Counter({
+    name: 'mailgw_oauth2_renewals_total',
+    help: 'OAuth2 access token renewals asked of a provider, by outcome: ok, refused (the grant was refused), failed (no answer or an error)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly outboxMessages = new Counter({
     name: 'mailgw_outbox_messages_total',
     help: 'Outbox messages by outcome: queued (accepted by POST …/send), sent (the SMTP server accepted it for at least one recipient), failed',

@@ -12,6 +12,7 @@ import nodemailer, { type NodemailerError, type SMTPSentMessageInfo, type Transp
 import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
 import type { Logger } from 'pino';
 import type { Security } from '../accounts/types.js';
+import type { MailCredentials } from '../mail/account.js';
 import type { EgressPolicy } from '../net/egress.js';
 import { smtpLoginError } from './smtp-outcome.js';
 
@@ -22,7 +23,7 @@ export interface SmtpAccount {
   port: number;
   security: Security;
   username: string;
-  credentials: { password: string } | { accessToken: string };
+  credentials: MailCredentials;
   tlsVerify: boolean;
 }
 
@@ -84,7 +85,9 @@ export class SmtpTransports {
   }
 
   private pool(account: SmtpAccount): Pooled {
-    const fingerprint = JSON.stringify([account.host, account.port, account.security, account.username, account.credentials, account.tlsVerify]);
+    // An OAuth2 grant is one login whatever token it gives now (its renewals do not need a new pool).
+    const login = 'oauth2' in account.credentials ? { oauth2: account.credentials.oauth2.grantId } : account.credentials;
+    const fingerprint = JSON.stringify([account.host, account.port, account.security, account.username, login, account.tlsVerify]);
     const current = this.pools.get(account.accountId);
     if (current?.fingerprint === fingerprint) return current;
     // New settings: connections logged in with the old ones are never used again.
@@ -111,10 +114,7 @@ export class SmtpTransports {
       requireTLS: account.security === 'starttls',
       ignoreTLS: account.security === 'none',
       tls: { rejectUnauthorized: account.tlsVerify },
-      auth:
-        'password' in account.credentials
-          ? { user: account.username, pass: account.credentials.password }
-          : { type: 'OAuth2', user: account.username, accessToken: account.credentials.accessToken },
+      auth: this.auth(account),
       connectionTimeout: timeoutMs,
       greetingTimeout: timeoutMs,
       socketTimeout: timeoutMs,
@@ -124,6 +124,32 @@ export class SmtpTransports {
       getSocket: (_options, callback) => {
         this.dial(account, timeoutMs).then(
           (socket) => callback(null, { connection: socket }),
+          (err: unknown) => callback(err as Error),
+        );
+      },
+    };
+  }
+
+  /**
+   * A password, a fixed token, or an OAuth2 grant: each new connection asks for a token at its AUTH
+   * (nodemailer's provisionCallback), so a pooled transport never logs in with a token older than the
+   * grant's current one; a refused AUTH asks again with `renew` and nodemailer tries once more.
+   */
+  private auth(account: SmtpAccount): SMTPPoolOptions['auth'] {
+    const { credentials } = account;
+    if ('password' in credentials) return { user: account.username, pass: credentials.password };
+    if ('accessToken' in credentials) return { type: 'OAuth2', user: account.username, accessToken: credentials.accessToken };
+    const { oauth2 } = credentials;
+    let last: string | undefined;
+    return {
+      type: 'OAuth2',
+      user: account.username,
+      provisionCallback: (_user, renew, callback) => {
+        oauth2.token(renew ? last : undefined).then(
+          (token) => {
+            last = token;
+            callback(null, token);
+          },
           (err: unknown) => callback(err as Error),
         );
       },

@@ -46,6 +46,8 @@ export interface OAuth2Provider {
   setTokenDelay(ms: number): void;
   /** Makes an access token inactive for introspection (revoked or expired at the provider's side). */
   expireAccessToken(accessToken: string): void;
+  /** The access tokens issued so far for `username`'s grants. */
+  issuedTo(username: string): string[];
   /** The refresh token currently valid for a grant first registered as `refreshToken`. */
   currentRefreshToken(refreshToken: string): string;
   tokenRequests: TokenRequest[];
@@ -158,6 +160,7 @@ export async function startOAuth2Provider(): Promise<OAuth2Provider> {
       const token = issued.get(accessToken);
       if (token) token.active = false;
     },
+    issuedTo: (username) => [...issued].filter(([, token]) => token.username === username).map(([accessToken]) => accessToken),
     currentRefreshToken: (refreshToken) => rotatedFrom.get(refreshToken) ?? refreshToken,
     tokenRequests: requests,
     get introspections() {

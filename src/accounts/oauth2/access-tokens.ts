@@ -35,8 +35,8 @@ export interface AccessTokensOptions {
   /** UPSTREAM_TIMEOUT_MS: bounds each request to the token endpoint. */
   timeoutMs: number;
   log: Logger;
-  /** Stores a rotated refresh token in the account record (the old one no longer works). */
-  keepRefreshToken(grant: OAuth2Grant, refreshToken: string): Promise<void>;
+  /** Stores a rotated refresh token in the account record in place of `previous` (which no longer works). */
+  keepRefreshToken(grant: OAuth2Grant, refreshToken: string, previous: string): Promise<void>;
   onRefused?(grant: OAuth2Grant, detail: string): void;
   onRecovered?(grant: OAuth2Grant): void;
   /** Renewals asked of a provider, by outcome (`ok`, `refused`, `failed`). */
@@ -166,7 +166,7 @@ export class AccessTokens {
     // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
     await state.write(grant.accountId, grant.name, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
     if (issued.refreshToken !== null) {
-      await this.options.keepRefreshToken(grant, issued.refreshToken).catch((err: unknown) => {
+      await this.options.keepRefreshToken(grant, issued.refreshToken, refreshToken).catch((err: unknown) => {
         this.options.log.warn({ account: grant.accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
       });
     }

@@ -23,6 +23,30 @@ const AccessToken = Type.String({
   description: 'OAuth2 access token (XOAUTH2 / OAUTHBEARER)',
 });
 const Name = Nullable(Type.String({ maxLength: 200, examples: ['Alice at work'] }));
+const OAuth2Provider = StringEnum(['google', 'microsoft', 'custom'] as const, {
+  description: '`google` and `microsoft` give the token URL and scope (README, OAuth2 accounts); `custom` needs `tokenUrl`',
+});
+const TokenUrl = Type.String({ minLength: 8, maxLength: 2048, pattern: NO_CONTROLS, examples: ['https://oauth2.googleapis.com/token'] });
+const OAuth2Scope = Type.String({ minLength: 1, maxLength: 2048, pattern: NO_LINE_BREAKS, examples: ['https://mail.google.com/'] });
+const OAuth2Input = Type.Object(
+  {
+    provider: OAuth2Provider,
+    tokenUrl: Type.Optional({ ...TokenUrl, description: "The token endpoint (RFC 6749 §3.2); default: the provider's (a Microsoft tenant of its own: https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token)" }),
+    clientId: Type.String({ minLength: 1, maxLength: 512, pattern: NO_CONTROLS, examples: ['1234567890-abc.apps.googleusercontent.com'] }),
+    clientSecret: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: NO_LINE_BREAKS, writeOnly: true, description: 'Absent for a public client' })),
+    refreshToken: Type.String({ minLength: 1, maxLength: 16384, pattern: NO_LINE_BREAKS, writeOnly: true }),
+    scope: Type.Optional({ ...OAuth2Scope, description: "Asked for at each renewal; default: the provider's mail scopes (none for custom)" }),
+  },
+  {
+    additionalProperties: false,
+    description: 'An OAuth2 grant (API.md, OAuth2 accounts): access tokens come from the refresh token and are renewed ahead of expiry; the secrets are sealed and never returned',
+  },
+);
+const OAuth2View = Type.Union(
+  [Type.Object({ provider: OAuth2Provider, tokenUrl: TokenUrl, clientId: Type.String(), scope: Nullable(OAuth2Scope) }), Type.Null()],
+  { description: 'The OAuth2 grant without its secrets; null for a password or a fixed access token' },
+);
+const AuthMethod = StringEnum(['password', 'accessToken', 'oauth2'] as const);
 // The composer checks the address itself (outbox/compose.ts); here only its size and characters.
 const Email = Type.String({ minLength: 3, maxLength: 320, pattern: '^[^\\s@]+@[^\\s@]+$', examples: ['alice@example.com'] });
 
@@ -33,12 +57,13 @@ const smtpFields = {
   username: Type.Optional(Type.String({ ...Username, description: "Default: the account's username" })),
   password: Type.Optional(Type.String({ ...Password, description: "Default: the account's own secret" })),
   accessToken: Type.Optional(AccessToken),
+  oauth2: Type.Optional(OAuth2Input),
   tlsVerify: Type.Optional(Type.Boolean({ description: 'Default true; false only for servers with self-signed certificates' })),
 };
 
 const SmtpSettings = Type.Object(smtpFields, {
   additionalProperties: false,
-  description: "SMTP submission (API.md, Sending): at most one of `password` and `accessToken`; username and secret default to the account's own. Verified by a login at save.",
+  description: "SMTP submission (API.md, Sending): at most one of `password`, `accessToken` and `oauth2`; username and secret default to the account's own (an OAuth2 account's grant too). Verified by a login at save.",
   examples: [{ host: 'smtp.example.com', port: 465, security: 'tls' }],
 });
 
@@ -62,6 +87,7 @@ export const AccountCreateBody = Type.Object(
     username: Username,
     password: Type.Optional(Password),
     accessToken: Type.Optional(AccessToken),
+    oauth2: Type.Optional(OAuth2Input),
     tlsVerify: Type.Optional(Type.Boolean({ default: true, description: 'false only for servers with self-signed certificates' })),
     name: Type.Optional(Name),
     email: Type.Optional(Nullable({ ...Email, type: 'string' as const, description: "The account's own address, the default sender; default: the username when it is an address" })),
@@ -69,7 +95,7 @@ export const AccountCreateBody = Type.Object(
   },
   {
     additionalProperties: false,
-    description: 'Exactly one of `password` and `accessToken`',
+    description: 'Exactly one of `password`, `accessToken` and `oauth2`',
     examples: [
       {
         id: 'alice',
@@ -94,6 +120,7 @@ export const AccountPatchBody = Type.Object(
     username: Type.Optional(Username),
     password: Type.Optional(Password),
     accessToken: Type.Optional(AccessToken),
+    oauth2: Type.Optional(OAuth2Input),
     tlsVerify: Type.Optional(Type.Boolean()),
     name: Type.Optional(Name),
     email: Type.Optional(Nullable({ ...Email, type: 'string' as const, description: 'null: the username again, when it is an address' })),
@@ -125,7 +152,8 @@ export const Account = Type.Object(
     port: Port,
     security: Security,
     username: Username,
-    authMethod: StringEnum(['password', 'accessToken'] as const),
+    authMethod: AuthMethod,
+    oauth2: OAuth2View,
     tlsVerify: Type.Boolean(),
     name: Name,
     createdAt: Type.String({ format: 'date-time' }),
@@ -142,7 +170,8 @@ export const Account = Type.Object(
           port: Port,
           security: Security,
           username: Username,
-          authMethod: StringEnum(['password', 'accessToken'] as const),
+          authMethod: AuthMethod,
+          oauth2: OAuth2View,
           tlsVerify: Type.Boolean(),
         }),
         Type.Null(),

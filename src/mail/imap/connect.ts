@@ -4,6 +4,7 @@
  */
 import { ImapFlow, type ImapFlowOptions } from 'imapflow';
 import type { Logger } from 'pino';
+import { isGatewayError } from '../../errors.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { MailAccount } from '../account.js';
 import { withDeadline } from '../../util/deadline.js';
@@ -20,11 +21,23 @@ export interface ImapConnectOptions {
 }
 
 export async function connectImap(account: MailAccount, options: ImapConnectOptions): Promise<ImapFlow> {
+  const { credentials } = account;
+  if ('password' in credentials) return connectWith(account, { user: account.username, pass: credentials.password }, options);
+  if ('accessToken' in credentials) return connectWith(account, { user: account.username, accessToken: credentials.accessToken }, options);
+  // OAuth2: a token for this login; refused (it may have been revoked or expired early), one
+  // renewed token and one more try (API.md, OAuth2 accounts). imapflow picks OAUTHBEARER or XOAUTH2.
+  const token = await credentials.oauth2.token();
+  try {
+    return await connectWith(account, { user: account.username, accessToken: token }, options);
+  } catch (err) {
+    if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
+    const renewed = await credentials.oauth2.token(token);
+    return connectWith(account, { user: account.username, accessToken: renewed }, options);
+  }
+}
+
+async function connectWith(account: MailAccount, auth: ImapFlowOptions['auth'], options: ImapConnectOptions): Promise<ImapFlow> {
   const target = await options.egress.resolve(account.host);
-  const auth: ImapFlowOptions['auth'] =
-    'password' in account.credentials
-      ? { user: account.username, pass: account.credentials.password }
-      : { user: account.username, accessToken: account.credentials.accessToken };
   const sessionLog = imapSessionLog(options.log);
   const client = new ImapFlow({
     host: target.address,

@@ -8,7 +8,11 @@
  */
 import { GatewayError } from '../../errors.js';
 
-export type Pop3Credentials = { password: string } | { accessToken: string };
+/**
+ * `initialResponse` (access tokens): false sends the XOAUTH2 response on the line after the server's
+ * `+` rather than on the AUTH line (RFC 5034 allows both; Outlook takes only the former).
+ */
+export type Pop3Credentials = { password: string } | { accessToken: string; initialResponse?: boolean };
 
 export type LoginMechanism = 'PLAIN' | 'USER' | 'XOAUTH2';
 

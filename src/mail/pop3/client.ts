@@ -190,7 +190,7 @@ export class Pop3Client {
   /** Logs in with the mechanism the credentials and CAPA call for (see auth.ts). */
   async login(username: string, credentials: Pop3Credentials): Promise<LoginMechanism> {
     const mechanism = chooseMechanism(credentials, this.capabilities);
-    if ('accessToken' in credentials) await this.authXoauth2(username, credentials.accessToken);
+    if ('accessToken' in credentials) await this.authXoauth2(username, credentials.accessToken, credentials.initialResponse ?? true);
     else if (mechanism === 'PLAIN') await this.authPlain(username, credentials.password);
     else await this.userPass(username, credentials.password);
     return mechanism;
@@ -214,10 +214,10 @@ export class Pop3Client {
     return this.schedule(() => this.saslExchange('PLAIN', plainResponse(username, password)));
   }
 
-  /** AUTH XOAUTH2 with an OAuth 2.0 access token. */
-  async authXoauth2(username: string, accessToken: string): Promise<void> {
+  /** AUTH XOAUTH2 with an OAuth 2.0 access token; `initialResponse` false: the token after the server's `+`. */
+  async authXoauth2(username: string, accessToken: string, initialResponse = true): Promise<void> {
     assertSafeArgument(username, 'user name');
-    return this.schedule(() => this.saslExchange('XOAUTH2', xoauth2Response(username, accessToken)));
+    return this.schedule(() => this.saslExchange('XOAUTH2', xoauth2Response(username, accessToken), initialResponse));
   }
 
   stat(): Promise<{ count: number; size: number }> {
@@ -613,10 +613,10 @@ export class Pop3Client {
   }
 
   /** SASL AUTH (RFC 5034 §4), initial response on the AUTH line when it fits in 255 octets. */
-  private async saslExchange(mechanism: 'PLAIN' | 'XOAUTH2', response: string): Promise<void> {
+  private async saslExchange(mechanism: 'PLAIN' | 'XOAUTH2', response: string, initialResponse = true): Promise<void> {
     const inline = `AUTH ${mechanism} ${response}`;
     let reply: Pop3Reply;
-    if (inline.length + 2 <= MAX_COMMAND_OCTETS) {
+    if (initialResponse && inline.length + 2 <= MAX_COMMAND_OCTETS) {
       reply = await this.exchange(inline, 'AUTH', { allowContinue: true });
     } else {
       reply = await this.exchange(`AUTH ${mechanism}`, 'AUTH', { allowContinue: true });

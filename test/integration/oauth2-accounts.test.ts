@@ -1,0 +1,245 @@
+/**
+ * OAuth2 accounts end to end (API.md, OAuth2 accounts): a Dovecot of this file's own that checks
+ * XOAUTH2 / OAUTHBEARER logins by introspection against the test's OAuth2 provider
+ * (test/support/oauth2-provider.ts), IMAP, POP3 and SMTP (a real Postfix whose SMTP AUTH asks that
+ * Dovecot), refresh tokens, renewal, rotation, refusal, and one renewal across two processes.
+ */
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectProblem } from '../support/assertions.js';
+import { startDovecot, type DovecotServer, type DovecotUser } from '../support/dovecot.js';
+import { startGateway, type TestGateway } from '../support/gateway.js';
+import { canRunMta, startMta, type TestMta } from '../support/mta.js';
+import { startOAuth2Provider, type OAuth2Provider } from '../support/oauth2-provider.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+
+let provider: OAuth2Provider;
+let dovecot: DovecotServer;
+let redisServer: RedisServer;
+let gw: TestGateway;
+const users: DovecotUser[] = Array.from({ length: 8 }, (_, i) => ({ username: `oauth-${i}-${randomBytes(3).toString('hex')}`, password: randomBytes(9).toString('base64url') }));
+
+beforeAll(async () => {
+  provider = await startOAuth2Provider();
+  [dovecot, redisServer] = await Promise.all([startDovecot({ users, oauth2IntrospectionUrl: provider.introspectionUrl, mta: true }), startRedis()]);
+  gw = await startGateway();
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await Promise.all([dovecot?.stop(), redisServer?.stop(), provider?.stop()]);
+});
+
+interface Grant {
+  clientId: string;
+  refreshToken: string;
+}
+
+function grantFor(user: DovecotUser, options: { clientSecret?: string } = {}): Grant {
+  const clientId = `client-${user.username}-${randomBytes(3).toString('hex')}`;
+  return { clientId, refreshToken: provider.grant({ username: user.username, clientId, ...options }) };
+}
+
+function oauth2Body(grant: Grant, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { provider: 'custom', tokenUrl: provider.tokenUrl, clientId: grant.clientId, refreshToken: grant.refreshToken, scope: 'mail', ...extra };
+}
+
+async function createAccount(app: FastifyInstance, user: DovecotUser, grant: Grant, extra: Record<string, unknown> = {}): Promise<string> {
+  const protocol = (extra.protocol as string | undefined) ?? 'imap';
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/accounts',
+    payload: { protocol, host: '127.0.0.1', port: protocol === 'imap' ? dovecot.imapPort : dovecot.pop3Port, security: 'none', username: user.username, oauth2: oauth2Body(grant), ...extra },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  return (res.json() as { id: string }).id;
+}
+
+const renewals = (grant: Grant): number => provider.tokenRequests.filter((r) => r.clientId === grant.clientId).length;
+
+async function listing(app: FastifyInstance, id: string): Promise<{ statusCode: number; body: string }> {
+  return app.inject({ method: 'GET', url: `/v1/accounts/${id}/mailboxes/INBOX/messages?limit=5` });
+}
+
+/** Ends every session the user has, so the gateway's next request logs in afresh. */
+async function kick(user: DovecotUser): Promise<void> {
+  await dovecot.doveadm(['kick', user.username]).catch(() => undefined);
+}
+
+describe('OAuth2 accounts', () => {
+  it('logs in to IMAP with a token from the refresh token, and shows the grant without its secrets', async () => {
+    const user = users[0]!;
+    const grant = grantFor(user, { clientSecret: 'client-secret-1' });
+    const res = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/accounts',
+      payload: { protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: user.username, oauth2: oauth2Body(grant, { clientSecret: 'client-secret-1' }) },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const view = res.json() as { id: string; authMethod: string; oauth2: unknown };
+    expect(view.authMethod).toBe('oauth2');
+    expect(view.oauth2).toEqual({ provider: 'custom', tokenUrl: provider.tokenUrl, clientId: grant.clientId, scope: 'mail' });
+    const issued = provider.tokenRequests.filter((r) => r.clientId === grant.clientId);
+    expect(issued.map((r) => [r.refreshToken, r.clientSecret, r.scope])).toEqual([[grant.refreshToken, 'client-secret-1', 'mail']]);
+    const shown = (await gw.app.inject({ method: 'GET', url: `/v1/accounts/${view.id}` })).body + (await gw.app.inject({ method: 'GET', url: '/v1/accounts' })).body + res.body;
+    expect(shown).not.toContain(grant.refreshToken);
+    expect(shown).not.toContain('client-secret-1');
+    expect(shown).not.toContain('at_');
+    expect((await listing(gw.app, view.id)).statusCode).toBe(200);
+    // The verifying login's token is kept: no renewal for the listing.
+    expect(renewals(grant)).toBe(1);
+  });
+
+  it('renews once and logs in again when the server refuses a token that should still be valid', async () => {
+    const user = users[1]!;
+    const grant = grantFor(user);
+    const id = await createAccount(gw.app, user, grant);
+    const first = provider.tokenRequests.length;
+    // The provider revokes the access token early; the open sessions go, so the next request logs in.
+    for (const token of provider.issuedTo(user.username)) provider.expireAccessToken(token);
+    await kick(user);
+    const res = await listing(gw.app, id);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(provider.tokenRequests.length - first).toBe(1);
+  });
+
+  it('logs in to POP3 in both XOAUTH2 forms, and renews a token ahead of its expiry', async () => {
+    for (const [user, provider_] of [[users[2]!, 'custom'], [users[3]!, 'microsoft']] as const) {
+      const grant = grantFor(user);
+      // `microsoft` sends the response after the server's `+` (Outlook's form); the token URL is ours.
+      const id = await createAccount(gw.app, user, grant, { protocol: 'pop3', oauth2: oauth2Body(grant, { provider: provider_ }) });
+      expect((await listing(gw.app, id)).statusCode).toBe(200);
+      expect(renewals(grant)).toBe(1);
+    }
+    // A token living 61 s is renewed a second later (less than 60 s left) at the next login.
+    const user = users[4]!;
+    const grant = grantFor(user);
+    provider.setExpiresIn(61);
+    try {
+      const id = await createAccount(gw.app, user, grant);
+      expect(renewals(grant)).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 1_200));
+      await kick(user);
+      expect((await listing(gw.app, id)).statusCode).toBe(200);
+      expect(renewals(grant)).toBe(2);
+    } finally {
+      provider.setExpiresIn(3600);
+    }
+  });
+
+  it('keeps a rotated refresh token in the account record: a restarted gateway renews with it', async () => {
+    const user = users[5]!;
+    const grant = grantFor(user);
+    provider.setRotation(true);
+    const first = await startGateway();
+    let restarted: TestGateway | undefined;
+    try {
+      const id = await createAccount(first.app, user, grant);
+      expect(renewals(grant)).toBe(1);
+      await first.app.close();
+      // The restarted gateway has no token kept: it reads the record and must renew with the
+      // rotated refresh token (the first one is invalid now).
+      restarted = await startGateway({ DATA_DIR: first.dataDir });
+      const res = await listing(restarted.app, id);
+      expect(res.statusCode, res.body).toBe(200);
+      const asked = provider.tokenRequests.filter((r) => r.clientId === grant.clientId).map((r) => r.refreshToken);
+      expect(asked).toHaveLength(2);
+      expect(asked[1]).not.toBe(grant.refreshToken);
+    } finally {
+      provider.setRotation(false);
+      await restarted?.close();
+      await rm(first.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a refused refresh token is 422 naming the grant, an account.error, and no more requests to the provider', async () => {
+    const user = users[6]!;
+    const grant = grantFor(user);
+    // At save: refused, nothing saved.
+    provider.revoke(grant.refreshToken);
+    const refusedAtSave = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/accounts',
+      payload: { protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: user.username, oauth2: oauth2Body(grant) },
+    });
+    expect(expectProblem(refusedAtSave, 422, 'UPSTREAM_AUTH_FAILED').detail).toMatch(/refused the refresh token \(invalid_grant/);
+
+    // Later: a working grant is revoked; once the token must be renewed every request is refused at once.
+    const later = grantFor(user);
+    const id = await createAccount(gw.app, user, later);
+    provider.revoke(later.refreshToken);
+    for (const token of provider.issuedTo(user.username)) provider.expireAccessToken(token);
+    await kick(user);
+    for (let i = 0; i < 3; i++) {
+      const res = await listing(gw.app, id);
+      expect(expectProblem(res as never, 422, 'UPSTREAM_AUTH_FAILED').detail).toMatch(/invalid_grant/);
+    }
+    expect(renewals(later)).toBe(2);
+    const { events } = await gw.app.services.events!.log.readAfter(id, '0-0', 100);
+    expect(events.filter((e) => e.type === 'account.error')).toEqual([expect.objectContaining({ code: 'UPSTREAM_AUTH_FAILED', detail: expect.stringMatching(/invalid_grant/) })]);
+    // A new grant by PATCH works at once (its predecessor's back-off does not hold it).
+    const fresh = grantFor(user);
+    const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { oauth2: oauth2Body(fresh) } });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((await listing(gw.app, id)).statusCode).toBe(200);
+  });
+
+  it('20 concurrent requests after expiry renew once, and so do two gateway processes sharing Redis', async () => {
+    const user = users[7]!;
+    const env = { REDIS_URL: redisServer.url, SECRET_KEY: randomBytes(32).toString('hex') };
+    const [a, b] = [await startGateway(env), await startGateway(env)];
+    try {
+      const grant = grantFor(user);
+      const res = await a.app.inject({
+        method: 'POST',
+        url: '/v1/accounts?verify=false',
+        payload: { protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: user.username, oauth2: oauth2Body(grant) },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+      const id = (res.json() as { id: string }).id;
+      provider.setTokenDelay(150);
+      const answers = await Promise.all([...Array.from({ length: 10 }, () => listing(a.app, id)), ...Array.from({ length: 10 }, () => listing(b.app, id))]);
+      expect(answers.map((r) => r.statusCode)).toEqual(Array(20).fill(200));
+      expect(renewals(grant)).toBe(1);
+    } finally {
+      provider.setTokenDelay(0);
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe.skipIf(!canRunMta)('OAuth2 SMTP submission', () => {
+  let mta: TestMta;
+
+  beforeAll(async () => {
+    mta = await startMta({ dovecot, users });
+  });
+
+  afterAll(async () => {
+    await mta?.stop();
+  });
+
+  it("sends with the account's own grant (XOAUTH2 through Postfix to Dovecot)", async () => {
+    const sender = users[0]!;
+    const recipient = users[1]!;
+    const grant = grantFor(sender);
+    const id = await createAccount(gw.app, sender, grant, { email: mta.address(sender.username), smtp: { host: mta.host, port: mta.port, security: 'none' } });
+    const send = async (): Promise<void> => {
+      const res = await gw.app.inject({ method: 'POST', url: `/v1/accounts/${id}/send`, payload: { to: [{ address: mta.address(recipient.username) }], subject: 'via oauth2', text: 'x', saveToSent: false } });
+      expect(res.statusCode, res.body).toBe(202);
+      const { queueId } = res.json() as { queueId: string };
+      for (let i = 0; i < 200; i++) {
+        const entry = (await gw.app.inject({ method: 'GET', url: `/v1/accounts/${id}/outbox/${queueId}` })).json() as { status: string; error: string | null };
+        if (entry.status === 'sent') return;
+        if (entry.status === 'failed' || entry.status === 'retrying') throw new Error(`not sent: ${JSON.stringify(entry)}\n${await mta.log()}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      throw new Error('not sent in time');
+    };
+    await send();
+    // The account's own grant: SMTP logs in with the token IMAP got at save, no renewal of its own.
+    expect(renewals(grant)).toBe(1);
+  });
+});
