@@ -248,7 +248,9 @@ export class AccountService {
     const smtpChanged = patch.smtp !== undefined || (connectionChanged && next.smtp !== undefined && next.smtp !== null && (next.smtp.username === null || next.smtp.sealedSecret === null));
     if (secretChanged && next.authMethod !== 'oauth2') delete next.oauth2;
     // A new grant starts afresh: the old one's kept token and refusal go (in every process).
-    if (secretChanged || smtpChanged) await this.options.tokens?.forget(id);
+    if (secretChanged || (patch.smtp !== undefined && smtpChanged)) {
+      await this.options.tokens?.forget(id, [...(secretChanged ? (['mail'] as const) : []), ...(patch.smtp !== undefined ? (['smtp'] as const) : [])]);
+    }
     await this.checkTokenUrls(next);
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);

@@ -6,6 +6,7 @@
  * watchers failing together do not retry together.
  */
 import type { Logger } from 'pino';
+import { GrantRefused } from '../accounts/oauth2/token-endpoint.js';
 import type { GatewayError } from '../errors.js';
 import type { WatchSink } from './watch.js';
 
@@ -31,6 +32,9 @@ export class AccountHealth {
     this.delayMs = this.delayMs === 0 ? this.retryMinMs : Math.min(this.retryMaxMs, this.delayMs * 2);
     this.sink.onReconnect?.(err.code);
     this.log.warn({ account: this.accountId, code: err.code, err: { message: err.message } }, 'watcher cannot reach the mail server');
+    // A refused OAuth2 grant is told once for the account by the token manager (src/accounts/oauth2/),
+    // whoever met it first; the watcher only backs off.
+    if (err instanceof GrantRefused) return;
     if (this.failing === err.code) return;
     this.failing = err.code;
     await this.record('account.error', err.code, err.message);

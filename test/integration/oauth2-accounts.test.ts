@@ -92,6 +92,18 @@ describe('OAuth2 accounts', () => {
     expect(renewals(grant)).toBe(1);
   });
 
+  it('refuses a grant it cannot use at save: no token URL, two secrets, a token URL the egress policy forbids', async () => {
+    const user = users[0]!;
+    const grant = grantFor(user);
+    const body = (extra: Record<string, unknown>) => ({ protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: user.username, ...extra });
+    const post = (extra: Record<string, unknown>) => gw.app.inject({ method: 'POST', url: '/v1/accounts', payload: body(extra) });
+    expect(expectProblem(await post({ oauth2: oauth2Body(grant, { tokenUrl: undefined }) }), 400, 'VALIDATION_FAILED').detail).toMatch(/oauth2\/tokenUrl is required/);
+    expectProblem(await post({ password: 'x', oauth2: oauth2Body(grant) }), 400, 'VALIDATION_FAILED');
+    expectProblem(await post({ oauth2: oauth2Body(grant, { tokenUrl: 'https://10.1.2.3/token' }) }), 403, 'HOST_NOT_ALLOWED');
+    expectProblem(await post({ oauth2: oauth2Body(grant, { provider: 'yahoo' }) }), 400, 'VALIDATION_FAILED');
+    expect(renewals(grant)).toBe(0);
+  });
+
   it('renews once and logs in again when the server refuses a token that should still be valid', async () => {
     const user = users[1]!;
     const grant = grantFor(user);
@@ -241,5 +253,13 @@ describe.skipIf(!canRunMta)('OAuth2 SMTP submission', () => {
     await send();
     // The account's own grant: SMTP logs in with the token IMAP got at save, no renewal of its own.
     expect(renewals(grant)).toBe(1);
+
+    // SMTP settings with a grant of their own: its own tokens (and the account's stay as they are).
+    const smtpGrant = grantFor(sender);
+    const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { smtp: { oauth2: oauth2Body(smtpGrant) } } });
+    expect(patched.statusCode, patched.body).toBe(200);
+    expect((patched.json() as { smtp: { authMethod: string; oauth2: { clientId: string } } }).smtp).toMatchObject({ authMethod: 'oauth2', oauth2: { clientId: smtpGrant.clientId } });
+    await send();
+    expect(renewals(smtpGrant)).toBe(1);
   });
 });

@@ -166,7 +166,7 @@ describe.skipIf(!canRunMta).each(STORES)('sending through a real MTA ($store)', 
     const view = res.json() as { capabilities: string[]; email: string; smtp: Record<string, unknown> };
     expect(view.capabilities).toContain('send');
     expect(view.email).toBe(mta.address(alice.username));
-    expect(view.smtp).toEqual({ host: mta.host, port: mta.port, security: 'none', username: alice.username, authMethod: 'password', tlsVerify: true });
+    expect(view.smtp).toEqual({ host: mta.host, port: mta.port, security: 'none', username: alice.username, authMethod: 'password', oauth2: null, tlsVerify: true });
     expect(res.body).not.toContain(alice.password);
     const bobView = (await call({ method: 'GET', url: `/v1/accounts/${bobId}` })).json() as { capabilities: string[]; smtp: unknown };
     expect(bobView.capabilities).not.toContain('send');

@@ -434,6 +434,27 @@ describe('POP3 client over a fake server', { timeout: 30_000 }, () => {
     expect((await rejection(other.login('alice@example.com', { accessToken: token }))).code).toBe('UPSTREAM_AUTH_FAILED');
   });
 
+  it('sends a short XOAUTH2 response on the AUTH line, or after the `+` when the server takes only that (Outlook)', async () => {
+    const token = 'at_short';
+    const response = Buffer.from(`user=alice@example.com\x01auth=Bearer ${token}\x01\x01`).toString('base64');
+    const lines: string[] = [];
+    const inline = await fakeServer(async (conn) => {
+      await opening(conn, ['SASL XOAUTH2']);
+      lines.push(await conn.next());
+      conn.write('+OK logged in\r\n');
+    });
+    await (await connect(inline)).login('alice@example.com', { accessToken: token });
+    const twoLines = await fakeServer(async (conn) => {
+      await opening(conn, ['SASL XOAUTH2']);
+      lines.push(await conn.next());
+      conn.write('+ \r\n');
+      lines.push(await conn.next());
+      conn.write('+OK logged in\r\n');
+    });
+    await (await connect(twoLines)).login('alice@example.com', { accessToken: token, initialResponse: false });
+    expect(lines).toEqual([`AUTH XOAUTH2 ${response}`, 'AUTH XOAUTH2', response]);
+  });
+
   it('drops the session when the server sends data nobody asked for', async () => {
     const server = await fakeServer(async (conn) => {
       await opening(conn);

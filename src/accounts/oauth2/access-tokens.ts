@@ -97,9 +97,9 @@ export class AccessTokens {
     return record?.refreshToken === undefined ? null : this.options.sealer.open(record.refreshToken);
   }
 
-  /** The grant changed or the account went: its kept token and refusal go (in every process). */
-  async forget(accountId: string): Promise<void> {
-    await Promise.all((['mail', 'smtp'] as const).map((name) => this.options.state.forget(accountId, name)));
+  /** A grant changed or the account went: their kept tokens and refusals go (in every process). */
+  async forget(accountId: string, names: ReadonlyArray<OAuth2Grant['name']> = ['mail', 'smtp']): Promise<void> {
+    await Promise.all(names.map((name) => this.options.state.forget(accountId, name)));
   }
 
   private async renew(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
