@@ -1,7 +1,7 @@
 /**
  * An OAuth2 provider of the test's own, on a free loopback port: the token endpoint of RFC 6749's
  * refresh grant (§6) and the introspection endpoint of RFC 7662 that Dovecot's `passdb { driver =
- * oauth2 }` asks at every login (../shared/SERVERS.md has the facts checked there).
+ * oauth2 }` asks at every login (the facts it relies on are in the comments below).
  *
  * It issues short-lived access tokens from the refresh tokens it was given, can rotate a refresh
  * token (the old one is then `invalid_grant`), refuse a grant, answer slowly or not at all, and counts
