@@ -357,10 +357,10 @@ for (const backend of backends) {
       const first = await start(directory, [accountId]);
       await env.log.append(accountId, [newEvent('message.new', 'INBOX')]);
       await target.waitFor(1);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The attempt is recorded after the answer arrives: wait for the record, not for a fixed time.
+      await expect.poll(() => directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'retrying', attempt: 1 });
       await first.close();
       const retrying = directory.records.get(hook.id)?.[0];
-      expect(retrying).toMatchObject({ status: 'retrying', attempt: 1 });
 
       // A restart within the back-off does not send at once, and the next attempt is the second.
       await start(directory, [accountId]);
@@ -368,8 +368,7 @@ for (const backend of backends) {
       expect(target.received).toHaveLength(1);
       await target.waitFor(2, 10_000);
       expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(retrying!.nextAttemptAt!) - 50);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'retrying', attempt: 2 });
+      await expect.poll(() => directory.records.get(hook.id)?.[0]).toMatchObject({ status: 'retrying', attempt: 2 });
     }, 20_000);
 
     it('moves a lane forward only, and a late settle leaves the next head\'s retry state alone', async () => {
