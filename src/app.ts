@@ -315,8 +315,8 @@ async function createServices(
     timeoutMs: config.upstreamTimeoutMs,
     log: log.child({ component: 'oauth2' }) as Logger,
     keepRefreshToken: (grant, refreshToken, previous): Promise<void> => accounts.keepRefreshToken(grant, refreshToken, previous),
-    onRefused: (grant, detail) => void recordAccountEvent(grant.accountId, 'account.error', { code: 'UPSTREAM_AUTH_FAILED', detail }),
-    onRecovered: (grant) => void recordAccountEvent(grant.accountId, 'account.recovered', { code: 'OK', detail: 'The OAuth2 provider issues access tokens for this account again' }),
+    onRefused: (accountId, detail) => void recordAccountEvent(accountId, 'account.error', { code: 'UPSTREAM_AUTH_FAILED', detail }),
+    onRecovered: (accountId) => void recordAccountEvent(accountId, 'account.recovered', { code: 'OK', detail: 'The OAuth2 provider issues access tokens for this account again' }),
     onRenewal: (outcome) => metrics.oauth2Renewals.inc({ outcome }),
   });
   /** An account event outside a watcher (a refused OAuth2 grant): stored only for an account that exists. */

@@ -60,7 +60,7 @@ export interface OAuth2Input {
 }
 
 /** What the API shows of an OAuth2 grant: no secret. */
-export type OAuth2View = OAuth2SettingsRecord;
+export type OAuth2View = Omit<OAuth2SettingsRecord, 'grantId'>;
 
 /** A PATCH: any field but `id`; `smtp` merges into the settings there are (null removes them). */
 export type AccountPatch = Partial<Omit<AccountInput, 'id' | 'smtp'>> & { smtp?: Partial<SmtpInput> | null };
@@ -180,15 +180,12 @@ export class AccountService {
     await this.options.egress.resolve(record.host);
     if (record.smtp) await this.options.egress.resolve(record.smtp.host);
     await this.checkTokenUrls(record);
-    try {
-      if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
-      if (verify && record.smtp) await this.verifySmtp(record, 'nothing was saved');
-      // A provider that rotates refresh tokens did so at the verifying login: the record keeps the new one.
-      await this.keepRotatedAtSave(record);
-    } catch (err) {
-      await this.options.tokens?.forget(record.id).catch(() => undefined);
-      throw err;
-    }
+    // A failed save leaves its grants' token state be (it expires by itself): a provider may have
+    // rotated the refresh token at the verifying login, and the same grant given again finds the new one.
+    if (verify) record.capabilities = await verifyNewSettings(backend, this.mailAccount(record), 'nothing was saved');
+    if (verify && record.smtp) await this.verifySmtp(record, 'nothing was saved');
+    // A provider that rotates refresh tokens did so at the verifying login: the record keeps the new one.
+    await this.keepRotatedAtSave(record);
     await this.options.store.create(record);
     this.options.log.info({ account: record.id, protocol: record.protocol, verified: verify }, 'account created');
     this.options.onCreated?.(record.id);
@@ -247,10 +244,8 @@ export class AccountService {
     // SMTP that borrows the account's username or secret changes with them.
     const smtpChanged = patch.smtp !== undefined || (connectionChanged && next.smtp !== undefined && next.smtp !== null && (next.smtp.username === null || next.smtp.sealedSecret === null));
     if (secretChanged && next.authMethod !== 'oauth2') delete next.oauth2;
-    // A new grant starts afresh: the old one's kept token and refusal go (in every process).
-    if (secretChanged || (patch.smtp !== undefined && smtpChanged)) {
-      await this.options.tokens?.forget(id, [...(secretChanged ? (['mail'] as const) : []), ...(patch.smtp !== undefined ? (['smtp'] as const) : [])]);
-    }
+    // A new grant has an id of its own (secretFields): it starts afresh while the old one keeps its
+    // token and refusal until the change is saved, so a change that fails leaves the account as it was.
     await this.checkTokenUrls(next);
     if (connectionChanged) {
       await this.options.egress.resolve(next.host);
@@ -267,13 +262,14 @@ export class AccountService {
     this.options.changes?.publish({ id, connection: connectionChanged || smtpChanged });
     if (connectionChanged) await this.forgetSessionsAndCache(current);
     if (smtpChanged) this.options.smtp?.drop(id);
+    await this.retireGrants(current, next, { mail: verify && connectionChanged, smtp: verify && smtpChanged });
     return this.view(next);
   }
 
   async delete(id: string): Promise<void> {
     const current = await this.get(id);
     await this.options.store.delete(id);
-    await this.options.tokens?.forget(id).catch(() => undefined);
+    await this.retireGrants(current, null, { mail: false, smtp: false });
     this.options.changes?.publish({ id, connection: true });
     await this.forgetSessionsAndCache(current);
     this.options.smtp?.drop(id);
@@ -371,10 +367,11 @@ export class AccountService {
     const tokenUrl = oauth2.tokenUrl ?? preset?.tokenUrl;
     if (tokenUrl === undefined) throw new GatewayError('VALIDATION_FAILED', `${field}/oauth2/tokenUrl is required when provider is "custom"`);
     const secrets: OAuth2Secrets = { refreshToken: oauth2.refreshToken, clientSecret: oauth2.clientSecret ?? null };
+    const settings: OAuth2SettingsRecord = { provider: oauth2.provider, tokenUrl, clientId: oauth2.clientId, scope: oauth2.scope ?? preset?.scope ?? null };
     return {
       authMethod: 'oauth2',
       sealedSecret: sealer.seal(JSON.stringify(secrets)),
-      oauth2: { provider: oauth2.provider, tokenUrl, clientId: oauth2.clientId, scope: oauth2.scope ?? preset?.scope ?? null },
+      oauth2: { ...settings, grantId: this.grantIdOf(settings, secrets) },
     };
   }
 
@@ -417,19 +414,83 @@ export class AccountService {
    * the grant was changed meanwhile (the stored token is no longer the one the renewal replaced).
    */
   async keepRefreshToken(grant: OAuth2Grant, refreshToken: string, previous: string): Promise<void> {
-    const record = await this.options.store.get(grant.accountId);
-    if (record === null) return; // being created (keepRotatedAtSave) or deleted
-    const holder = grant.name === 'mail' ? record : record.smtp;
-    if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null) return;
-    const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
-    if (secrets.refreshToken !== previous) return;
-    holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken }));
-    await this.options.store.update({ ...record, updatedAt: new Date().toISOString() });
-    this.options.changes?.publish({ id: record.id, connection: false });
+    // Compare-and-set, tried again on a lost race: a client's change made meanwhile is never undone.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const record = await this.options.store.get(grant.accountId);
+      if (record === null) return; // being created (keepRotatedAtSave) or deleted
+      const next: AccountRecord = structuredClone(record);
+      let changed = false;
+      // Every holder of this grant (the account's and its SMTP settings' may be the same grant).
+      for (const holder of [next, next.smtp]) {
+        if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
+        const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
+        if (this.grantIdOf(holder.oauth2, secrets) !== grant.grantId || secrets.refreshToken !== previous) continue;
+        holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken }));
+        changed = true;
+      }
+      if (!changed) return; // the grant was replaced meanwhile, or its record already has the new token
+      if (await this.options.store.updateIf(record, next)) {
+        this.options.changes?.publish({ id: record.id, connection: false });
+        return;
+      }
+    }
+    throw new Error('the account record kept changing while the rotated refresh token was being stored');
+  }
+
+  /**
+   * After a saved change (`next`) or a deletion (null): grants the account no longer holds are
+   * told replaced (an old refusal turns into account.recovered, see AccessTokens.replaced) and their
+   * token state goes, unless another account holds the same grant. The change is saved already: a
+   * failure here is logged, and the state left expires by itself.
+   */
+  private async retireGrants(current: AccountRecord, next: AccountRecord | null, verified: Record<'mail' | 'smtp', boolean>): Promise<void> {
+    const tokens = this.options.tokens;
+    if (tokens === undefined) return;
+    const kept = next === null ? new Map<string, string>() : this.grantIds(next);
+    const gone = [...this.grantIds(current)].filter(([name, grantId]) => kept.get(name) !== grantId && ![...kept.values()].includes(grantId));
+    if (gone.length === 0) return;
+    try {
+      for (const [name, grantId] of gone) {
+        await tokens.replaced(current.id, grantId, kept.get(name) ?? null, verified[name as 'mail' | 'smtp']);
+      }
+      const others = (await this.options.store.list()).filter((r) => r.id !== current.id).flatMap((r) => [...this.grantIds(r).values()]);
+      await tokens.forget(gone.map(([, grantId]) => grantId).filter((grantId) => !others.includes(grantId)));
+    } catch (err) {
+      this.options.log.warn({ account: current.id, err: { message: (err as Error).message } }, 'could not drop the token state of replaced OAuth2 grants');
+    }
+  }
+
+  /** The OAuth2 grants a record holds of its own, by name (`mail`, `smtp`). */
+  private grantIds(record: AccountRecord): Map<string, string> {
+    const ids = new Map<string, string>();
+    for (const [name, holder] of [['mail', record], ['smtp', record.smtp]] as const) {
+      if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
+      ids.set(name, this.grantIdOf(holder.oauth2, JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets));
+    }
+    return ids;
+  }
+
+  /**
+   * A grant's id: a keyed fingerprint of the grant as given (token URL, client, secret, refresh token,
+   * scope), so the same grant given again finds its state (a refresh token rotated at a failed save),
+   * and a new one starts afresh. Computed at save and stored; a rotation keeps it.
+   */
+  private grantIdOf(settings: OAuth2SettingsRecord, secrets: OAuth2Secrets): string {
+    if (settings.grantId !== undefined) return settings.grantId;
+    return `g_${this.options.sealer.fingerprint(JSON.stringify([settings.tokenUrl, settings.clientId, secrets.clientSecret, secrets.refreshToken, settings.scope]))}`;
   }
 
   private grant(accountId: string, name: 'mail' | 'smtp', settings: OAuth2SettingsRecord, secrets: OAuth2Secrets): OAuth2Grant {
-    return { accountId, name, tokenUrl: settings.tokenUrl, clientId: settings.clientId, clientSecret: secrets.clientSecret, refreshToken: secrets.refreshToken, scope: settings.scope };
+    return {
+      grantId: this.grantIdOf(settings, secrets),
+      accountId,
+      name,
+      tokenUrl: settings.tokenUrl,
+      clientId: settings.clientId,
+      clientSecret: secrets.clientSecret,
+      refreshToken: secrets.refreshToken,
+      scope: settings.scope,
+    };
   }
 
   /** A login's credentials from a stored secret; OAuth2 ones ask the token manager at each login. */
@@ -442,7 +503,7 @@ export class AccountService {
     const grant = this.grant(accountId, name, oauth2, JSON.parse(secret) as OAuth2Secrets);
     return {
       oauth2: {
-        grantId: `${accountId} ${name} ${oauth2.clientId} ${oauth2.tokenUrl}`,
+        grantId: grant.grantId,
         // Outlook takes the POP3 XOAUTH2 response only after its `+` (Microsoft's POP3 OAuth guide).
         initialResponse: oauth2.provider !== 'microsoft',
         token: (refused) => tokens.token(grant, refused),
@@ -512,7 +573,7 @@ export class AccountService {
       security: record.security,
       username: record.username,
       authMethod: record.authMethod,
-      oauth2: record.oauth2 ? { ...record.oauth2 } : null,
+      oauth2: record.oauth2 ? oauth2View(record.oauth2) : null,
       tlsVerify: record.tlsVerify,
       name: record.name,
       createdAt: record.createdAt,
@@ -527,12 +588,17 @@ export class AccountService {
             security: record.smtp.security,
             username: record.smtp.username ?? record.username,
             authMethod: record.smtp.authMethod ?? record.authMethod,
-            oauth2: record.smtp.sealedSecret === null ? (record.oauth2 ? { ...record.oauth2 } : null) : record.smtp.oauth2 ? { ...record.smtp.oauth2 } : null,
+            oauth2: record.smtp.sealedSecret === null ? (record.oauth2 ? oauth2View(record.oauth2) : null) : record.smtp.oauth2 ? oauth2View(record.smtp.oauth2) : null,
             tlsVerify: record.smtp.tlsVerify,
           }
         : null,
     };
   }
+}
+
+/** The grant's settings as the API shows them: without its id (an internal name). */
+function oauth2View(settings: OAuth2SettingsRecord): OAuth2View {
+  return { provider: settings.provider, tokenUrl: settings.tokenUrl, clientId: settings.clientId, scope: settings.scope };
 }
 
 function generateAccountId(): string {

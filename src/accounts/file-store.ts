@@ -96,6 +96,17 @@ export class FileAccountStore implements AccountStore {
     });
   }
 
+  updateIf(expected: AccountRecord, next: AccountRecord): Promise<boolean> {
+    return this.mutate((draft) => {
+      const stored = draft.get(next.id);
+      if (stored === undefined || JSON.stringify(pickAccountRecord(stored)) !== JSON.stringify(pickAccountRecord(expected))) {
+        return { changed: false, result: false };
+      }
+      draft.set(next.id, pickAccountRecord(next));
+      return { changed: true, result: true };
+    });
+  }
+
   delete(id: string): Promise<boolean> {
     return this.mutate((draft) => {
       const removed = draft.delete(id);

@@ -107,6 +107,14 @@ export class LastKnownAccountStore implements AccountStore {
     this.wrote(record.id, record);
   }
 
+  async updateIf(expected: AccountRecord, next: AccountRecord): Promise<boolean> {
+    const updated = await this.store.updateIf(expected, next);
+    // Refused: the remembered record is older than the store's, so the next read asks the store.
+    if (updated) this.wrote(next.id, next);
+    else this.forget(next.id);
+    return updated;
+  }
+
   async delete(id: string): Promise<boolean> {
     const deleted = await this.store.delete(id);
     this.wrote(id, null);

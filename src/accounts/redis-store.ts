@@ -40,6 +40,14 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
 end
 return 0`;
 
+/** HSET only when the field still holds the expected value, atomically (compare-and-set). */
+const UPDATE_IF_UNCHANGED = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0`;
+
 export class RedisAccountStore implements AccountStore {
   private readonly key = keys.accounts();
   private readonly operationTimeoutMs: number;
@@ -76,6 +84,12 @@ export class RedisAccountStore implements AccountStore {
       this.redis.eval(UPDATE_IF_EXISTS, 1, this.key, record.id, serialise(record)),
     );
     if (updated !== 1) throw new GatewayError('ACCOUNT_NOT_FOUND', `account "${record.id}" does not exist`);
+  }
+
+  async updateIf(expected: AccountRecord, next: AccountRecord): Promise<boolean> {
+    // Records are stored as serialise() writes them, and serialise() of a record read back gives the same text.
+    const updated = await this.call('write', () => this.redis.eval(UPDATE_IF_UNCHANGED, 1, this.key, next.id, serialise(expected), serialise(next)));
+    return updated === 1;
   }
 
   async delete(id: string): Promise<boolean> {

@@ -7,7 +7,7 @@
  *
  * No message produced here ever contains a secret, a key or a sealed value.
  */
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errnoCode, syncDir } from '../util/fs.js';
@@ -25,6 +25,11 @@ export interface Sealer {
   seal(plain: string): string;
   /** Throws when the value is malformed, was tampered with, or was sealed under another key. */
   open(sealed: string): string;
+  /**
+   * A name for a secret that tells nothing about it: HMAC-SHA256 under a key derived from the sealing
+   * key (never the sealing key itself), 128 bits, base64url. Equal secrets get equal names.
+   */
+  fingerprint(plain: string): string;
 }
 
 export function createSealer(key: Buffer): Sealer {
@@ -33,6 +38,8 @@ export function createSealer(key: Buffer): Sealer {
   }
   // Own copy: a caller zeroing or reusing its buffer must not change the key under us.
   const k = Buffer.from(key);
+  // A key of its own for fingerprints (one key, one purpose): HMAC of a fixed label under the sealing key.
+  const fingerprintKey = createHmac('sha256', k).update('mailgw fingerprint v1').digest();
 
   return {
     seal(plain: string): string {
@@ -66,6 +73,10 @@ export function createSealer(key: Buffer): Sealer {
         // GCM tag mismatch: the value was altered, or sealed under a different SECRET_KEY.
         throw new Error('sealed secret failed authentication: it was altered or sealed under another key');
       }
+    },
+
+    fingerprint(plain: string): string {
+      return createHmac('sha256', fingerprintKey).update(plain, 'utf8').digest().subarray(0, 16).toString('base64url');
     },
   };
 }

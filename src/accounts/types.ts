@@ -18,6 +18,13 @@ export interface OAuth2SettingsRecord {
   clientId: string;
   /** null: none sent (the grant's own scope). */
   scope: string | null;
+  /**
+   * Names the grant as it was given (a keyed fingerprint of its token URL, client and refresh token,
+   * src/accounts/sealing.ts): its tokens are kept under this id, so a grant given anew starts afresh and
+   * a rotation of its refresh token keeps the id. Never shown. Absent in records saved before grant ids
+   * existed: derived from the secrets then.
+   */
+  grantId?: string;
 }
 
 /** What `sealedSecret` holds, sealed, when `authMethod` is `oauth2`. */
@@ -78,6 +85,12 @@ export interface AccountStore {
   create(record: AccountRecord): Promise<void>;
   /** GatewayError `ACCOUNT_NOT_FOUND` if there is no record with `record.id`. */
   update(record: AccountRecord): Promise<void>;
+  /**
+   * Writes `next` only if the stored record is still `expected` (as read), atomically; false when it
+   * changed or went meanwhile. For writes the gateway makes on its own (a rotated refresh token), which
+   * must never undo a change a client made at the same time.
+   */
+  updateIf(expected: AccountRecord, next: AccountRecord): Promise<boolean>;
   /** True when a record was removed. */
   delete(id: string): Promise<boolean>;
   /** Throws when the store is unreachable (used by `GET /ready`). */
@@ -99,6 +112,7 @@ function oauth2RecordProblem(value: unknown): string | null {
   if (typeof r.tokenUrl !== 'string' || r.tokenUrl === '') return 'tokenUrl is missing';
   if (typeof r.clientId !== 'string' || r.clientId === '') return 'clientId is missing';
   if (r.scope !== null && typeof r.scope !== 'string') return 'scope is neither a string nor null';
+  if (r.grantId !== undefined && (typeof r.grantId !== 'string' || r.grantId === '')) return 'grantId is not a string';
   return null;
 }
 
@@ -180,7 +194,7 @@ export function pickAccountRecord(r: AccountRecord): AccountRecord {
 }
 
 function pickOAuth2(o: OAuth2SettingsRecord): OAuth2SettingsRecord {
-  return { provider: o.provider, tokenUrl: o.tokenUrl, clientId: o.clientId, scope: o.scope };
+  return { provider: o.provider, tokenUrl: o.tokenUrl, clientId: o.clientId, scope: o.scope, ...(typeof o.grantId === 'string' ? { grantId: o.grantId } : {}) };
 }
 
 function pickSmtp(s: SmtpSettingsRecord): SmtpSettingsRecord {

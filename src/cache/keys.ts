@@ -85,14 +85,15 @@ export const keys = {
   events: (accountId: string): string => `${KEY_PREFIX}events:${accountTag(accountId)}`,
 
   /**
-   * An OAuth2 grant's current access token (sealed) and expiry, or the refusal its last renewal got
-   * (src/accounts/oauth2/); `grant` is `mail` (the account's) or `smtp` (its SMTP settings' own).
-   * TTL'd to the token's expiry or the refusal's back-off.
+   * An OAuth2 grant's current access token (sealed) and expiry, the refusal its last renewal got, and
+   * a rotated refresh token (src/accounts/oauth2/). Keyed by the grant's id (a keyed fingerprint of its
+   * settings, not the account): a grant given anew starts afresh, and the one it replaces keeps its
+   * state until the replacement is saved. TTL'd to the token's expiry or the refusal's memory.
    */
-  oauth2Token: (accountId: string, grant: string): string => `${KEY_PREFIX}oauth2:${accountTag(accountId)}:${grant}:token`,
+  oauth2Token: (grantId: string): string => `${KEY_PREFIX}oauth2:{${grantId}}:token`,
 
-  /** The lease of the one renewal of a grant running across processes (`SET NX PX`). */
-  oauth2Renewal: (accountId: string, grant: string): string => `${KEY_PREFIX}oauth2:${accountTag(accountId)}:${grant}:renewal`,
+  /** The lease of the one renewal of a grant running across processes (`SET NX PX`); same slot as its token. */
+  oauth2Renewal: (grantId: string): string => `${KEY_PREFIX}oauth2:{${grantId}}:renewal`,
 
   /**
    * Hash beside the stream: `last` (the newest id ever issued) and `trimmed` (the newest id ever

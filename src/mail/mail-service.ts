@@ -227,9 +227,14 @@ export class MailService {
   }
 }
 
-/** The fields a session's login depends on: when one changes, sessions of the old ones must go. */
+/**
+ * The fields a session's login depends on: when one changes, sessions of the old ones must go. An
+ * OAuth2 grant counts by its id, not its sealed secrets: a rotated refresh token is the same grant,
+ * and its sessions stay.
+ */
 function connectionFingerprint(record: AccountRecord): string {
-  return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, record.sealedSecret, record.tlsVerify]);
+  const secret = record.authMethod === 'oauth2' && record.oauth2?.grantId !== undefined ? record.oauth2.grantId : record.sealedSecret;
+  return JSON.stringify([record.protocol, record.host, record.port, record.security, record.username, record.authMethod, secret, record.tlsVerify]);
 }
 
 /**

@@ -141,7 +141,8 @@ export class OutboxWorker {
     if (account !== null) {
       const started = performance.now();
       try {
-        const info = await this.options.transports.send(account, { envelope: { from: entry.envelopeFrom, to }, raw });
+        const reopen = Buffer.isBuffer(raw) ? undefined : () => store.rawStream(queueId);
+        const info = await this.options.transports.send(account, { envelope: { from: entry.envelopeFrom, to }, raw, ...(reopen ? { reopen } : {}) });
         outcome = outcomeOfSuccess(to, info);
       } catch (err) {
         outcome = outcomeOfError(to, err);

@@ -60,12 +60,36 @@ function refusalsByAddress(errors: NodemailerError[] | undefined): Map<string, R
   return byAddress;
 }
 
+/**
+ * An error of ours (a grant the provider refused, a token endpoint that timed out, a host the egress
+ * policy forbids) on its way through nodemailer, which rewrites the `code` of whatever error it is
+ * given (to EAUTH, ECONNECTION): nodemailer gets this carrier, and the error inside stays as it was.
+ */
+export class CarriedError extends Error {
+  constructor(readonly carried: GatewayError) {
+    super(carried.message);
+    this.name = 'CarriedError';
+  }
+}
+
+/** The gateway's own error inside what nodemailer answered, if it carried one. */
+export function carriedGatewayError(err: unknown): GatewayError | null {
+  if (err instanceof CarriedError) return err.carried;
+  return isGatewayError(err) ? err : null;
+}
+
+/** What nodemailer is given in place of an error of ours. */
+export const carry = (err: unknown): Error => (isGatewayError(err) ? new CarriedError(err) : (err as Error));
+
 /** An error about the whole attempt: refused for good (5yz, a policy refusal) or worth trying again. */
 function wholeMessageOutcome(err: NodemailerError): { outcome: 'deferred' | 'failed'; response: string | null; description: string } {
-  if (isGatewayError(err)) {
-    // The egress policy refused the SMTP host (HOST_NOT_ALLOWED) or its name does not resolve.
-    const permanent = err.code === 'HOST_NOT_ALLOWED';
-    return { outcome: permanent ? 'failed' : 'deferred', response: null, description: oneLine(err.message) ?? err.code };
+  const ours = carriedGatewayError(err);
+  if (ours !== null) {
+    // The egress policy refused the SMTP host (HOST_NOT_ALLOWED) or its name does not resolve; an
+    // OAuth2 grant the provider refused (UPSTREAM_AUTH_FAILED) is the account's settings: both fail at
+    // once. A token endpoint that failed or timed out is worth trying again.
+    const permanent = ours.code === 'HOST_NOT_ALLOWED' || ours.code === 'UPSTREAM_AUTH_FAILED';
+    return { outcome: permanent ? 'failed' : 'deferred', response: null, description: oneLine(ours.message) ?? ours.code };
   }
   const response = oneLine(err.response);
   if (err.code === 'EAUTH') {
@@ -99,7 +123,8 @@ function oneLine(text: string | undefined | null): string | null {
  * credentials 422 UPSTREAM_AUTH_FAILED, a server that did not answer in time 504, anything else 502.
  */
 export function smtpLoginError(err: unknown): GatewayError {
-  if (isGatewayError(err)) return err;
+  const ours = carriedGatewayError(err);
+  if (ours !== null) return ours;
   const error = err as NodemailerError;
   const reply = oneLine(error.response);
   if (error.code === 'EAUTH' || error.code === 'ENOAUTH') {

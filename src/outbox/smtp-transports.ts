@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { Security } from '../accounts/types.js';
 import type { MailCredentials } from '../mail/account.js';
 import type { EgressPolicy } from '../net/egress.js';
-import { smtpLoginError } from './smtp-outcome.js';
+import { CarriedError, carry, smtpLoginError } from './smtp-outcome.js';
 
 /** What a transport needs to reach one account's SMTP server: settings with the secret unsealed. */
 export interface SmtpAccount {
@@ -31,6 +31,8 @@ export interface Submission {
   envelope: { from: string; to: string[] };
   /** The message as it is sent: whole, or read from the outbox store as DATA goes (large messages). */
   raw: Buffer | Readable;
+  /** The same bytes read afresh, for a second try when `raw` is a stream (a login renewed, see send). */
+  reopen?: () => Promise<Buffer | Readable | null>;
 }
 
 export interface SmtpTransportsOptions {
@@ -44,7 +46,17 @@ export interface SmtpTransportsOptions {
 interface Pooled {
   fingerprint: string;
   transport: Transporter<SMTPSentMessageInfo>;
+  login: OAuth2LoginState | null;
 }
+
+/** What an OAuth2 login told: the token it last gave nodemailer, and whether nodemailer asked to renew it. */
+interface OAuth2LoginState {
+  last: string | undefined;
+  renewed: boolean;
+}
+
+/** A refusal of the login itself by the server (not of our token request, which is carried). */
+const isRefusedLogin = (err: unknown): boolean => !(err instanceof CarriedError) && (err as NodemailerError | null)?.code === 'EAUTH';
 
 /** Nodemailer's idle connections close after this (its default is 4 minutes). */
 const IDLE_TIMEOUT_MS = 60_000;
@@ -57,19 +69,59 @@ export class SmtpTransports {
   /** Sends one message over the account's pool; rejects with nodemailer's error (see smtp-outcome.ts). */
   async send(account: SmtpAccount, submission: Submission): Promise<SMTPSentMessageInfo> {
     const pooled = this.pool(account);
-    return pooled.transport.sendMail({ envelope: submission.envelope, raw: submission.raw });
+    const attempt = (raw: Buffer | Readable): Promise<SMTPSentMessageInfo> => pooled.transport.sendMail({ envelope: submission.envelope, raw });
+    if (pooled.login === null) return attempt(submission.raw);
+    pooled.login.renewed = false;
+    try {
+      return await attempt(submission.raw);
+    } catch (err) {
+      // Refused at AUTH, before MAIL FROM: nothing was sent, so one more try with a renewed token is safe
+      // (with the bytes read afresh when they were a stream).
+      if (!Buffer.isBuffer(submission.raw) && submission.reopen === undefined) throw err;
+      if (!(await this.renewAfterRefusal(account, pooled.login, err))) throw err;
+      if (!Buffer.isBuffer(submission.raw)) submission.raw.destroy();
+      const again = Buffer.isBuffer(submission.raw) ? submission.raw : await submission.reopen!();
+      if (again === null) throw err;
+      return attempt(again);
+    }
   }
 
   /** Connects and logs in once, on a connection of its own (the `verify` of account settings). */
   async verify(account: SmtpAccount): Promise<void> {
-    const transport = nodemailer.createTransport(this.transportOptions(account, false));
+    const login = 'oauth2' in account.credentials ? { last: undefined, renewed: false } : null;
+    const once = async (): Promise<void> => {
+      const transport = nodemailer.createTransport(this.transportOptions(account, false, login));
+      try {
+        await transport.verify();
+      } finally {
+        transport.close();
+      }
+    };
     try {
-      await transport.verify();
+      try {
+        await once();
+      } catch (err) {
+        if (login === null || !(await this.renewAfterRefusal(account, login, err))) throw err;
+        await once();
+      }
     } catch (err) {
       throw smtpLoginError(err);
-    } finally {
-      transport.close();
     }
+  }
+
+  /**
+   * A server that refuses an OAuth2 login outright (535, as Microsoft 365 does) gives nodemailer no
+   * 334 challenge to renew on: the token it refused is renewed here, once, and the caller tries again
+   * (API.md: a login refused with a token that should be valid renews once and retries).
+   */
+  private async renewAfterRefusal(account: SmtpAccount, login: OAuth2LoginState, err: unknown): Promise<boolean> {
+    if (!('oauth2' in account.credentials) || !isRefusedLogin(err) || login.renewed || login.last === undefined) return false;
+    try {
+      await account.credentials.oauth2.token(login.last);
+    } catch {
+      return false; // the renewal's own failure is not the answer: the refused login is
+    }
+    return true;
   }
 
   /** Closes the account's pooled connections (its settings changed, or it was deleted). */
@@ -92,13 +144,14 @@ export class SmtpTransports {
     if (current?.fingerprint === fingerprint) return current;
     // New settings: connections logged in with the old ones are never used again.
     if (current !== undefined) this.drop(account.accountId);
-    const transport = nodemailer.createTransport(this.transportOptions(account, true)) as Transporter<SMTPSentMessageInfo>;
-    const pooled = { fingerprint, transport };
+    const state = 'oauth2' in account.credentials ? { last: undefined, renewed: false } : null;
+    const transport = nodemailer.createTransport(this.transportOptions(account, true, state)) as Transporter<SMTPSentMessageInfo>;
+    const pooled = { fingerprint, transport, login: state };
     this.pools.set(account.accountId, pooled);
     return pooled;
   }
 
-  private transportOptions(account: SmtpAccount, pool: boolean): SMTPPoolOptions {
+  private transportOptions(account: SmtpAccount, pool: boolean, login: OAuth2LoginState | null): SMTPPoolOptions {
     const { timeoutMs } = this.options;
     return {
       pool,
@@ -114,7 +167,7 @@ export class SmtpTransports {
       requireTLS: account.security === 'starttls',
       ignoreTLS: account.security === 'none',
       tls: { rejectUnauthorized: account.tlsVerify },
-      auth: this.auth(account),
+      auth: this.auth(account, login),
       connectionTimeout: timeoutMs,
       greetingTimeout: timeoutMs,
       socketTimeout: timeoutMs,
@@ -124,7 +177,7 @@ export class SmtpTransports {
       getSocket: (_options, callback) => {
         this.dial(account, timeoutMs).then(
           (socket) => callback(null, { connection: socket }),
-          (err: unknown) => callback(err as Error),
+          (err: unknown) => callback(carry(err)),
         );
       },
     };
@@ -135,22 +188,23 @@ export class SmtpTransports {
    * (nodemailer's provisionCallback), so a pooled transport never logs in with a token older than the
    * grant's current one; a refused AUTH asks again with `renew` and nodemailer tries once more.
    */
-  private auth(account: SmtpAccount): SMTPPoolOptions['auth'] {
+  private auth(account: SmtpAccount, login: OAuth2LoginState | null): SMTPPoolOptions['auth'] {
     const { credentials } = account;
     if ('password' in credentials) return { user: account.username, pass: credentials.password };
     if ('accessToken' in credentials) return { type: 'OAuth2', user: account.username, accessToken: credentials.accessToken };
     const { oauth2 } = credentials;
-    let last: string | undefined;
+    const state = login ?? { last: undefined, renewed: false };
     return {
       type: 'OAuth2',
       user: account.username,
       provisionCallback: (_user, renew, callback) => {
-        oauth2.token(renew ? last : undefined).then(
+        if (renew) state.renewed = true;
+        oauth2.token(renew ? state.last : undefined).then(
           (token) => {
-            last = token;
+            state.last = token;
             callback(null, token);
           },
-          (err: unknown) => callback(err as Error),
+          (err: unknown) => callback(carry(err)),
         );
       },
     };

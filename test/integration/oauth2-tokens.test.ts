@@ -34,7 +34,7 @@ afterAll(async () => {
 function grantFor(username: string, name: OAuth2Grant['name'] = 'mail'): OAuth2Grant {
   const clientId = `client-${username}`;
   const refreshToken = provider.grant({ username, clientId, clientSecret: 'shh' });
-  return { accountId: `acc-${username}-${randomBytes(3).toString('hex')}`, name, tokenUrl: provider.tokenUrl, clientId, clientSecret: 'shh', refreshToken, scope: 'mail' };
+  return { grantId: `g_${randomBytes(6).toString('hex')}`, accountId: `acc-${username}-${randomBytes(3).toString('hex')}`, name, tokenUrl: provider.tokenUrl, clientId, clientSecret: 'shh', refreshToken, scope: 'mail' };
 }
 
 function redisState(): TokenStateStore {
@@ -54,7 +54,7 @@ function tokens(state: TokenStateStore, extra: Partial<AccessTokensOptions> = {}
     timeoutMs: 2_000,
     log,
     keepRefreshToken: async (_grant, refreshToken) => void kept.push(refreshToken),
-    onRefused: (_grant, detail) => void refused.push(detail),
+    onRefused: (_accountId, detail) => void refused.push(detail),
     onRecovered: () => void (counters.recovered += 1),
     ...extra,
   });

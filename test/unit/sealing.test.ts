@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,16 @@ describe('createSealer', () => {
 
   it('uses a fresh IV each time, so equal secrets do not give equal sealed values', () => {
     expect(sealer.seal('same')).not.toBe(sealer.seal('same'));
+  });
+
+  it('names equal secrets alike and different ones apart, by a keyed fingerprint that is not a plain hash', () => {
+    const name = sealer.fingerprint('refresh-token-1');
+    expect(name).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(sealer.fingerprint('refresh-token-1')).toBe(name);
+    expect(sealer.fingerprint('refresh-token-2')).not.toBe(name);
+    // Under another key the same secret gets another name: it cannot be checked against guesses without the key.
+    expect(createSealer(randomBytes(32)).fingerprint('refresh-token-1')).not.toBe(name);
+    expect(name).not.toBe(createHash('sha256').update('refresh-token-1').digest().subarray(0, 16).toString('base64url'));
   });
 
   it('refuses a tampered ciphertext, tag or IV', () => {

@@ -22,8 +22,12 @@ import type { Sealer } from '../sealing.js';
 import { GrantRefused, refreshAccessToken, type IssuedAccessToken, type RefreshGrant } from './token-endpoint.js';
 import type { TokenRecord, TokenStateStore } from './token-state.js';
 
-/** A refresh grant and whose it is: `name` tells the account's own (`mail`) from its SMTP settings' own (`smtp`). */
+/**
+ * A refresh grant, its id (what its tokens are kept under, `OAuth2SettingsRecord.grantId`) and whose
+ * it is: `name` tells the account's own (`mail`) from its SMTP settings' own (`smtp`).
+ */
 export interface OAuth2Grant extends RefreshGrant {
+  grantId: string;
   accountId: string;
   name: 'mail' | 'smtp';
 }
@@ -37,8 +41,10 @@ export interface AccessTokensOptions {
   log: Logger;
   /** Stores a rotated refresh token in the account record in place of `previous` (which no longer works). */
   keepRefreshToken(grant: OAuth2Grant, refreshToken: string, previous: string): Promise<void>;
-  onRefused?(grant: OAuth2Grant, detail: string): void;
-  onRecovered?(grant: OAuth2Grant): void;
+  /** A grant of the account started being refused (`account.error`). */
+  onRefused?(accountId: string, detail: string): void;
+  /** It stopped: a renewal succeeded, or a verified change replaced it (`account.recovered`). */
+  onRecovered?(accountId: string): void;
   /** Renewals asked of a provider, by outcome (`ok`, `refused`, `failed`). */
   onRenewal?(outcome: 'ok' | 'refused' | 'failed'): void;
   renewAheadMs?: number;
@@ -70,7 +76,7 @@ export class AccessTokens {
    * `refused`: the token a server just refused; a different one is answered (renewing if need be).
    */
   async token(grant: OAuth2Grant, refused?: string): Promise<string> {
-    const key = `${grant.accountId}\0${grant.name}`;
+    const key = grant.grantId;
     const pending = this.running.get(key);
     // Concurrent callers share one look (and at most one renewal); one that was refused the shared
     // answer looks again once it is done.
@@ -97,9 +103,29 @@ export class AccessTokens {
     return record?.refreshToken === undefined ? null : this.options.sealer.open(record.refreshToken);
   }
 
-  /** A grant changed or the account went: their kept tokens and refusals go (in every process). */
-  async forget(accountId: string, names: ReadonlyArray<OAuth2Grant['name']> = ['mail', 'smtp']): Promise<void> {
-    await Promise.all(names.map((name) => this.options.state.forget(accountId, name)));
+  /** Grants no account holds any more: their kept tokens and refusals go (in every process). */
+  async forget(grantIds: readonly string[]): Promise<void> {
+    await Promise.all(grantIds.map((grantId) => this.options.state.forget(grantId)));
+  }
+
+  /**
+   * A saved change replaced the grant `previousGrantId` of an account (by `nextGrantId`, or by a
+   * password or fixed token: null). When the old grant stood refused the account recovers: at once
+   * when the change was verified by a login, else at the new grant's first renewal (the refusal is
+   * carried over as spent, so that renewal tells the recovery, or a refusal without a second error).
+   */
+  async replaced(accountId: string, previousGrantId: string, nextGrantId: string | null, verified: boolean): Promise<void> {
+    const { state } = this.options;
+    const previous = await state.read(previousGrantId);
+    if (previous?.refusal === undefined) return;
+    if (verified) {
+      this.options.onRecovered?.(accountId);
+      return;
+    }
+    if (nextGrantId === null) return;
+    const next = (await state.read(nextGrantId)) ?? {};
+    if (next.refusal !== undefined) return;
+    await state.write(nextGrantId, { ...next, refusal: { ...previous.refusal, untilMs: 0, count: 0 } }, this.now() + REFUSAL_MEMORY_MS);
   }
 
   private async renew(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
@@ -107,7 +133,7 @@ export class AccessTokens {
     const leaseMs = this.options.timeoutMs + 5_000;
     const deadline = this.now() + leaseMs;
     for (;;) {
-      if (await state.lease(grant.accountId, grant.name, this.owner, leaseMs)) {
+      if (await state.lease(grant.grantId, this.owner, leaseMs)) {
         try {
           // Another process may have renewed between the read and the lease.
           const record = await this.read(grant);
@@ -117,7 +143,7 @@ export class AccessTokens {
           if (refusal !== null) throw refusal;
           return await this.exchange(grant, record);
         } finally {
-          await state.release(grant.accountId, grant.name, this.owner).catch(() => undefined);
+          await state.release(grant.grantId, this.owner).catch(() => undefined);
         }
       }
       // Another process renews: its result is shared through the record.
@@ -152,9 +178,9 @@ export class AccessTokens {
       const backoff = this.options.refusalBackoffMs ?? REFUSAL_BACKOFF;
       const untilMs = this.now() + Math.min(backoff.max, backoff.min * 2 ** (count - 1));
       const refusedRecord: TokenRecord = { refusal: { detail: err.message, untilMs, count }, ...(record?.refreshToken !== undefined ? { refreshToken: record.refreshToken } : {}) };
-      await state.write(grant.accountId, grant.name, refusedRecord, untilMs + REFUSAL_MEMORY_MS);
+      await state.write(grant.grantId, refusedRecord, untilMs + REFUSAL_MEMORY_MS);
       this.options.log.warn({ account: grant.accountId, grant: grant.name, oauthError: err.oauthError, refusals: count }, 'the OAuth2 provider refused the refresh token');
-      if (record?.refusal === undefined) this.options.onRefused?.(grant, err.message);
+      if (record?.refusal === undefined) this.options.onRefused?.(grant.accountId, err.message);
       throw err;
     }
     this.options.onRenewal?.('ok');
@@ -164,19 +190,19 @@ export class AccessTokens {
       ...(latest !== grant.refreshToken ? { refreshToken: sealer.seal(latest) } : {}),
     };
     // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
-    await state.write(grant.accountId, grant.name, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
+    await state.write(grant.grantId, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
     if (issued.refreshToken !== null) {
       await this.options.keepRefreshToken(grant, issued.refreshToken, refreshToken).catch((err: unknown) => {
         this.options.log.warn({ account: grant.accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
       });
     }
     this.options.log.info({ account: grant.accountId, grant: grant.name, rotated: issued.refreshToken !== null, expiresInS: Math.round((issued.expiresAtMs - this.now()) / 1000) }, 'OAuth2 access token renewed');
-    if (record?.refusal !== undefined) this.options.onRecovered?.(grant);
+    if (record?.refusal !== undefined) this.options.onRecovered?.(grant.accountId);
     return issued.accessToken;
   }
 
   private async read(grant: OAuth2Grant): Promise<TokenRecord | null> {
-    return this.options.state.read(grant.accountId, grant.name);
+    return this.options.state.read(grant.grantId);
   }
 
   private usable(record: TokenRecord | null, refused: string | undefined): string | null {

@@ -1,7 +1,7 @@
 /**
  * Where an OAuth2 grant's current access token lives between logins, and the lease that lets one
  * renewal run at a time: in Redis, shared by every gateway process (keys in src/cache/keys.ts, under
- * the account's hash tag); without Redis, in this process (the embedded mode runs one process per
+ * the grant id's hash tag); without Redis, in this process (the embedded mode runs one process per
  * DATA_DIR, and a restart simply renews).
  *
  * The access token is stored sealed (src/accounts/sealing.ts); nothing here sees it in clear.
@@ -18,15 +18,16 @@ export interface TokenRecord {
   refreshToken?: string;
 }
 
+/** Every method takes the grant's id (`OAuth2SettingsRecord.grantId`). */
 export interface TokenStateStore {
-  read(accountId: string, grant: string): Promise<TokenRecord | null>;
+  read(grantId: string): Promise<TokenRecord | null>;
   /** Stores `record`, kept until `keepUntilMs`. */
-  write(accountId: string, grant: string, record: TokenRecord, keepUntilMs: number): Promise<void>;
-  forget(accountId: string, grant: string): Promise<void>;
+  write(grantId: string, record: TokenRecord, keepUntilMs: number): Promise<void>;
+  forget(grantId: string): Promise<void>;
   /** Takes the renewal lease for `ttlMs`; false when another holder has it. */
-  lease(accountId: string, grant: string, owner: string, ttlMs: number): Promise<boolean>;
+  lease(grantId: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Gives the lease back, if `owner` still holds it. */
-  release(accountId: string, grant: string, owner: string): Promise<void>;
+  release(grantId: string, owner: string): Promise<void>;
 }
 
 const RELEASE_SCRIPT = `
@@ -37,8 +38,8 @@ return 0
 export class RedisTokenState implements TokenStateStore {
   constructor(private readonly redis: RedisClient) {}
 
-  async read(accountId: string, grant: string): Promise<TokenRecord | null> {
-    const text = await this.redis.get(keys.oauth2Token(accountId, grant));
+  async read(grantId: string): Promise<TokenRecord | null> {
+    const text = await this.redis.get(keys.oauth2Token(grantId));
     if (text === null) return null;
     try {
       return JSON.parse(text) as TokenRecord;
@@ -47,20 +48,20 @@ export class RedisTokenState implements TokenStateStore {
     }
   }
 
-  async write(accountId: string, grant: string, record: TokenRecord, keepUntilMs: number): Promise<void> {
-    await this.redis.set(keys.oauth2Token(accountId, grant), JSON.stringify(record), 'PX', Math.max(1000, Math.ceil(keepUntilMs - Date.now())));
+  async write(grantId: string, record: TokenRecord, keepUntilMs: number): Promise<void> {
+    await this.redis.set(keys.oauth2Token(grantId), JSON.stringify(record), 'PX', Math.max(1000, Math.ceil(keepUntilMs - Date.now())));
   }
 
-  async forget(accountId: string, grant: string): Promise<void> {
-    await this.redis.del(keys.oauth2Token(accountId, grant));
+  async forget(grantId: string): Promise<void> {
+    await this.redis.del(keys.oauth2Token(grantId));
   }
 
-  async lease(accountId: string, grant: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(keys.oauth2Renewal(accountId, grant), owner, 'PX', ttlMs, 'NX')) === 'OK';
+  async lease(grantId: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(keys.oauth2Renewal(grantId), owner, 'PX', ttlMs, 'NX')) === 'OK';
   }
 
-  async release(accountId: string, grant: string, owner: string): Promise<void> {
-    await this.redis.eval(RELEASE_SCRIPT, 1, keys.oauth2Renewal(accountId, grant), owner);
+  async release(grantId: string, owner: string): Promise<void> {
+    await this.redis.eval(RELEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner);
   }
 }
 
@@ -70,30 +71,29 @@ export class MemoryTokenState implements TokenStateStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  async read(accountId: string, grant: string): Promise<TokenRecord | null> {
-    const kept = this.records.get(key(accountId, grant));
+  async read(grantId: string): Promise<TokenRecord | null> {
+    const kept = this.records.get(grantId);
     if (kept === undefined || kept.keepUntilMs <= this.now()) return null;
     return structuredClone(kept.record);
   }
 
-  async write(accountId: string, grant: string, record: TokenRecord, keepUntilMs: number): Promise<void> {
-    this.records.set(key(accountId, grant), { record: structuredClone(record), keepUntilMs });
+  async write(grantId: string, record: TokenRecord, keepUntilMs: number): Promise<void> {
+    this.records.set(grantId, { record: structuredClone(record), keepUntilMs });
   }
 
-  async forget(accountId: string, grant: string): Promise<void> {
-    this.records.delete(key(accountId, grant));
+  async forget(grantId: string): Promise<void> {
+    this.records.delete(grantId);
   }
 
-  async lease(accountId: string, grant: string, owner: string, ttlMs: number): Promise<boolean> {
-    const held = this.leases.get(key(accountId, grant));
+  async lease(grantId: string, owner: string, ttlMs: number): Promise<boolean> {
+    const held = this.leases.get(grantId);
     if (held !== undefined && held.untilMs > this.now() && held.owner !== owner) return false;
-    this.leases.set(key(accountId, grant), { owner, untilMs: this.now() + ttlMs });
+    this.leases.set(grantId, { owner, untilMs: this.now() + ttlMs });
     return true;
   }
 
-  async release(accountId: string, grant: string, owner: string): Promise<void> {
-    if (this.leases.get(key(accountId, grant))?.owner === owner) this.leases.delete(key(accountId, grant));
+  async release(grantId: string, owner: string): Promise<void> {
+    if (this.leases.get(grantId)?.owner === owner) this.leases.delete(grantId);
   }
 }
 
-const key = (accountId: string, grant: string): string => `${accountId}\0${grant}`;
