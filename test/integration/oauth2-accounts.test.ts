@@ -12,14 +12,17 @@ import { expectProblem } from '../support/assertions.js';
 import { startDovecot, type DovecotServer, type DovecotUser } from '../support/dovecot.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { canRunMta, startMta, type TestMta } from '../support/mta.js';
+import { startXOAuth2Smtp } from '../support/fake-smtp.js';
+import { freePort } from '../support/ports.js';
 import { startOAuth2Provider, type OAuth2Provider } from '../support/oauth2-provider.js';
+import type { OAuth2Login } from '../../src/mail/account.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 let provider: OAuth2Provider;
 let dovecot: DovecotServer;
 let redisServer: RedisServer;
 let gw: TestGateway;
-const users: DovecotUser[] = Array.from({ length: 8 }, (_, i) => ({ username: `oauth-${i}-${randomBytes(3).toString('hex')}`, password: randomBytes(9).toString('base64url') }));
+const users: DovecotUser[] = Array.from({ length: 12 }, (_, i) => ({ username: `oauth-${i}-${randomBytes(3).toString('hex')}`, password: randomBytes(9).toString('base64url') }));
 
 beforeAll(async () => {
   provider = await startOAuth2Provider();
@@ -196,6 +199,70 @@ describe('OAuth2 accounts', () => {
     const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { oauth2: oauth2Body(fresh) } });
     expect(patched.statusCode, patched.body).toBe(200);
     expect((await listing(gw.app, id)).statusCode).toBe(200);
+    // The refused grant is replaced by one that works: the account recovered, and says so once.
+    await expect
+      .poll(async () => (await gw.app.services.events!.log.readAfter(id, '0-0', 100)).events.filter((e) => e.type === 'account.recovered').length)
+      .toBe(1);
+  });
+
+  it('a change to a refused grant fails and leaves the working grant as it was', async () => {
+    const user = users[8]!;
+    const grant = grantFor(user);
+    const id = await createAccount(gw.app, user, grant);
+    const refused = grantFor(user);
+    provider.revoke(refused.refreshToken);
+    const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { oauth2: oauth2Body(refused) } });
+    expect(expectProblem(patched, 422, 'UPSTREAM_AUTH_FAILED').detail).toMatch(/invalid_grant.*the account was not changed/);
+    // The next login uses the old grant's kept token: no refusal carried over, no renewal needed.
+    await kick(user);
+    const before = renewals(grant);
+    const res = await listing(gw.app, id);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(renewals(grant)).toBe(before);
+    const view = (await gw.app.inject({ method: 'GET', url: `/v1/accounts/${id}` })).json() as { oauth2: Record<string, unknown> };
+    expect(view.oauth2).toEqual({ provider: 'custom', tokenUrl: provider.tokenUrl, clientId: grant.clientId, scope: 'mail' });
+  });
+
+  it('a save that failed after the provider rotated the refresh token can be sent again with the same grant', async () => {
+    const user = users[9]!;
+    const grant = grantFor(user);
+    const closed = await freePort();
+    const body = { protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: user.username, oauth2: oauth2Body(grant) };
+    provider.setRotation(true);
+    try {
+      // The IMAP login is verified (its renewal rotated the refresh token), then SMTP cannot be reached: nothing saved.
+      const failed = await gw.app.inject({ method: 'POST', url: '/v1/accounts', payload: { ...body, smtp: { host: '127.0.0.1', port: closed, security: 'none' } } });
+      expectProblem(failed, 502, 'UPSTREAM_ERROR');
+      expect(provider.currentRefreshToken(grant.refreshToken)).not.toBe(grant.refreshToken);
+      // The client sends its grant again (the only one it has): the gateway still knows the rotated one.
+      const again = await gw.app.inject({ method: 'POST', url: '/v1/accounts', payload: body });
+      expect(again.statusCode, again.body).toBe(201);
+      await kick(user);
+      expect((await listing(gw.app, (again.json() as { id: string }).id)).statusCode).toBe(200);
+    } finally {
+      provider.setRotation(false);
+    }
+  });
+
+  it('keeps its open sessions when a renewal rotates the refresh token', async () => {
+    const user = users[10]!;
+    const grant = grantFor(user);
+    const id = await createAccount(gw.app, user, grant);
+    expect((await listing(gw.app, id)).statusCode).toBe(200);
+    provider.setRotation(true);
+    try {
+      const { credentials } = await gw.app.services.accounts.resolveMailAccount(id);
+      const { oauth2 } = credentials as { oauth2: OAuth2Login };
+      // A renewal (as after a refused login elsewhere) that rotates the refresh token into the record.
+      await oauth2.token(await oauth2.token());
+      expect(provider.currentRefreshToken(grant.refreshToken)).not.toBe(grant.refreshToken);
+      // Same grant, same sessions: the next request logs in nowhere (Dovecot asks the provider at each login).
+      const logins = provider.introspections;
+      expect((await listing(gw.app, id)).statusCode).toBe(200);
+      expect(provider.introspections).toBe(logins);
+    } finally {
+      provider.setRotation(false);
+    }
   });
 
   it('20 concurrent requests after expiry renew once, and so do two gateway processes sharing Redis', async () => {
@@ -261,5 +328,47 @@ describe.skipIf(!canRunMta)('OAuth2 SMTP submission', () => {
     expect((patched.json() as { smtp: { authMethod: string; oauth2: { clientId: string } } }).smtp).toMatchObject({ authMethod: 'oauth2', oauth2: { clientId: smtpGrant.clientId } });
     await send();
     expect(renewals(smtpGrant)).toBe(1);
+
+    // An SMTP grant the provider refuses is refused at save, 422 naming the grant; nothing changes.
+    const refused = grantFor(sender);
+    provider.revoke(refused.refreshToken);
+    const refusedPatch = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { smtp: { oauth2: oauth2Body(refused) } } });
+    expect(expectProblem(refusedPatch, 422, 'UPSTREAM_AUTH_FAILED').detail).toMatch(/invalid_grant/);
+    await send();
+  });
+});
+
+describe('an SMTP server that refuses an OAuth2 login outright (535, no challenge)', () => {
+  it('renews the token once and tries again, at save and when sending', async () => {
+    const sender = users[11]!;
+    const refusedTokens = new Set<string>();
+    const smtp = await startXOAuth2Smtp((token) => !refusedTokens.has(token));
+    try {
+      const grant = grantFor(sender);
+      const smtpGrant = grantFor(sender);
+      const id = await createAccount(gw.app, sender, grant, { email: `${sender.username}@example.test`, smtp: { host: smtp.host, port: smtp.port, security: 'none', oauth2: oauth2Body(smtpGrant) } });
+      expect(smtp.logins).toEqual([{ token: expect.any(String), accepted: true }]);
+      // The server stops taking the token early (revoked, or its clock runs ahead).
+      refusedTokens.add(smtp.logins[0]!.token);
+      const res = await gw.app.inject({ method: 'POST', url: `/v1/accounts/${id}/send`, payload: { to: [{ address: 'someone@example.test' }], subject: 'renewed', text: 'x', saveToSent: false } });
+      expect(res.statusCode, res.body).toBe(202);
+      const { queueId } = res.json() as { queueId: string };
+      await expect
+        .poll(async () => ((await gw.app.inject({ method: 'GET', url: `/v1/accounts/${id}/outbox/${queueId}` })).json() as { status: string }).status, { timeout: 10_000 })
+        .toBe('sent');
+      expect(smtp.logins.map((l) => l.accepted)).toEqual([true, false, true]);
+      expect(smtp.logins[2]!.token).not.toBe(smtp.logins[0]!.token);
+      expect(smtp.accepted).toBe(1);
+      expect(renewals(smtpGrant)).toBe(2);
+
+      // At save: the SMTP settings are checked again with a token the server refuses; renewed, saved.
+      refusedTokens.add(smtp.logins[2]!.token);
+      const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { smtp: { port: smtp.port } } });
+      expect(patched.statusCode, patched.body).toBe(200);
+      expect(smtp.logins.map((l) => l.accepted)).toEqual([true, false, true, false, true]);
+      expect(renewals(smtpGrant)).toBe(3);
+    } finally {
+      await smtp.close();
+    }
   });
 });

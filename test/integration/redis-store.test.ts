@@ -96,6 +96,20 @@ describe('RedisAccountStore (single Redis)', () => {
     expect(await redis.hexists(keys.accounts(), 'dave')).toBe(0);
   });
 
+  it('updateIf writes only over the record it was given: a change made meanwhile is kept, a deleted one stays gone', async () => {
+    await store.create(record('cas'));
+    const read = (await store.get('cas'))!;
+    expect(await store.updateIf(read, { ...read, name: 'rotated' })).toBe(true);
+    expect((await store.get('cas'))?.name).toBe('rotated');
+    // A client changed it after `read` was taken: the stale compare-and-set must not undo that change.
+    await store.update({ ...read, host: 'client.example.org' });
+    expect(await store.updateIf(read, { ...read, name: 'stale' })).toBe(false);
+    expect(await store.get('cas')).toMatchObject({ host: 'client.example.org', name: read.name });
+    await store.delete('cas');
+    expect(await store.updateIf(read, read)).toBe(false);
+    expect(await store.get('cas')).toBeNull();
+  });
+
   it('an update after a delete does not bring the account back', async () => {
     await store.create(record('erin'));
     expect(await store.delete('erin')).toBe(true);

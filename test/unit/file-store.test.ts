@@ -77,6 +77,20 @@ describe('FileAccountStore', () => {
     expect((await (await FileAccountStore.open(dataDir)).get('carol'))?.port).toBe(143);
   });
 
+  it('updateIf writes only over the record it was given: a change made meanwhile is kept, a deleted one stays gone', async () => {
+    const store = await FileAccountStore.open(dataDir);
+    await store.create(record('cas'));
+    const read = (await store.get('cas'))!;
+    expect(await store.updateIf(read, { ...read, name: 'rotated' })).toBe(true);
+    expect((await (await FileAccountStore.open(dataDir)).get('cas'))?.name).toBe('rotated');
+    await store.update({ ...read, host: 'client.example.org' });
+    expect(await store.updateIf(read, { ...read, name: 'stale' })).toBe(false);
+    expect(await store.get('cas')).toMatchObject({ host: 'client.example.org', name: read.name });
+    await store.delete('cas');
+    expect(await store.updateIf(read, read)).toBe(false);
+    expect(await store.get('cas')).toBeNull();
+  });
+
   it('deletes, reporting whether there was something to delete, durably', async () => {
     const store = await FileAccountStore.open(dataDir);
     await store.create(record('erin'));
