@@ -22,7 +22,11 @@ export type MailCredentials = { password: string } | { accessToken: string } | {
 export interface OAuth2Login {
   /** Names the grant (not its tokens): the same grant is the same login for pooled connections. */
   grantId: string;
-  /** A token to log in with; `refused`: the one a server just refused, so that another is answered (renewed). */
+  /**
+   * A token to log in with; `refused`: the one a server just refused, so that another is answered
+   * (renewed). Answers `refused` itself when renewing would not help (it was got after a refusal
+   * already): the caller gives up with the server's refusal.
+   */
   token(refused?: string): Promise<string>;
   /**
    * POP3: send the token with `AUTH XOAUTH2` (RFC 5034's initial response), or on the line after the

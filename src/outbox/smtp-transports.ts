@@ -117,11 +117,10 @@ export class SmtpTransports {
   private async renewAfterRefusal(account: SmtpAccount, login: OAuth2LoginState, err: unknown): Promise<boolean> {
     if (!('oauth2' in account.credentials) || !isRefusedLogin(err) || login.renewed || login.last === undefined) return false;
     try {
-      await account.credentials.oauth2.token(login.last);
+      return (await account.credentials.oauth2.token(login.last)) !== login.last;
     } catch {
       return false; // the renewal's own failure is not the answer: the refused login is
     }
-    return true;
   }
 
   /** Closes the account's pooled connections (its settings changed, or it was deleted). */

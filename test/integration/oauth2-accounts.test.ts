@@ -120,6 +120,22 @@ describe('OAuth2 accounts', () => {
     expect(provider.tokenRequests.length - first).toBe(1);
   });
 
+  it('a login refused for another reason than the token renews once, not at every login', async () => {
+    const user = users[1]!;
+    const grant = grantFor(user);
+    // The grant is the user's, the login another name: the server refuses whatever the token.
+    const res = await gw.app.inject({
+      method: 'POST',
+      url: '/v1/accounts?verify=false',
+      payload: { protocol: 'imap', host: '127.0.0.1', port: dovecot.imapPort, security: 'none', username: `${user.username}-other`, oauth2: oauth2Body(grant) },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const id = (res.json() as { id: string }).id;
+    for (let i = 0; i < 4; i++) expectProblem(await listing(gw.app, id) as never, 422, 'UPSTREAM_AUTH_FAILED');
+    // The first token, and one renewal after the first refusal; the renewed token refused too says it is not the token.
+    expect(renewals(grant)).toBe(2);
+  });
+
   it('logs in to POP3 in both XOAUTH2 forms, and renews a token ahead of its expiry', async () => {
     for (const [user, provider_] of [[users[2]!, 'custom'], [users[3]!, 'microsoft']] as const) {
       const grant = grantFor(user);

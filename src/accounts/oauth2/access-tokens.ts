@@ -73,7 +73,10 @@ export class AccessTokens {
 
   /**
    * A token to log in with: the kept one while more than 60 s of it remain, else a renewed one.
-   * `refused`: the token a server just refused; a different one is answered (renewing if need be).
+   * `refused`: the token a server just refused; a different one is answered (renewing if need be),
+   * except when `refused` was itself got because a server refused its predecessor: then the refusal
+   * is not about the token (a wrong username, a server that takes no OAuth2), and `refused` comes
+   * back, so the caller gives up instead of each failed login costing a request to the provider.
    */
   async token(grant: OAuth2Grant, refused?: string): Promise<string> {
     const key = grant.grantId;
@@ -141,7 +144,7 @@ export class AccessTokens {
           if (kept !== null) return kept;
           const refusal = this.activeRefusal(record);
           if (refusal !== null) throw refusal;
-          return await this.exchange(grant, record);
+          return await this.exchange(grant, record, refused !== undefined);
         } finally {
           await state.release(grant.grantId, this.owner).catch(() => undefined);
         }
@@ -160,7 +163,7 @@ export class AccessTokens {
   }
 
   /** Asks the provider, and shares what it answered. */
-  private async exchange(grant: OAuth2Grant, record: TokenRecord | null): Promise<string> {
+  private async exchange(grant: OAuth2Grant, record: TokenRecord | null, afterRefusal: boolean): Promise<string> {
     const { state, sealer } = this.options;
     // The newest refresh token: a rotation by any process is in the shared record before the account's.
     const refreshToken = record?.refreshToken !== undefined ? sealer.open(record.refreshToken) : grant.refreshToken;
@@ -186,7 +189,7 @@ export class AccessTokens {
     this.options.onRenewal?.('ok');
     const latest = issued.refreshToken ?? refreshToken;
     const next: TokenRecord = {
-      token: { sealed: sealer.seal(issued.accessToken), expiresAtMs: issued.expiresAtMs },
+      token: { sealed: sealer.seal(issued.accessToken), expiresAtMs: issued.expiresAtMs, ...(afterRefusal ? { afterRefusal } : {}) },
       ...(latest !== grant.refreshToken ? { refreshToken: sealer.seal(latest) } : {}),
     };
     // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
@@ -208,7 +211,8 @@ export class AccessTokens {
   private usable(record: TokenRecord | null, refused: string | undefined): string | null {
     if (record?.token === undefined || record.token.expiresAtMs - this.now() <= this.renewAheadMs) return null;
     const token = this.options.sealer.open(record.token.sealed);
-    return token === refused ? null : token;
+    if (token !== refused) return token;
+    return record.token.afterRefusal === true ? token : null;
   }
 
   private activeRefusal(record: TokenRecord | null): GrantRefused | null {

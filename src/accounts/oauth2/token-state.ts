@@ -10,8 +10,11 @@ import type { RedisClient } from '../../cache/redis-connection.js';
 import { keys } from '../../cache/keys.js';
 
 export interface TokenRecord {
-  /** The sealed access token and when it expires, once a renewal got one. */
-  token?: { sealed: string; expiresAtMs: number };
+  /**
+   * The sealed access token and when it expires, once a renewal got one; `afterRefusal` when that
+   * renewal was asked because a server refused the token before it.
+   */
+  token?: { sealed: string; expiresAtMs: number; afterRefusal?: boolean };
   /** The last renewal was refused: not tried again before `untilMs` (unless the grant changes). */
   refusal?: { detail: string; untilMs: number; count: number };
   /** The newest refresh token (sealed) when the provider rotated it: every process renews with it. */

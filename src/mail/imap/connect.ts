@@ -32,6 +32,7 @@ export async function connectImap(account: MailAccount, options: ImapConnectOpti
   } catch (err) {
     if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
     const renewed = await credentials.oauth2.token(token);
+    if (renewed === token) throw err;
     return connectWith(account, { user: account.username, accessToken: renewed }, options);
   }
 }

@@ -28,7 +28,9 @@ export async function connectPop3(account: MailAccount, options: Pop3ConnectOpti
     return await connectWith(account, { accessToken: token, initialResponse: oauth2.initialResponse }, options);
   } catch (err) {
     if (!isGatewayError(err) || err.code !== 'UPSTREAM_AUTH_FAILED') throw err;
-    return connectWith(account, { accessToken: await oauth2.token(token), initialResponse: oauth2.initialResponse }, options);
+    const renewed = await oauth2.token(token);
+    if (renewed === token) throw err;
+    return connectWith(account, { accessToken: renewed, initialResponse: oauth2.initialResponse }, options);
   }
 }
 
