@@ -152,7 +152,7 @@ describe('OAuth2 access tokens', () => {
   });
 
   it('bounds a token endpoint that does not answer, and tells an error from a refusal', async () => {
-    const manager = tokens(new MemoryTokenState(), { timeoutMs: 300 });
+    const manager = tokens(new MemoryTokenState(), { timeoutMs: 300, failureSharedMs: 200 });
     const grant = grantFor('gina');
     provider.setTokenDelay(2_000);
     try {
@@ -163,14 +163,36 @@ describe('OAuth2 access tokens', () => {
       provider.setTokenDelay(0);
     }
     expect(manager.refused).toEqual([]);
-    const broken = { ...grant, tokenUrl: `${provider.url}/missing` };
+    const broken = { ...grant, grantId: `${grant.grantId}-broken`, tokenUrl: `${provider.url}/missing` };
     await expect(manager.token(broken)).rejects.toMatchObject({ code: 'UPSTREAM_ERROR', message: expect.stringMatching(/HTTP 404/) });
     // The egress policy applies to the token URL.
     const elsewhere = { ...grant, tokenUrl: 'http://10.0.0.1/token' };
     await expect(new AccessTokens({ state: new MemoryTokenState(), sealer, egress: createEgressPolicy([]), timeoutMs: 300, log, keepRefreshToken: async () => undefined }).token(elsewhere)).rejects.toMatchObject({
       code: 'HOST_NOT_ALLOWED',
     });
-    // And it works again once the endpoint answers.
+    // And it works again once the endpoint answers (and the failure is no longer answered).
+    await new Promise((resolve) => setTimeout(resolve, 250));
     expect(typeof (await manager.token(grant))).toBe('string');
+  });
+
+  it('a renewal that failed answers its error to the renewals waiting for it in other processes, without asking again', async () => {
+    const grant = grantFor('hana');
+    const [a, b] = [tokens(redisState(), { timeoutMs: 400 }), tokens(redisState(), { timeoutMs: 400 })];
+    provider.setTokenDelay(2_000);
+    try {
+      const first = a.token(grant);
+      await expect.poll(() => asked(grant)).toBe(1);
+      // b waits for a's renewal; when it times out, b answers the same failure at once.
+      const started = Date.now();
+      const [ra, rb] = await Promise.allSettled([first, b.token(grant)]);
+      expect(ra).toMatchObject({ status: 'rejected', reason: { code: 'UPSTREAM_TIMEOUT' } });
+      expect(rb).toMatchObject({ status: 'rejected', reason: { code: 'UPSTREAM_TIMEOUT' } });
+      expect(Date.now() - started).toBeLessThan(1_500);
+      // A new request within the failure's 5 s is answered the failure too: the provider was asked once.
+      await expect(b.token(grant)).rejects.toMatchObject({ code: 'UPSTREAM_TIMEOUT' });
+      expect(asked(grant)).toBe(1);
+    } finally {
+      provider.setTokenDelay(0);
+    }
   });
 });

@@ -6,7 +6,9 @@
  * One renewal per grant at a time, across processes: in this process concurrent callers share one
  * promise; across processes the one that takes the renewal lease asks the provider and stores the
  * result, the others wait for it (reading the shared record every 50 ms, within the endpoint's time
- * bound). A rotated refresh token is kept in the shared record at once (every process renews with the
+ * bound). A renewal that failed (the endpoint erred or did not answer in time) answers its error to
+ * the grant's renewals for 5 s, waiting or new, in every process: a provider that is down is asked
+ * once per 5 s, not once per waiting process one after another. A rotated refresh token is kept in the shared record at once (every process renews with the
  * newest) and given to `keepRefreshToken` for the account record.
  *
  * A grant the provider refuses (`invalid_grant`) is not asked again before its back-off has passed
@@ -20,7 +22,7 @@ import { GatewayError } from '../../errors.js';
 import type { EgressPolicy } from '../../net/egress.js';
 import type { Sealer } from '../sealing.js';
 import { GrantRefused, refreshAccessToken, type IssuedAccessToken, type RefreshGrant } from './token-endpoint.js';
-import type { TokenRecord, TokenStateStore } from './token-state.js';
+import type { RenewalFailure, TokenRecord, TokenStateStore } from './token-state.js';
 
 /**
  * A refresh grant, its id (what its tokens are kept under, `OAuth2SettingsRecord.grantId`) and whose
@@ -49,6 +51,8 @@ export interface AccessTokensOptions {
   onRenewal?(outcome: 'ok' | 'refused' | 'failed'): void;
   renewAheadMs?: number;
   refusalBackoffMs?: { min: number; max: number };
+  /** How long a failed renewal's error answers the grant's renewals (default 5 s). */
+  failureSharedMs?: number;
   now?: () => number;
   /** The exchange with the token endpoint (tests replace it). */
   refresh?: (grant: RefreshGrant) => Promise<IssuedAccessToken>;
@@ -57,6 +61,8 @@ export interface AccessTokensOptions {
 const RENEW_AHEAD_MS = 60_000;
 const REFUSAL_BACKOFF = { min: 60_000, max: 3_600_000 };
 const WAIT_STEP_MS = 50;
+/** How long a failed renewal's error is answered to the renewals that waited for it, and to new ones. */
+const FAILURE_SHARED_MS = 5_000;
 /** A refusal record outlives its back-off so that the next one backs off longer. */
 const REFUSAL_MEMORY_MS = 6 * 3_600_000;
 
@@ -136,7 +142,9 @@ export class AccessTokens {
     const leaseMs = this.options.timeoutMs + 5_000;
     const deadline = this.now() + leaseMs;
     for (;;) {
-      if (await state.lease(grant.grantId, this.owner, leaseMs)) {
+      const lease = await state.lease(grant.grantId, this.owner, leaseMs);
+      if (lease.taken) {
+        let failure: RenewalFailure | null = null;
         try {
           // Another process may have renewed between the read and the lease.
           const record = await this.read(grant);
@@ -145,10 +153,16 @@ export class AccessTokens {
           const refusal = this.activeRefusal(record);
           if (refusal !== null) throw refusal;
           return await this.exchange(grant, record, refused !== undefined);
+        } catch (err) {
+          if (!(err instanceof GrantRefused)) failure = renewalFailure(err);
+          throw err;
         } finally {
-          await state.release(grant.grantId, this.owner).catch(() => undefined);
+          // A failure is shared for a moment (the waiting renewals answer it); else the lease goes.
+          const settle = failure !== null ? state.fail(grant.grantId, this.owner, failure, this.options.failureSharedMs ?? FAILURE_SHARED_MS) : state.release(grant.grantId, this.owner);
+          await settle.catch(() => undefined);
         }
       }
+      if (lease.failure !== null) throw new GatewayError(lease.failure.code, lease.failure.detail);
       // Another process renews: its result is shared through the record.
       await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS));
       const record = await this.read(grant);
@@ -220,4 +234,10 @@ export class AccessTokens {
     const at = new Date(record.refusal.untilMs).toISOString();
     return new GrantRefused('invalid_grant', `${record.refusal.detail} (not asked again before ${at})`);
   }
+}
+
+function renewalFailure(err: unknown): RenewalFailure {
+  if (err instanceof GatewayError && err.code === 'UPSTREAM_TIMEOUT') return { code: 'UPSTREAM_TIMEOUT', detail: err.message };
+  const detail = err instanceof GatewayError ? err.message : 'The OAuth2 token endpoint could not be used';
+  return { code: 'UPSTREAM_ERROR', detail };
 }

@@ -27,14 +27,53 @@ export interface TokenStateStore {
   /** Stores `record`, kept until `keepUntilMs`. */
   write(grantId: string, record: TokenRecord, keepUntilMs: number): Promise<void>;
   forget(grantId: string): Promise<void>;
-  /** Takes the renewal lease for `ttlMs`; false when another holder has it. */
-  lease(grantId: string, owner: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Takes the renewal lease for `ttlMs`: `taken`, or not, with the failure of the renewal that last
+   * held it when that failed within its `fail` time (see `fail`).
+   */
+  lease(grantId: string, owner: string, ttlMs: number): Promise<LeaseAnswer>;
   /** Gives the lease back, if `owner` still holds it. */
   release(grantId: string, owner: string): Promise<void>;
+  /**
+   * The renewal `owner` ran failed (not a refusal: the endpoint erred or timed out): the lease holds
+   * the failure for `ttlMs`, so the renewals waiting in every process answer it at once instead of
+   * asking the provider again one after another.
+   */
+  fail(grantId: string, owner: string, failure: RenewalFailure, ttlMs: number): Promise<void>;
+}
+
+export interface RenewalFailure {
+  code: 'UPSTREAM_TIMEOUT' | 'UPSTREAM_ERROR';
+  detail: string;
+}
+
+export type LeaseAnswer = { taken: true } | { taken: false; failure: RenewalFailure | null };
+
+/** A lease value that is a failure, not an owner. */
+const FAILED = 'failed ';
+
+function leaseAnswer(held: string | null): LeaseAnswer {
+  if (held === null || !held.startsWith(FAILED)) return { taken: false, failure: null };
+  try {
+    return { taken: false, failure: JSON.parse(held.slice(FAILED.length)) as RenewalFailure };
+  } catch {
+    return { taken: false, failure: null };
+  }
 }
 
 const RELEASE_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/** SET NX PX, else the holder's value (one round trip). */
+const LEASE_SCRIPT = `
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end
+return redis.call('GET', KEYS[1])
+`;
+
+const FAIL_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 0
 `;
 
@@ -59,8 +98,13 @@ export class RedisTokenState implements TokenStateStore {
     await this.redis.del(keys.oauth2Token(grantId));
   }
 
-  async lease(grantId: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(keys.oauth2Renewal(grantId), owner, 'PX', ttlMs, 'NX')) === 'OK';
+  async lease(grantId: string, owner: string, ttlMs: number): Promise<LeaseAnswer> {
+    const answer = (await this.redis.eval(LEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, String(ttlMs))) as number | string | null;
+    return answer === 1 ? { taken: true } : leaseAnswer(typeof answer === 'string' ? answer : null);
+  }
+
+  async fail(grantId: string, owner: string, failure: RenewalFailure, ttlMs: number): Promise<void> {
+    await this.redis.eval(FAIL_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, FAILED + JSON.stringify(failure), String(ttlMs));
   }
 
   async release(grantId: string, owner: string): Promise<void> {
@@ -88,11 +132,15 @@ export class MemoryTokenState implements TokenStateStore {
     this.records.delete(grantId);
   }
 
-  async lease(grantId: string, owner: string, ttlMs: number): Promise<boolean> {
+  async lease(grantId: string, owner: string, ttlMs: number): Promise<LeaseAnswer> {
     const held = this.leases.get(grantId);
-    if (held !== undefined && held.untilMs > this.now() && held.owner !== owner) return false;
+    if (held !== undefined && held.untilMs > this.now() && held.owner !== owner) return leaseAnswer(held.owner);
     this.leases.set(grantId, { owner, untilMs: this.now() + ttlMs });
-    return true;
+    return { taken: true };
+  }
+
+  async fail(grantId: string, owner: string, failure: RenewalFailure, ttlMs: number): Promise<void> {
+    if (this.leases.get(grantId)?.owner === owner) this.leases.set(grantId, { owner: FAILED + JSON.stringify(failure), untilMs: this.now() + ttlMs });
   }
 
   async release(grantId: string, owner: string): Promise<void> {
