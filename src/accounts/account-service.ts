@@ -386,6 +386,10 @@ export class AccountService {
         throw new GatewayError('VALIDATION_FAILED', 'oauth2/tokenUrl is not an absolute URL');
       }
       if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new GatewayError('VALIDATION_FAILED', 'oauth2/tokenUrl must be an https: URL');
+      // Credentials in the URL would be shown in every view of the account: they go in clientId / clientSecret.
+      if (url.username !== '' || url.password !== '') {
+        throw new GatewayError('VALIDATION_FAILED', 'oauth2/tokenUrl must not carry a user name or password; give them as oauth2/clientId and oauth2/clientSecret');
+      }
       const target = await this.options.egress.resolve(url.hostname);
       if (url.protocol === 'http:' && !target.admitted) {
         throw new GatewayError('HOST_NOT_ALLOWED', 'oauth2/tokenUrl over plain http: is allowed only to hosts admitted by EGRESS_ALLOW; use https:');

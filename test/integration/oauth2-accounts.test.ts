@@ -103,6 +103,9 @@ describe('OAuth2 accounts', () => {
     expect(expectProblem(await post({ oauth2: oauth2Body(grant, { tokenUrl: undefined }) }), 400, 'VALIDATION_FAILED').detail).toMatch(/oauth2\/tokenUrl is required/);
     expectProblem(await post({ password: 'x', oauth2: oauth2Body(grant) }), 400, 'VALIDATION_FAILED');
     expectProblem(await post({ oauth2: oauth2Body(grant, { tokenUrl: 'https://10.1.2.3/token' }) }), 403, 'HOST_NOT_ALLOWED');
+    const withUserinfo = await post({ oauth2: oauth2Body(grant, { tokenUrl: provider.tokenUrl.replace('http://', 'http://app:s3cret@') }) });
+    expect(expectProblem(withUserinfo, 400, 'VALIDATION_FAILED').detail).toMatch(/must not carry a user name or password/);
+    expect(withUserinfo.body).not.toContain('s3cret');
     expectProblem(await post({ oauth2: oauth2Body(grant, { provider: 'yahoo' }) }), 400, 'VALIDATION_FAILED');
     expect(renewals(grant)).toBe(0);
   });
@@ -354,11 +357,42 @@ describe.skipIf(!canRunMta)('OAuth2 SMTP submission', () => {
   });
 });
 
+describe('a server that offers OAUTHBEARER only (RFC 7628)', () => {
+  const user: DovecotUser = { username: `bearer-${randomBytes(3).toString('hex')}`, password: randomBytes(9).toString('base64url') };
+  let bearerOnly: DovecotServer;
+
+  beforeAll(async () => {
+    bearerOnly = await startDovecot({ users: [user], oauth2IntrospectionUrl: provider.introspectionUrl, oauth2Mechanisms: 'oauthbearer' });
+  });
+
+  afterAll(async () => {
+    await bearerOnly?.stop();
+  });
+
+  it('logs in to IMAP and POP3 with OAUTHBEARER', async () => {
+    for (const protocol of ['imap', 'pop3'] as const) {
+      const grant = grantFor(user);
+      const res = await gw.app.inject({
+        method: 'POST',
+        url: '/v1/accounts',
+        payload: { protocol, host: '127.0.0.1', port: protocol === 'imap' ? bearerOnly.imapPort : bearerOnly.pop3Port, security: 'none', username: user.username, oauth2: oauth2Body(grant) },
+      });
+      expect(res.statusCode, `${protocol}: ${res.body}`).toBe(201);
+      expect((await listing(gw.app, (res.json() as { id: string }).id)).statusCode).toBe(200);
+    }
+  });
+});
+
 describe('an SMTP server that refuses an OAuth2 login outright (535, no challenge)', () => {
   it('renews the token once and tries again, at save and when sending', async () => {
     const sender = users[11]!;
     const refusedTokens = new Set<string>();
-    const smtp = await startXOAuth2Smtp((token) => !refusedTokens.has(token));
+    let refuseNext = false;
+    const smtp = await startXOAuth2Smtp((token) => {
+      if (refuseNext) refusedTokens.add(token);
+      refuseNext = false;
+      return !refusedTokens.has(token);
+    });
     try {
       const grant = grantFor(sender);
       const smtpGrant = grantFor(sender);
@@ -377,12 +411,13 @@ describe('an SMTP server that refuses an OAuth2 login outright (535, no challeng
       expect(smtp.accepted).toBe(1);
       expect(renewals(smtpGrant)).toBe(2);
 
-      // At save: the SMTP settings are checked again with a token the server refuses; renewed, saved.
-      refusedTokens.add(smtp.logins[2]!.token);
-      const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { smtp: { port: smtp.port } } });
+      // At save: a new SMTP grant whose first token the server refuses; renewed once, saved.
+      const next = grantFor(sender);
+      refuseNext = true;
+      const patched = await gw.app.inject({ method: 'PATCH', url: `/v1/accounts/${id}`, payload: { smtp: { oauth2: oauth2Body(next) } } });
       expect(patched.statusCode, patched.body).toBe(200);
       expect(smtp.logins.map((l) => l.accepted)).toEqual([true, false, true, false, true]);
-      expect(renewals(smtpGrant)).toBe(3);
+      expect(renewals(next)).toBe(2);
     } finally {
       await smtp.close();
     }

@@ -92,6 +92,8 @@ export interface StartDovecotOptions {
    * this URL (test/support/oauth2-provider.ts); passwords keep working for PLAIN and LOGIN.
    */
   oauth2IntrospectionUrl?: string;
+  /** The OAuth2 mechanisms offered with `oauth2IntrospectionUrl`; default both, `xoauth2 oauthbearer`. */
+  oauth2Mechanisms?: string;
 }
 
 /** What a server without CONDSTORE or QRESYNC offers (as Courier does, or Dovecot configured so). */
@@ -340,7 +342,7 @@ timeout_msecs = 5000
 `;
 }
 
-function configText(dir: string, ports: Ports, maxUserIpConnections: number, oauth2: boolean): string {
+function configText(dir: string, ports: Ports, maxUserIpConnections: number, oauth2: string | null): string {
   const { uid } = mailOwner();
   const me = os.userInfo().username;
   // As root the package's users run login and internal processes; otherwise this user runs all, and
@@ -363,7 +365,7 @@ ssl = yes
 ssl_cert = <${dir}/cert.pem
 ssl_key = <${dir}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login${oauth2 ? ' xoauth2 oauthbearer' : ''}
+auth_mechanisms = plain login${oauth2 !== null ? ` ${oauth2}` : ''}
 # A failed login answers at once instead of after the default 2 s.
 auth_failure_delay = 0
 ${
@@ -518,7 +520,7 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<D
       const [imap, imaps, pop3, pop3s] = (await freePorts(4)) as [number, number, number, number];
       await writeFile(
         confPath,
-        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50, options.oauth2IntrospectionUrl !== undefined) + (mta ? mtaConfigText() : '') + (options.extraConfig ?? ''),
+        configText(dir, { imap, imaps, pop3, pop3s }, options.maxUserIpConnections ?? 50, options.oauth2IntrospectionUrl !== undefined ? (options.oauth2Mechanisms ?? 'xoauth2 oauthbearer') : null) + (mta ? mtaConfigText() : '') + (options.extraConfig ?? ''),
       );
       let master: ChildProcess = spawn('dovecot', ['-F', '-c', confPath], { cwd: dir, env: sbinEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
       track(master);

@@ -4,7 +4,8 @@
  * - A password logs in with SASL PLAIN (RFC 4616 through AUTH, RFC 5034) when CAPA lists it under
  *   `SASL`, else with USER/PASS (RFC 1939 §7), which every server has unless CAPA says otherwise.
  *   PLAIN first because it carries UTF-8 user names and passwords as they are.
- * - An access token logs in with XOAUTH2 (Google's and Microsoft's SASL mechanism) when CAPA lists it.
+ * - An access token logs in with XOAUTH2 (Google's and Microsoft's SASL mechanism) when CAPA lists
+ *   it, else with OAUTHBEARER (RFC 7628), the standard form of the same.
  */
 import { GatewayError } from '../../errors.js';
 
@@ -14,7 +15,7 @@ import { GatewayError } from '../../errors.js';
  */
 export type Pop3Credentials = { password: string } | { accessToken: string; initialResponse?: boolean };
 
-export type LoginMechanism = 'PLAIN' | 'USER' | 'XOAUTH2';
+export type LoginMechanism = 'PLAIN' | 'USER' | 'XOAUTH2' | 'OAUTHBEARER';
 
 /**
  * RFC 2449 §4 and RFC 5034 §4: a command line is at most 255 octets; a longer AUTH initial response
@@ -27,9 +28,10 @@ export function chooseMechanism(credentials: Pop3Credentials, caps: Map<string, 
   const sasl = new Set((caps?.get('SASL') ?? []).map((m) => m.toUpperCase()));
   if ('accessToken' in credentials) {
     if (sasl.has('XOAUTH2')) return 'XOAUTH2';
+    if (sasl.has('OAUTHBEARER')) return 'OAUTHBEARER';
     throw new GatewayError(
       'UPSTREAM_AUTH_FAILED',
-      'The mail server offers no login mechanism for an access token (it needs SASL XOAUTH2 in CAPA)',
+      'The mail server offers no login mechanism for an access token (it needs SASL XOAUTH2 or OAUTHBEARER in CAPA)',
     );
   }
   if (sasl.has('PLAIN')) return 'PLAIN';
@@ -46,6 +48,15 @@ export function plainResponse(username: string, password: string): string {
 /** XOAUTH2: `user=<user>^Aauth=Bearer <token>^A^A`, base64. */
 export function xoauth2Response(username: string, accessToken: string): string {
   return Buffer.from(`user=${username}\x01auth=Bearer ${accessToken}\x01\x01`, 'utf8').toString('base64');
+}
+
+/**
+ * RFC 7628 §3.1: the GS2 header `n,a=<user>,` (in the name `,` is `=2C` and `=` is `=3D`, RFC 5801
+ * §4), then `^Aauth=Bearer <token>^A^A`, base64.
+ */
+export function oauthbearerResponse(username: string, accessToken: string): string {
+  const saslname = username.replace(/=/g, '=3D').replace(/,/g, '=2C');
+  return Buffer.from(`n,a=${saslname},\x01auth=Bearer ${accessToken}\x01\x01`, 'utf8').toString('base64');
 }
 
 /**

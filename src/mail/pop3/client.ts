@@ -23,6 +23,7 @@ import {
   chooseMechanism,
   MAX_COMMAND_OCTETS,
   plainResponse,
+  oauthbearerResponse,
   xoauth2Response,
   type LoginMechanism,
   type Pop3Credentials,
@@ -190,7 +191,7 @@ export class Pop3Client {
   /** Logs in with the mechanism the credentials and CAPA call for (see auth.ts). */
   async login(username: string, credentials: Pop3Credentials): Promise<LoginMechanism> {
     const mechanism = chooseMechanism(credentials, this.capabilities);
-    if ('accessToken' in credentials) await this.authXoauth2(username, credentials.accessToken, credentials.initialResponse ?? true);
+    if ('accessToken' in credentials) await this.authBearer(mechanism as 'XOAUTH2' | 'OAUTHBEARER', username, credentials.accessToken, credentials.initialResponse ?? true);
     else if (mechanism === 'PLAIN') await this.authPlain(username, credentials.password);
     else await this.userPass(username, credentials.password);
     return mechanism;
@@ -214,10 +215,11 @@ export class Pop3Client {
     return this.schedule(() => this.saslExchange('PLAIN', plainResponse(username, password)));
   }
 
-  /** AUTH XOAUTH2 with an OAuth 2.0 access token; `initialResponse` false: the token after the server's `+`. */
-  async authXoauth2(username: string, accessToken: string, initialResponse = true): Promise<void> {
+  /** AUTH XOAUTH2 or OAUTHBEARER with an OAuth 2.0 access token; `initialResponse` false: the token after the server's `+`. */
+  async authBearer(mechanism: 'XOAUTH2' | 'OAUTHBEARER', username: string, accessToken: string, initialResponse = true): Promise<void> {
     assertSafeArgument(username, 'user name');
-    return this.schedule(() => this.saslExchange('XOAUTH2', xoauth2Response(username, accessToken), initialResponse));
+    const response = mechanism === 'XOAUTH2' ? xoauth2Response(username, accessToken) : oauthbearerResponse(username, accessToken);
+    return this.schedule(() => this.saslExchange(mechanism, response, initialResponse));
   }
 
   stat(): Promise<{ count: number; size: number }> {
@@ -613,7 +615,7 @@ export class Pop3Client {
   }
 
   /** SASL AUTH (RFC 5034 §4), initial response on the AUTH line when it fits in 255 octets. */
-  private async saslExchange(mechanism: 'PLAIN' | 'XOAUTH2', response: string, initialResponse = true): Promise<void> {
+  private async saslExchange(mechanism: 'PLAIN' | 'XOAUTH2' | 'OAUTHBEARER', response: string, initialResponse = true): Promise<void> {
     const inline = `AUTH ${mechanism} ${response}`;
     let reply: Pop3Reply;
     if (initialResponse && inline.length + 2 <= MAX_COMMAND_OCTETS) {
@@ -623,10 +625,11 @@ export class Pop3Client {
       if (reply.kind === 'continue') reply = await this.exchange(response, 'AUTH', { allowContinue: true });
     }
     if (reply.kind === 'continue') {
-      // A challenge after our response: XOAUTH2's error report (base64 JSON). The client answers with an
-      // empty line and the server then fails the AUTH (RFC 7628 §3.2.3 does the same for OAUTHBEARER);
-      // for any other mechanism, cancel with "*" (RFC 5034 §4).
-      reply = await this.exchange(mechanism === 'XOAUTH2' ? '' : '*', 'AUTH', { allowContinue: true });
+      // A challenge after our response: the error report (base64 JSON) of XOAUTH2 or OAUTHBEARER. The
+      // client answers with an empty line (XOAUTH2) or a lone ^A (RFC 7628 §3.2.3), and the server then
+      // fails the AUTH; for any other mechanism, cancel with "*" (RFC 5034 §4).
+      const answer = mechanism === 'XOAUTH2' ? '' : mechanism === 'OAUTHBEARER' ? Buffer.from('\x01').toString('base64') : '*';
+      reply = await this.exchange(answer, 'AUTH', { allowContinue: true });
     }
     if (reply.kind !== 'ok') {
       throw errorForReply('AUTH', reply.kind === 'continue' ? { kind: 'err', code: null, text: '' } : reply, { login: true });
