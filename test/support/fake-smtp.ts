@@ -133,7 +133,8 @@ export async function startXOAuth2Smtp(accepts: (token: string) => boolean): Pro
             break;
           case 'AUTH': {
             // RFC-less but documented XOAUTH2: base64 of "user=<u>^Aauth=Bearer <token>^A^A".
-            const token = /auth=Bearer ([^\x01]*)/.exec(Buffer.from(response, 'base64').toString('utf8'))?.[1] ?? '';
+            const decoded = Buffer.from(response, 'base64').toString('utf8');
+            const token = decoded.split('\x01').find((part) => part.startsWith('auth=Bearer '))?.slice('auth=Bearer '.length) ?? '';
             const ok = mechanism.toUpperCase() === 'XOAUTH2' && accepts(token);
             logins.push({ token, accepted: ok });
             authenticated = ok;
