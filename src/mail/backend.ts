@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import type { MailAccount } from './account.js';
 import type { MessageRef } from './message-id.js';
 import type { AccountWatch, WatchOptions, WatchSink } from './watch.js';
+import type { ParsedAttachment } from './mime/types.js';
 import type {
   ByteRange,
   Capability,
@@ -57,7 +58,12 @@ export interface MailBackend {
    */
   openRaw(accountId: string, mailbox: string, ref: MessageRef, rangeFor?: RangeSelector): Promise<RawMessage>;
   /** Streams one MIME part decoded (transfer encoding undone), by IMAP part number. */
-  openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream>;
+  /**
+   * One attachment's decoded bytes. `parsed` is what the message view says of it (its type, file
+   * name and size from the gateway's parse): a backend whose server numbers parts itself serves that
+   * part only when it is this one (decision 0018).
+   */
+  openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string, parsed?: Pick<ParsedAttachment, 'contentType' | 'filename' | 'size'>): Promise<PartStream>;
   /**
    * Removes one message for good (IMAP: `\Deleted` + UID EXPUNGE; POP3: DELE committed by QUIT).
    * With `expected` (a write's If-Match), only while one of those listing states is current; else

@@ -179,7 +179,7 @@ export class MailService {
     if (attachment === undefined) {
       throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${attachmentId} in this message`);
     }
-    const part = await backend.openPart(accountId, mailbox, ref, attachment.partId);
+    const part = await backend.openPart(accountId, mailbox, ref, attachment.partId, attachment);
     const stillEncoded = safeTransferEncoding(part.transferEncoding);
     return {
       // The part's charset comes from the sender, unchecked by the server: the shared builder keeps only a token.

@@ -48,6 +48,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly attachmentsFromParse = new Counter({
+    name: 'mailgw_attachments_from_parse_total',
+    help: "IMAP attachment downloads served from the gateway's own parse of the message, because the server's part numbering did not match it (broken MIME)",
+    registers: [this.registry],
+  });
+
   readonly redisDegradations = new Counter({
     name: 'mailgw_redis_degradations_total',
     help: 'Cache operations served without Redis because it was unreachable',

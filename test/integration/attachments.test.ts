@@ -259,6 +259,58 @@ describe.each(CHUNK_SIZES.map((chunkBytes) => ({ chunkBytes, label: chunkBytes =
   },
 );
 
+/**
+ * Broken MIME where the server numbers parts differently from the gateway's parse: the view's ids and
+ * sizes come from the parse, so each download must give that part's bytes, never the part the server
+ * has under the same number (decision 0018).
+ */
+describe('attachments of broken MIME (the server numbers the parts otherwise)', () => {
+  const pdf = Buffer.from('%PDF-1.4 pretend '.repeat(64));
+  const png = random(700);
+  const b64 = (bytes: Buffer): string => wrap(bytes.toString('base64'), 76);
+  const lines = (subject: string, body: string[]): Buffer => Buffer.from([...headerLines(subject), 'Content-Type: multipart/mixed; boundary="b"', '', ...body].join('\r\n'), 'latin1');
+  const pdfPart = ['Content-Type: application/pdf; name="doc.pdf"', 'Content-Transfer-Encoding: base64', '', b64(pdf)];
+  const pngPart = ['Content-Type: image/png; name="pic.png"', 'Content-Transfer-Encoding: base64', '', b64(png)];
+  const BROKEN = [
+    // A doubled boundary: Dovecot counts an empty part between the two, the parse does not.
+    { subject: 'doubled boundary', source: lines('doubled boundary', ['--b', 'Content-Type: text/plain', '', 'hello', '--b', '--b', ...pdfPart, '--b', ...pngPart, '--b--', '']) },
+    // A part whose first line is not a header: Dovecot takes it for an empty text part, the parse skips it.
+    { subject: 'headerless part', source: lines('headerless part', ['--b', 'Content-Type: text/plain', '', 'hello', '--b', 'no headers here, just text', '--b', ...pdfPart, '--b--', '']) },
+  ];
+  let gw: TestGateway;
+  let account: string;
+
+  beforeAll(async () => {
+    const owner = await dovecot.createUser('broken');
+    await dovecot.seedMaildir(owner.username, BROKEN.map((m) => m.source));
+    gw = await startGateway();
+    account = await createImapAccount(gw.app, dovecot, owner);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('download the bytes of the part the view names, of the size it states', async () => {
+    const ids = await listing(gw, account);
+    const expected: Record<string, Buffer> = { 'doc.pdf': pdf, 'pic.png': png };
+    for (const { subject } of BROKEN) {
+      const attachments = await attachmentsOf(gw, account, ids.get(subject)!);
+      expect(attachments.map((a) => a.filename), subject).toEqual(subject === 'doubled boundary' ? ['doc.pdf', 'pic.png'] : ['doc.pdf']);
+      for (const attachment of attachments) {
+        const res = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${ids.get(subject)}/attachments/${attachment.id}` });
+        expect(res.statusCode, res.body).toBe(200);
+        expect(res.headers['content-type'], `${subject} ${attachment.filename}`).toBe(attachment.contentType);
+        expect(res.rawPayload.length, `${subject} ${attachment.filename}`).toBe(attachment.size);
+        expect(res.rawPayload.equals(expected[attachment.filename!]!), `${subject} ${attachment.filename}`).toBe(true);
+      }
+    }
+    // Served from the gateway's parse, and counted so an operator sees how often.
+    const metrics = await gw.app.inject({ url: '/metrics' });
+    expect(metrics.body).toMatch(/^mailgw_attachments_from_parse_total 3$/m);
+  });
+});
+
 describe('the FETCHes of an attachment download', () => {
   it('are partial FETCHes of the part, one chunk each, on sessions leased per chunk and given back between them', async () => {
     const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });

@@ -60,10 +60,10 @@ export const MessageGetQuery = Type.Object({
 
 export const Attachment = Type.Object(
   {
-    id: Type.String({ description: 'Attachment id (its MIME part number)', examples: ['2'] }),
+    id: Type.String({ description: "Attachment id: its MIME part number in the gateway's own parse of the message (which names the same part as the server's numbering on well-formed MIME, and may not on broken MIME: the download always serves the part this id names here)", examples: ['2'] }),
     filename: Nullable(Type.String({ examples: ['report.pdf'] })),
     contentType: Type.String({ examples: ['application/pdf'] }),
-    size: Type.Integer({ description: 'Decoded size in bytes' }),
+    size: Type.Integer({ description: 'Decoded size in bytes (transfer encoding undone): exactly the number of bytes the attachment download serves' }),
     disposition: Type.String({ enum: ['attachment', 'inline'] }),
     contentId: Nullable(Type.String({ description: 'Content-ID, for inline images referenced as cid: in the HTML' })),
   },

@@ -43,7 +43,9 @@ import { listMailboxes } from './mailboxes.js';
 import { SharedStateChecks } from './state-check.js';
 import { AccountPool, PoolClosed, type Lease, type LeaseKind, type PoolStats } from './pool.js';
 import { createChunkStream, type ChunkStreamOptions } from './chunk-stream.js';
-import { findBodyPart } from './body-part.js';
+import { findBodyPart, servesAsParsed, type ParsedPart } from './body-part.js';
+import { extractAttachment } from '../mime/extract-attachment.js';
+import { takeFirstBytes } from './chunk-stream.js';
 import { transferDecoding } from '../mime/transfer-decoding.js';
 import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
@@ -214,38 +216,63 @@ export class ImapBackend implements MailBackend {
    * its bytes, like a raw download's, from partial FETCHes of its section, each on a session leased
    * for that chunk alone; base64 and quoted-printable are undone here, across chunk boundaries
    * (mime/transfer-decoding.ts). An encoding the gateway does not know goes out as it is, and says so.
+   *
+   * With `parsed` (what the message view says of the attachment), the server's part is used only when
+   * it is that attachment (body-part.ts `servesAsParsed`); otherwise the bytes come from the gateway's
+   * own parse of the streamed message, so an id never serves another part's bytes (decision 0018).
    */
-  async openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string): Promise<PartStream> {
+  async openPart(accountId: string, mailbox: string, ref: MessageRef, partId: string, parsed?: ParsedPart): Promise<PartStream> {
     const { uid } = this.imapRef(ref);
     const part = await this.run(accountId, 'open_part', { path: mailbox, sync: true }, async (client) => {
       this.checkUidValidity(client, ref);
       const msg = await client.fetchOne(String(uid), { uid: true, bodyStructure: true }, { uid: true });
       if (!msg || msg.uid !== uid) throw messageNotFound();
-      const found = findBodyPart(msg.bodyStructure, partId);
-      if (found === null) throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
-      return found;
+      return findBodyPart(msg.bodyStructure, partId);
     });
-    const decoding = transferDecoding(part.encoding);
+    const use = part === null ? 'parse' : parsed === undefined ? 'part' : servesAsParsed(part, parsed);
+    if (part === null && parsed === undefined) throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
+    if (use === 'parse') {
+      this.options.metrics?.attachmentsFromParse.inc();
+      return this.partFromParse(accountId, mailbox, ref, partId, part?.charset);
+    }
+    const found = part!;
+    const decoding = transferDecoding(found.encoding);
     if (decoding.kind === 'unknown') {
       this.options.log.warn({ account: accountId, part: partId, encoding: decoding.encoding }, 'an attachment in a transfer encoding the gateway does not know is sent as it is');
     }
     const stream = this.download(accountId, mailbox, ref, 'download_part_chunk', async (client, start, length) => {
-      const fetched = await client.fetchOne(String(uid), { uid: true, bodyParts: [{ key: part.section, start, maxLength: length }] }, { uid: true });
+      const fetched = await client.fetchOne(String(uid), { uid: true, bodyParts: [{ key: found.section, start, maxLength: length }] }, { uid: true });
       if (!fetched || fetched.uid !== uid) return undefined;
-      return fetched.bodyParts?.get(part.section) ?? Buffer.alloc(0);
+      return fetched.bodyParts?.get(found.section) ?? Buffer.alloc(0);
     }, {
       start: 0,
       // Only a bound: the part ends where the server's bytes do (chunk-stream.ts).
-      end: part.sizeBytes * 2 + this.chunkBytes,
+      end: found.sizeBytes * 2 + this.chunkBytes,
       until: 'short-chunk',
       ...(decoding.kind === 'decoded' ? { decoder: decoding.decoder } : {}),
     });
     return {
-      stream,
-      size: null,
-      charset: part.charset,
+      stream: typeof use === 'object' ? takeFirstBytes(stream, use.trimTo) : stream,
+      size: typeof use === 'object' ? use.trimTo : null,
+      charset: found.charset,
       ...(decoding.kind === 'unknown' ? { transferEncoding: decoding.encoding } : {}),
     };
+  }
+
+  /** The attachment's bytes from the gateway's own parse of the message, streamed in chunks like a raw download. */
+  private async partFromParse(accountId: string, mailbox: string, ref: MessageRef, partId: string, charset: string | undefined): Promise<PartStream> {
+    const raw = await this.openRaw(accountId, mailbox, ref);
+    const extracted = await extractAttachment(raw.stream, partId).catch((err: unknown) => {
+      raw.stream.destroy();
+      throw err;
+    });
+    if (extracted === null) {
+      raw.stream.destroy();
+      throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
+    }
+    // The rest of the message is not needed once the part is out: no more chunks are fetched.
+    extracted.content.once('close', () => raw.stream.destroy());
+    return { stream: extracted.content, size: null, charset };
   }
 
   private get chunkBytes(): number {

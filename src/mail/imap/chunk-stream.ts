@@ -9,7 +9,7 @@
  * between chunks, while the client is slow, no session is held. A reader that asks for nothing more
  * for `idleTimeoutMs` is ended, so a paused client cannot keep even its one buffered chunk forever.
  */
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { GatewayError } from '../../errors.js';
 import type { ChunkDecoder } from '../mime/transfer-decoding.js';
 
@@ -118,4 +118,24 @@ export function createChunkStream(options: ChunkStreamOptions): Readable {
   });
   if (!open && options.start >= end) stream.push(null);
   return stream;
+}
+
+/**
+ * The first `count` bytes of `source`, then the end; the rest is read and dropped (a part whose
+ * server copy carries a line break more than the parse's, body-part.ts `servesAsParsed`).
+ */
+export function takeFirstBytes(source: Readable, count: number): Readable {
+  let left = count;
+  const out = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (left > 0) {
+        const kept = chunk.length <= left ? chunk : chunk.subarray(0, left);
+        left -= kept.length;
+        done(null, kept);
+      } else done();
+    },
+  });
+  source.once('error', (err) => out.destroy(err));
+  out.once('close', () => source.destroy());
+  return source.pipe(out);
 }
