@@ -154,6 +154,14 @@ export class MailService {
     const parsed = await this.parsed(backend, accountId, mailbox, ref);
     return {
       ...summary,
+      // The message's own header parse, not the server's ENVELOPE: decoded from the header bytes
+      // (8-bit headers, charsets the server does not know) and never a server's placeholder address.
+      messageId: parsed.messageId,
+      subject: parsed.subject,
+      from: parsed.from,
+      to: parsed.to,
+      cc: parsed.cc,
+      date: parsed.date ?? summary.date,
       hasAttachments: parsed.hasAttachments,
       preview: parsed.preview,
       headers: parsed.headers,

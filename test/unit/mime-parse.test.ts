@@ -199,6 +199,35 @@ describe('charsets', () => {
   });
 });
 
+describe('header decoding at byte level', () => {
+  const subjectOf = async (...headerBytes: Array<string | Buffer>): Promise<string | null> =>
+    (await parseMessage(message(Buffer.concat([Buffer.from('Subject: '), ...headerBytes.map((b) => (Buffer.isBuffer(b) ? b : Buffer.from(b, 'latin1')))]), '', 'x'))).subject;
+
+  it('keeps raw 8-bit bytes inside an encoded word as bytes of its charset', async () => {
+    expect(await subjectOf('=?iso-8859-1?Q?Gr', Buffer.from([0xfc, 0xdf]), 'e_aus_K', Buffer.from([0xf6]), 'ln?=')).toBe('Grüße aus Köln');
+    const m = await parseMessage(message(Buffer.concat([Buffer.from('From: =?iso-8859-1?Q?J'), Buffer.from([0xf6]), Buffer.from('rg?= <j@example.com>')]), '', 'x'));
+    expect(m.from).toEqual([{ name: 'Jörg', address: 'j@example.com' }]);
+  });
+
+  it('decodes UTF-7 in a header, and charsets named with an RFC 2231 language or garbage glued on', async () => {
+    expect(await subjectOf('=?utf-7?Q?Hi_+AOQ-?=')).toBe('Hi ä');
+    expect(await subjectOf('=?utf-8*de?Q?Gr=C3=BC=C3=9Fe?=')).toBe('Grüße');
+    expect(await subjectOf('=?windows-1252http-equiv?Q?caf=E9?=')).toBe('café');
+  });
+
+  it('joins adjacent encoded words of one charset before decoding, so a character split across them stays whole', async () => {
+    // "é" is C3 A9 in UTF-8: one byte in each word.
+    expect(await subjectOf('=?utf-8?B?', Buffer.from([0xc3]).toString('base64'), '?= =?utf-8?B?', Buffer.from([0xa9]).toString('base64'), '?=')).toBe('é');
+    // The white space between adjacent encoded words goes (RFC 2047 §6.2); text between them stays.
+    expect(await subjectOf('=?utf-8?Q?a?= =?utf-8?Q?b?= c =?utf-8?Q?d?=')).toBe('ab c d');
+  });
+
+  it('takes an encoded word in the address itself only when it decodes to a plain address', async () => {
+    const m = await parseMessage(message('To: x <=?utf-8?Q?a=40b.example?=>, y <=?utf-8?Q?=22evil=22_=3Cceo=40bank.example=3E?=@example.com>', '', 'x'));
+    expect(m.to).toEqual([{ name: 'x', address: 'a@b.example' }]);
+  });
+});
+
 describe('attachments', () => {
   it('decodes RFC 2231 file names with charset and continuations', async () => {
     const long = await parseMessage(readCorpus('multi_charset/japanese_attachment_long_name.eml'));

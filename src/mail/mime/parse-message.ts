@@ -127,7 +127,8 @@ function rootCharset(headers: Headers | undefined): string | undefined {
 }
 
 function buildResult(collected: Collected): ParsedMessage {
-  const fields = decodeHeaderFields(collected.headerLines, rootCharset(collected.headers));
+  const charset = rootCharset(collected.headers);
+  const fields = decodeHeaderFields(collected.headerLines, charset);
   const text = collected.text?.text ? collected.text.text : null;
   const html = collected.text?.html ? collected.text.html : null;
   const cids = referencedCids(html);
@@ -155,11 +156,11 @@ function buildResult(collected: Collected): ParsedMessage {
   return {
     messageId: messageIds(firstField(fields, 'message-id')?.value ?? '')[0] ?? null,
     subject: subject ? subject : null,
-    from: addresses(fields, 'from', true),
-    to: addresses(fields, 'to', false),
-    cc: addresses(fields, 'cc', false),
-    bcc: addresses(fields, 'bcc', false),
-    replyTo: addresses(fields, 'reply-to', true),
+    from: addresses(fields, 'from', true, charset),
+    to: addresses(fields, 'to', false, charset),
+    cc: addresses(fields, 'cc', false, charset),
+    bcc: addresses(fields, 'bcc', false, charset),
+    replyTo: addresses(fields, 'reply-to', true, charset),
     date: parseDateHeader(firstField(fields, 'date')?.value),
     inReplyTo: messageIds(firstField(fields, 'in-reply-to')?.value ?? '')[0] ?? null,
     references: [...new Set(fields.filter((f) => f.key === 'references').flatMap((f) => messageIds(f.value)))],
