@@ -209,7 +209,8 @@ export class AccountService {
   }
 
   async update(id: string, patch: AccountPatch, verify: boolean): Promise<AccountView> {
-    const current = await this.get(id);
+    // A copy: the store may hand out the record it keeps, and `next` shares parts of it.
+    const current = structuredClone(await this.get(id));
     if ([patch.password, patch.accessToken, patch.oauth2].filter((x) => x !== undefined).length > 1) {
       throw new GatewayError('VALIDATION_FAILED', 'body may have one of password, accessToken and oauth2, not more');
     }
@@ -408,6 +409,8 @@ export class AccountService {
     for (const { name, holder } of grants) {
       if (holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
       const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
+      // A record saved before grant ids gets its id now, from the grant as it stands, before any rotation.
+      holder.oauth2 = { ...holder.oauth2, grantId: this.grantIdOf(holder.oauth2, secrets) };
       const latest = await tokens.latestRefreshToken(this.grant(record.id, name, holder.oauth2, secrets));
       if (latest !== null && latest !== secrets.refreshToken) holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken: latest }));
     }
@@ -428,7 +431,11 @@ export class AccountService {
       for (const holder of [next, next.smtp]) {
         if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
         const secrets = JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets;
-        if (this.grantIdOf(holder.oauth2, secrets) !== grant.grantId || secrets.refreshToken !== previous) continue;
+        if (this.grantIdOf(holder.oauth2, secrets) !== grant.grantId || secrets.refreshToken === refreshToken) continue;
+        // A stored grant id names the grant whatever refresh token the record holds (renewals of one
+        // grant run one at a time, so this one's is the newest); a derived one only while it is `previous`.
+        if (holder.oauth2.grantId === undefined && secrets.refreshToken !== previous) continue;
+        holder.oauth2 = { ...holder.oauth2, grantId: grant.grantId };
         holder.sealedSecret = this.options.sealer.seal(JSON.stringify({ ...secrets, refreshToken }));
         changed = true;
       }
@@ -450,10 +457,10 @@ export class AccountService {
   private async retireGrants(current: AccountRecord, next: AccountRecord | null, verified: Record<'mail' | 'smtp', boolean>): Promise<void> {
     const tokens = this.options.tokens;
     if (tokens === undefined) return;
-    const kept = next === null ? new Map<string, string>() : this.grantIds(next);
-    const gone = [...this.grantIds(current)].filter(([name, grantId]) => kept.get(name) !== grantId && ![...kept.values()].includes(grantId));
-    if (gone.length === 0) return;
     try {
+      const kept = next === null ? new Map<string, string>() : this.grantIds(next);
+      const gone = [...this.grantIds(current)].filter(([name, grantId]) => kept.get(name) !== grantId && ![...kept.values()].includes(grantId));
+      if (gone.length === 0) return;
       for (const [name, grantId] of gone) {
         await tokens.replaced(current.id, grantId, kept.get(name) ?? null, verified[name as 'mail' | 'smtp']);
       }
@@ -464,12 +471,19 @@ export class AccountService {
     }
   }
 
-  /** The OAuth2 grants a record holds of its own, by name (`mail`, `smtp`). */
+  /** The OAuth2 grants a record holds of its own, by name (`mail`, `smtp`); one whose secret cannot be opened is left out. */
   private grantIds(record: AccountRecord): Map<string, string> {
     const ids = new Map<string, string>();
     for (const [name, holder] of [['mail', record], ['smtp', record.smtp]] as const) {
       if (!holder || holder.authMethod !== 'oauth2' || holder.sealedSecret === null || !holder.oauth2) continue;
-      ids.set(name, this.grantIdOf(holder.oauth2, JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets));
+      if (holder.oauth2.grantId !== undefined) ids.set(name, holder.oauth2.grantId);
+      else {
+        try {
+          ids.set(name, this.grantIdOf(holder.oauth2, JSON.parse(this.options.sealer.open(holder.sealedSecret)) as OAuth2Secrets));
+        } catch {
+          // sealed under another key or damaged: it has no token state this gateway could find either
+        }
+      }
     }
     return ids;
   }

@@ -92,6 +92,9 @@ export const keys = {
    */
   oauth2Token: (grantId: string): string => `${KEY_PREFIX}oauth2:{${grantId}}:token`,
 
+  /** The accounts that log in with a grant (a set), so that each of their records gets a rotated refresh token. */
+  oauth2Holders: (grantId: string): string => `${KEY_PREFIX}oauth2:{${grantId}}:holders`,
+
   /** The lease of the one renewal of a grant running across processes (`SET NX PX`); same slot as its token. */
   oauth2Renewal: (grantId: string): string => `${KEY_PREFIX}oauth2:{${grantId}}:renewal`,
 

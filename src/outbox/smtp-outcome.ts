@@ -78,6 +78,14 @@ export function carriedGatewayError(err: unknown): GatewayError | null {
   return isGatewayError(err) ? err : null;
 }
 
+/**
+ * What nodemailer is given when getting an OAuth2 token failed: always a carrier, so that nodemailer's
+ * EAUTH never stands for it (that would be a refused login); an error that is not ours says "try again".
+ */
+export function carryTokenFailure(err: unknown): Error {
+  return new CarriedError(isGatewayError(err) ? err : new GatewayError('SERVICE_UNAVAILABLE', 'The OAuth2 access token for the SMTP login could not be got; try again', { cause: err }));
+}
+
 /** What nodemailer is given in place of an error of ours. */
 export const carry = (err: unknown): Error => (isGatewayError(err) ? new CarriedError(err) : (err as Error));
 

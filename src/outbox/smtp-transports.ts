@@ -12,9 +12,10 @@ import nodemailer, { type NodemailerError, type SMTPSentMessageInfo, type Transp
 import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
 import type { Logger } from 'pino';
 import type { Security } from '../accounts/types.js';
-import type { MailCredentials } from '../mail/account.js';
+import type { MailCredentials, OAuth2Login } from '../mail/account.js';
 import type { EgressPolicy } from '../net/egress.js';
-import { CarriedError, carry, smtpLoginError } from './smtp-outcome.js';
+import { isGatewayError } from '../errors.js';
+import { CarriedError, carry, carryTokenFailure, smtpLoginError } from './smtp-outcome.js';
 
 /** What a transport needs to reach one account's SMTP server: settings with the secret unsealed. */
 export interface SmtpAccount {
@@ -47,6 +48,11 @@ interface Pooled {
   fingerprint: string;
   transport: Transporter<SMTPSentMessageInfo>;
   login: OAuth2LoginState | null;
+  /**
+   * The account as the last send gave it: new connections log in with its credentials, so a pool
+   * outliving a rotation of the grant's refresh token renews with the newest one.
+   */
+  current: { account: SmtpAccount };
 }
 
 /** What an OAuth2 login told: the token it last gave nodemailer, and whether nodemailer asked to renew it. */
@@ -118,8 +124,10 @@ export class SmtpTransports {
     if (!('oauth2' in account.credentials) || !isRefusedLogin(err) || login.renewed || login.last === undefined) return false;
     try {
       return (await account.credentials.oauth2.token(login.last)) !== login.last;
-    } catch {
-      return false; // the renewal's own failure is not the answer: the refused login is
+    } catch (renewal) {
+      // The renewal's own answer says more than the refused login: a refused grant, an endpoint down.
+      if (isGatewayError(renewal)) throw renewal;
+      return false;
     }
   }
 
@@ -140,17 +148,21 @@ export class SmtpTransports {
     const login = 'oauth2' in account.credentials ? { oauth2: account.credentials.oauth2.grantId } : account.credentials;
     const fingerprint = JSON.stringify([account.host, account.port, account.security, account.username, login, account.tlsVerify]);
     const current = this.pools.get(account.accountId);
-    if (current?.fingerprint === fingerprint) return current;
+    if (current?.fingerprint === fingerprint) {
+      current.current.account = account;
+      return current;
+    }
     // New settings: connections logged in with the old ones are never used again.
     if (current !== undefined) this.drop(account.accountId);
     const state = 'oauth2' in account.credentials ? { last: undefined, renewed: false } : null;
-    const transport = nodemailer.createTransport(this.transportOptions(account, true, state)) as Transporter<SMTPSentMessageInfo>;
-    const pooled = { fingerprint, transport, login: state };
+    const latest = { account };
+    const transport = nodemailer.createTransport(this.transportOptions(account, true, state, latest)) as Transporter<SMTPSentMessageInfo>;
+    const pooled = { fingerprint, transport, login: state, current: latest };
     this.pools.set(account.accountId, pooled);
     return pooled;
   }
 
-  private transportOptions(account: SmtpAccount, pool: boolean, login: OAuth2LoginState | null): SMTPPoolOptions {
+  private transportOptions(account: SmtpAccount, pool: boolean, login: OAuth2LoginState | null, latest: { account: SmtpAccount } = { account }): SMTPPoolOptions {
     const { timeoutMs } = this.options;
     return {
       pool,
@@ -166,7 +178,7 @@ export class SmtpTransports {
       requireTLS: account.security === 'starttls',
       ignoreTLS: account.security === 'none',
       tls: { rejectUnauthorized: account.tlsVerify },
-      auth: this.auth(account, login),
+      auth: this.auth(latest, login),
       connectionTimeout: timeoutMs,
       greetingTimeout: timeoutMs,
       socketTimeout: timeoutMs,
@@ -187,23 +199,25 @@ export class SmtpTransports {
    * (nodemailer's provisionCallback), so a pooled transport never logs in with a token older than the
    * grant's current one; a refused AUTH asks again with `renew` and nodemailer tries once more.
    */
-  private auth(account: SmtpAccount, login: OAuth2LoginState | null): SMTPPoolOptions['auth'] {
+  private auth(latest: { account: SmtpAccount }, login: OAuth2LoginState | null): SMTPPoolOptions['auth'] {
+    const { account } = latest;
     const { credentials } = account;
     if ('password' in credentials) return { user: account.username, pass: credentials.password };
     if ('accessToken' in credentials) return { type: 'OAuth2', user: account.username, accessToken: credentials.accessToken };
-    const { oauth2 } = credentials;
     const state = login ?? { last: undefined, renewed: false };
+    // The grant as the latest send gave it (same grant id: the pool's fingerprint), with its newest refresh token.
+    const oauth2 = (): OAuth2Login => ('oauth2' in latest.account.credentials ? latest.account.credentials.oauth2 : credentials.oauth2);
     return {
       type: 'OAuth2',
       user: account.username,
       provisionCallback: (_user, renew, callback) => {
         if (renew) state.renewed = true;
-        oauth2.token(renew ? state.last : undefined).then(
+        oauth2().token(renew ? state.last : undefined).then(
           (token) => {
             state.last = token;
             callback(null, token);
           },
-          (err: unknown) => callback(carry(err)),
+          (err: unknown) => callback(carryTokenFailure(err)),
         );
       },
     };

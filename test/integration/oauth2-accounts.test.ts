@@ -219,9 +219,10 @@ describe('OAuth2 accounts', () => {
     expect(patched.statusCode, patched.body).toBe(200);
     expect((await listing(gw.app, id)).statusCode).toBe(200);
     // The refused grant is replaced by one that works: the account recovered, and says so once.
-    await expect
-      .poll(async () => (await gw.app.services.events!.log.readAfter(id, '0-0', 100)).events.filter((e) => e.type === 'account.recovered').length)
-      .toBe(1);
+    const recoveries = async (): Promise<number> => (await gw.app.services.events!.log.readAfter(id, '0-0', 100)).events.filter((e) => e.type === 'account.recovered').length;
+    await expect.poll(recoveries).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await recoveries()).toBe(1);
   });
 
   it('a change to a refused grant fails and leaves the working grant as it was', async () => {
@@ -256,8 +257,59 @@ describe('OAuth2 accounts', () => {
       // The client sends its grant again (the only one it has): the gateway still knows the rotated one.
       const again = await gw.app.inject({ method: 'POST', url: '/v1/accounts', payload: body });
       expect(again.statusCode, again.body).toBe(201);
+      // A renewal now must use the rotated refresh token (the one the client holds is spent).
+      for (const token of provider.issuedTo(user.username)) provider.expireAccessToken(token);
       await kick(user);
-      expect((await listing(gw.app, (again.json() as { id: string }).id)).statusCode).toBe(200);
+      const res = await listing(gw.app, (again.json() as { id: string }).id);
+      expect(res.statusCode, res.body).toBe(200);
+    } finally {
+      provider.setRotation(false);
+    }
+  });
+
+  it('gives a rotated refresh token to every account holding the grant (an IMAP and a POP3 account of one mailbox)', async () => {
+    const user = users[1]!;
+    const grant = grantFor(user);
+    provider.setRotation(true);
+    const first = await startGateway();
+    let restarted: TestGateway | undefined;
+    try {
+      const imapId = await createAccount(first.app, user, grant);
+      const pop3Id = await createAccount(first.app, user, grant, { protocol: 'pop3' });
+      // The IMAP account renews (the token is refused early): the refresh token rotates again.
+      for (const token of provider.issuedTo(user.username)) provider.expireAccessToken(token);
+      await kick(user);
+      expect((await listing(first.app, imapId)).statusCode).toBe(200);
+      await first.app.close();
+      // No token kept after a restart: the POP3 account renews with its own record's refresh token.
+      restarted = await startGateway({ DATA_DIR: first.dataDir });
+      const res = await listing(restarted.app, pop3Id);
+      expect(res.statusCode, res.body).toBe(200);
+    } finally {
+      provider.setRotation(false);
+      await restarted?.close();
+      await rm(first.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives a record saved without a grant id its id at the first rotation, and keeps it after', async () => {
+    const user = users[10]!;
+    const grant = grantFor(user);
+    const id = await createAccount(gw.app, user, grant);
+    const store = gw.app.services.accountStore;
+    const saved = (await store.get(id))!;
+    const { grantId, ...legacy } = saved.oauth2!;
+    await store.update({ ...saved, oauth2: legacy });
+    provider.setRotation(true);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const { oauth2 } = (await gw.app.services.accounts.resolveMailAccount(id)).credentials as { oauth2: OAuth2Login };
+        await oauth2.token(await oauth2.token());
+        // The id the grant had (derived from it as given) is stored, and a second rotation keeps it.
+        expect((await store.get(id))!.oauth2?.grantId, `rotation ${i + 1}`).toBe(grantId);
+      }
+      await kick(user);
+      expect((await listing(gw.app, id)).statusCode).toBe(200);
     } finally {
       provider.setRotation(false);
     }
@@ -270,11 +322,16 @@ describe('OAuth2 accounts', () => {
     expect((await listing(gw.app, id)).statusCode).toBe(200);
     provider.setRotation(true);
     try {
+      const before = (await gw.app.services.accountStore.get(id))!;
       const { credentials } = await gw.app.services.accounts.resolveMailAccount(id);
       const { oauth2 } = credentials as { oauth2: OAuth2Login };
       // A renewal (as after a refused login elsewhere) that rotates the refresh token into the record.
       await oauth2.token(await oauth2.token());
       expect(provider.currentRefreshToken(grant.refreshToken)).not.toBe(grant.refreshToken);
+      // The record took the rotated refresh token (its sealed secret changed) and kept its grant id.
+      const after = (await gw.app.services.accountStore.get(id))!;
+      expect(after.sealedSecret).not.toBe(before.sealedSecret);
+      expect(after.oauth2?.grantId).toBe(before.oauth2?.grantId);
       // Same grant, same sessions: the next request logs in nowhere (Dovecot asks the provider at each login).
       const logins = provider.introspections;
       expect((await listing(gw.app, id)).statusCode).toBe(200);

@@ -98,7 +98,7 @@ export class AccessTokens {
   }
 
   private async look(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
-    const record = await this.read(grant);
+    const [record] = await Promise.all([this.read(grant), this.options.state.hold(grant.grantId, grant.accountId)]);
     const kept = this.usable(record, refused);
     if (kept !== null) return kept;
     const refusal = this.activeRefusal(record);
@@ -154,7 +154,7 @@ export class AccessTokens {
           if (refusal !== null) throw refusal;
           return await this.exchange(grant, record, refused !== undefined);
         } catch (err) {
-          if (!(err instanceof GrantRefused)) failure = renewalFailure(err);
+          failure = renewalFailure(err);
           throw err;
         } finally {
           // A failure is shared for a moment (the waiting renewals answer it); else the lease goes.
@@ -206,16 +206,26 @@ export class AccessTokens {
       token: { sealed: sealer.seal(issued.accessToken), expiresAtMs: issued.expiresAtMs, ...(afterRefusal ? { afterRefusal } : {}) },
       ...(latest !== grant.refreshToken ? { refreshToken: sealer.seal(latest) } : {}),
     };
-    // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
-    await state.write(grant.grantId, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
-    if (issued.refreshToken !== null) {
-      await this.options.keepRefreshToken(grant, issued.refreshToken, refreshToken).catch((err: unknown) => {
-        this.options.log.warn({ account: grant.accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
-      });
+    try {
+      // Kept past the token's expiry while it holds a rotated refresh token the account record may still lack.
+      await state.write(grant.grantId, next, next.refreshToken === undefined ? issued.expiresAtMs : issued.expiresAtMs + REFUSAL_MEMORY_MS);
+    } finally {
+      // A rotated refresh token reaches the account records even if the shared record could not be written.
+      if (issued.refreshToken !== null) await this.keepRotated(grant, issued.refreshToken, refreshToken);
     }
     this.options.log.info({ account: grant.accountId, grant: grant.name, rotated: issued.refreshToken !== null, expiresInS: Math.round((issued.expiresAtMs - this.now()) / 1000) }, 'OAuth2 access token renewed');
     if (record?.refusal !== undefined) this.options.onRecovered?.(grant.accountId);
     return issued.accessToken;
+  }
+
+  /** Every account that holds the grant gets the rotated refresh token in its record. */
+  private async keepRotated(grant: OAuth2Grant, refreshToken: string, previous: string): Promise<void> {
+    const holders = new Set([grant.accountId, ...(await this.options.state.holders(grant.grantId).catch(() => []))]);
+    for (const accountId of holders) {
+      await this.options.keepRefreshToken({ ...grant, accountId }, refreshToken, previous).catch((err: unknown) => {
+        this.options.log.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
+      });
+    }
   }
 
   private async read(grant: OAuth2Grant): Promise<TokenRecord | null> {
@@ -236,8 +246,9 @@ export class AccessTokens {
   }
 }
 
-function renewalFailure(err: unknown): RenewalFailure {
-  if (err instanceof GatewayError && err.code === 'UPSTREAM_TIMEOUT') return { code: 'UPSTREAM_TIMEOUT', detail: err.message };
-  const detail = err instanceof GatewayError ? err.message : 'The OAuth2 token endpoint could not be used';
-  return { code: 'UPSTREAM_ERROR', detail };
+/** The token endpoint's own failure, shared with its code; anything else (a refusal, our own faults) is not. */
+function renewalFailure(err: unknown): RenewalFailure | null {
+  if (!(err instanceof GatewayError) || err instanceof GrantRefused) return null;
+  if (err.code === 'UPSTREAM_TIMEOUT' || err.code === 'UPSTREAM_ERROR' || err.code === 'HOST_NOT_ALLOWED') return { code: err.code, detail: err.message };
+  return null;
 }

@@ -8,6 +8,7 @@
  */
 import type { RedisClient } from '../../cache/redis-connection.js';
 import { keys } from '../../cache/keys.js';
+import { boundedStoreCall } from '../redis-store.js';
 
 export interface TokenRecord {
   /**
@@ -40,10 +41,21 @@ export interface TokenStateStore {
    * asking the provider again one after another.
    */
   fail(grantId: string, owner: string, failure: RenewalFailure, ttlMs: number): Promise<void>;
+  /**
+   * Notes that `accountId` logs in with this grant (two accounts given the same grant share its tokens,
+   * and each account record must get a rotated refresh token); kept for a week after the last note.
+   */
+  hold(grantId: string, accountId: string): Promise<void>;
+  /** The accounts noted as holding the grant. */
+  holders(grantId: string): Promise<string[]>;
 }
 
+/** How long a grant's holders are remembered after the last login with it. */
+const HOLDERS_TTL_MS = 7 * 24 * 3_600_000;
+
 export interface RenewalFailure {
-  code: 'UPSTREAM_TIMEOUT' | 'UPSTREAM_ERROR';
+  /** The token endpoint's own failure, as the API answers it. */
+  code: 'UPSTREAM_TIMEOUT' | 'UPSTREAM_ERROR' | 'HOST_NOT_ALLOWED';
   detail: string;
 }
 
@@ -77,11 +89,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], 
 return 0
 `;
 
+/**
+ * Redis commands of the token state, bounded in time: an outage is a prompt 503 (SERVICE_UNAVAILABLE),
+ * never a hung login or an error nobody maps.
+ */
+const OPERATION_TIMEOUT_MS = 5_000;
+const bounded = <T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T> => boundedStoreCall('OAuth2 token state', kind, OPERATION_TIMEOUT_MS, op);
+
 export class RedisTokenState implements TokenStateStore {
   constructor(private readonly redis: RedisClient) {}
 
   async read(grantId: string): Promise<TokenRecord | null> {
-    const text = await this.redis.get(keys.oauth2Token(grantId));
+    const text = await bounded('read', () => this.redis.get(keys.oauth2Token(grantId)));
     if (text === null) return null;
     try {
       return JSON.parse(text) as TokenRecord;
@@ -91,30 +110,40 @@ export class RedisTokenState implements TokenStateStore {
   }
 
   async write(grantId: string, record: TokenRecord, keepUntilMs: number): Promise<void> {
-    await this.redis.set(keys.oauth2Token(grantId), JSON.stringify(record), 'PX', Math.max(1000, Math.ceil(keepUntilMs - Date.now())));
+    await bounded('write', () => this.redis.set(keys.oauth2Token(grantId), JSON.stringify(record), 'PX', Math.max(1000, Math.ceil(keepUntilMs - Date.now()))));
   }
 
   async forget(grantId: string): Promise<void> {
-    await this.redis.del(keys.oauth2Token(grantId));
+    await bounded('write', () => this.redis.del(keys.oauth2Token(grantId), keys.oauth2Holders(grantId)));
   }
 
   async lease(grantId: string, owner: string, ttlMs: number): Promise<LeaseAnswer> {
-    const answer = (await this.redis.eval(LEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, String(ttlMs))) as number | string | null;
+    const answer = (await bounded('write', () => this.redis.eval(LEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, String(ttlMs)))) as number | string | null;
     return answer === 1 ? { taken: true } : leaseAnswer(typeof answer === 'string' ? answer : null);
   }
 
   async fail(grantId: string, owner: string, failure: RenewalFailure, ttlMs: number): Promise<void> {
-    await this.redis.eval(FAIL_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, FAILED + JSON.stringify(failure), String(ttlMs));
+    await bounded('write', () => this.redis.eval(FAIL_SCRIPT, 1, keys.oauth2Renewal(grantId), owner, FAILED + JSON.stringify(failure), String(ttlMs)));
+  }
+
+  async hold(grantId: string, accountId: string): Promise<void> {
+    const key = keys.oauth2Holders(grantId);
+    await bounded('write', () => this.redis.multi().sadd(key, accountId).pexpire(key, HOLDERS_TTL_MS).exec());
+  }
+
+  async holders(grantId: string): Promise<string[]> {
+    return bounded('read', () => this.redis.smembers(keys.oauth2Holders(grantId)));
   }
 
   async release(grantId: string, owner: string): Promise<void> {
-    await this.redis.eval(RELEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner);
+    await bounded('write', () => this.redis.eval(RELEASE_SCRIPT, 1, keys.oauth2Renewal(grantId), owner));
   }
 }
 
 export class MemoryTokenState implements TokenStateStore {
   private readonly records = new Map<string, { record: TokenRecord; keepUntilMs: number }>();
   private readonly leases = new Map<string, { owner: string; untilMs: number }>();
+  private readonly holding = new Map<string, Set<string>>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -130,6 +159,17 @@ export class MemoryTokenState implements TokenStateStore {
 
   async forget(grantId: string): Promise<void> {
     this.records.delete(grantId);
+    this.holding.delete(grantId);
+  }
+
+  async hold(grantId: string, accountId: string): Promise<void> {
+    const set = this.holding.get(grantId) ?? new Set<string>();
+    set.add(accountId);
+    this.holding.set(grantId, set);
+  }
+
+  async holders(grantId: string): Promise<string[]> {
+    return [...(this.holding.get(grantId) ?? [])];
   }
 
   async lease(grantId: string, owner: string, ttlMs: number): Promise<LeaseAnswer> {
