@@ -256,10 +256,12 @@ for (const backend of backends) {
       expect(stored.map((e) => e.id)).toEqual(expect.arrayContaining(bodies(target.received).map((e) => e.id)));
 
       const records = directory.records.get(hook.id) ?? [];
-      const firstTry = records.find((r) => r.eventId === slowOnes[0]!.id && r.attempt === 1);
-      expect(firstTry).toMatchObject({ status: 'retrying', responseStatus: 503 });
+      // By outcome, not attempt number: a lane runner restarted under load before its retry state
+      // landed counts again from 1 (at least once, never lost; lane-runner.ts).
+      const firstTry = records.find((r) => r.eventId === slowOnes[0]!.id && r.status === 'retrying');
+      expect(firstTry).toMatchObject({ attempt: 1, responseStatus: 503 });
       expect(Date.parse(firstTry!.nextAttemptAt!) - Date.parse(firstTry!.at)).toBeGreaterThanOrEqual(3_900);
-      expect(records.find((r) => r.eventId === slowOnes[0]!.id && r.attempt === 2)).toMatchObject({ status: 'delivered', responseStatus: 204 });
+      expect(records.find((r) => r.eventId === slowOnes[0]!.id && r.status === 'delivered')).toMatchObject({ responseStatus: 204 });
     }, 30_000);
 
     it('sends a webhook only the types and accounts it asked for', async () => {

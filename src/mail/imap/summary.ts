@@ -1,7 +1,9 @@
 /**
- * FETCH results → the API's message summary. Pure functions, no I/O.
+ * FETCH results → the API's message summary. Pure functions, but for `redecodeFromHeaders`, the one
+ * extra FETCH of header bytes for the rare summaries whose ENVELOPE text the server could not decode.
  */
-import type { FetchMessageObject, MessageAddressObject, MessageStructureObject } from 'imapflow';
+import type { FetchMessageObject, ImapFlow, MessageAddressObject, MessageStructureObject } from 'imapflow';
+import { addresses as headerAddresses, decodeHeaderFields, firstField, splitHeaderBlock } from '../mime/headers.js';
 import { encodeImapMessageId } from '../message-id.js';
 import type { Address, MessageSummary } from '../types.js';
 
@@ -42,10 +44,55 @@ export function visibleFlags(flags: Set<string> | undefined): string[] {
   return [...(flags ?? [])].filter((f) => f.toLowerCase() !== '\\recent').sort();
 }
 
+/**
+ * What a server writes into ENVELOPE where the header holds no address it can read (Dovecot:
+ * `MISSING_MAILBOX`, `MISSING_DOMAIN`, `SYNTAX_ERROR`): never shown as if it were an address.
+ */
+const PLACEHOLDER_ADDRESS = /^MISSING_MAILBOX@|@(?:MISSING_DOMAIN|SYNTAX_ERROR)$/;
+
 function addresses(list: MessageAddressObject[] | undefined): Address[] {
   return (list ?? [])
-    .filter((a) => a.address || a.name)
-    .map((a) => ({ name: a.name ?? '', address: a.address ?? '' }));
+    .map((a) => ({ name: a.name ?? '', address: a.address && !PLACEHOLDER_ADDRESS.test(a.address) ? a.address : '' }))
+    .filter((a) => a.address || a.name);
+}
+
+/**
+ * Text the server could not decode: replacement characters (8-bit bytes in no charset it knew), the
+ * same read as Latin-1 (`ï¿½`: raw 8-bit inside an encoded word, whose bytes were replaced before the
+ * word was decoded), or an encoded word left as it was.
+ */
+const LOSSY = /\uFFFD|\u00EF\u00BF\u00BD|=\?[^?\s]+\?[bBqQ]\?/;
+
+/** A summary whose ENVELOPE text is lossy, and the charset to read its header bytes in (the body's, as the view does). */
+export interface LossySummary {
+  summary: MessageSummary;
+  charset: string | undefined;
+}
+
+export function lossyEnvelope(msg: FetchMessageObject, summary: MessageSummary): LossySummary | null {
+  const texts = [summary.subject ?? '', ...[...summary.from, ...summary.to, ...summary.cc].map((a) => a.name)];
+  if (!texts.some((text) => LOSSY.test(text))) return null;
+  const charset = msg.bodyStructure?.parameters?.charset;
+  return { summary, charset: typeof charset === 'string' ? charset : undefined };
+}
+
+/**
+ * Subject and addresses of lossy summaries decoded from the header bytes (one FETCH of
+ * HEADER.FIELDS for those messages only), as the message view decodes them (mime/headers.ts).
+ */
+export async function redecodeFromHeaders(client: ImapFlow, lossy: LossySummary[]): Promise<void> {
+  if (lossy.length === 0) return;
+  const byUid = new Map(lossy.filter((l) => l.summary.uid !== undefined).map((l) => [l.summary.uid!, l]));
+  for await (const msg of client.fetch([...byUid.keys()].join(','), { uid: true, headers: ['subject', 'from', 'to', 'cc'] }, { uid: true })) {
+    const entry = byUid.get(msg.uid);
+    if (entry === undefined || !msg.headers) continue;
+    const fields = decodeHeaderFields(splitHeaderBlock(msg.headers), entry.charset);
+    const subject = firstField(fields, 'subject')?.value;
+    entry.summary.subject = subject ? subject : null;
+    entry.summary.from = headerAddresses(fields, 'from', true, entry.charset);
+    entry.summary.to = headerAddresses(fields, 'to', false, entry.charset);
+    entry.summary.cc = headerAddresses(fields, 'cc', false, entry.charset);
+  }
 }
 
 function isoDate(value: Date | string | undefined): string | null {

@@ -178,6 +178,15 @@ export function decodeHeaderFields(lines: ReadonlyArray<RawHeaderLine>, fallback
   return fields;
 }
 
+/** A header block's bytes (as a FETCH of HEADER.FIELDS gives them) split into its fields, with their folding. */
+export function splitHeaderBlock(block: Buffer): RawHeaderLine[] {
+  return block
+    .toString('latin1')
+    .split(/\r?\n(?=[^ \t])/)
+    .filter((line) => line.trim() !== '')
+    .map((line) => ({ key: line.slice(0, Math.max(0, line.indexOf(':'))).trim().toLowerCase(), line }));
+}
+
 export function firstField(fields: HeaderField[], key: string): HeaderField | undefined {
   return fields.find((f) => f.key === key);
 }
