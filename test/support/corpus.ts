@@ -26,3 +26,21 @@ export function corpusFiles(): string[] {
 export function readCorpus(relativePath: string): Buffer {
   return readFileSync(path.join(corpusDir(), relativePath));
 }
+
+/** The enmime test messages (CC0, see test/fixtures/enmime/README.md), as paths relative to their directory. */
+export function enmimeDir(): string {
+  return path.resolve(import.meta.dirname, '../fixtures/enmime');
+}
+
+export function enmimeFiles(): string[] {
+  const root = enmimeDir();
+  return ['mail', 'parts', 'low-quality'].flatMap((dir) =>
+    readdirSync(path.join(root, dir))
+      .filter((name) => name.endsWith('.raw'))
+      .map((name) => `${dir}/${name}`),
+  ).sort();
+}
+
+export function readEnmime(relativePath: string): Buffer {
+  return readFileSync(path.join(enmimeDir(), relativePath));
+}

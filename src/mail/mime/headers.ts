@@ -45,7 +45,9 @@ function decodeGuessing(bytes: Buffer, fallbackCharset: string | undefined): str
   const fallback = fallbackCharset === undefined ? null : resolveCharset(fallbackCharset);
   if (fallback !== null && fallback !== 'utf-7') {
     try {
-      return iconv.decode(bytes, fallback);
+      // A charset that cannot read these bytes (us-ascii for 8-bit ones, say) is not the one they are in.
+      const text = iconv.decode(bytes, fallback);
+      if (!text.includes('\uFFFD')) return text;
     } catch {
       // fall through to windows-1252
     }
