@@ -311,6 +311,43 @@ describe('attachments of broken MIME (the server numbers the parts otherwise)', 
   });
 });
 
+describe("a multipart/digest's entries (RFC 2046 §5.1.5: message/rfc822 by default)", () => {
+  const entry = (n: number): string => `From: list${n}@example.com\r\nSubject: entry ${n}\r\n\r\nBody of entry ${n}\r\n`;
+  const source = Buffer.from(
+    [...headerLines('digest'), 'Content-Type: multipart/digest; boundary="d"', '', '--d', '', entry(1), '--d', '', entry(2), '--d--', ''].join('\r\n'),
+  );
+  let gw: TestGateway;
+  let account: string;
+
+  beforeAll(async () => {
+    const owner = await dovecot.createUser('digest');
+    await dovecot.seedMaildir(owner.username, [source]);
+    gw = await startGateway();
+    account = await createImapAccount(gw.app, dovecot, owner);
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+  });
+
+  it('are attached messages in the listing, the view and the downloads, as the server numbers them', async () => {
+    const listed = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` });
+    const [summary] = (listed.json() as { messages: Array<{ id: string; hasAttachments: boolean }> }).messages;
+    expect(summary!.hasAttachments).toBe(true);
+    const view = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${summary!.id}` })).json() as { text: string | null; attachments: Attachment[] };
+    expect(view.text ?? '').not.toContain('Body of entry');
+    expect(view.attachments.map((a) => [a.id, a.contentType])).toEqual([['1', 'message/rfc822'], ['2', 'message/rfc822']]);
+    for (const attachment of view.attachments) {
+      const res = await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${summary!.id}/attachments/${attachment.id}` });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.rawPayload.length).toBe(attachment.size);
+      expect(res.body.trimEnd()).toBe(entry(Number(attachment.id)).trimEnd());
+    }
+    // Dovecot numbers a digest's entries the same way: its parts serve them, no parse needed.
+    expect((await gw.app.inject({ url: '/metrics' })).body).toMatch(/^mailgw_attachments_from_parse_total 0$/m);
+  });
+});
+
 describe('the FETCHes of an attachment download', () => {
   it('are partial FETCHes of the part, one chunk each, on sessions leased per chunk and given back between them', async () => {
     const proxy = await startLatencyProxy({ host: dovecot.host, port: dovecot.imapPort });

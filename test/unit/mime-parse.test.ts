@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MessageTooLargeError, parseMessage } from '../../src/mail/mime/parse-message.js';
+import { extractAttachment } from '../../src/mail/mime/extract-attachment.js';
+import { readAll } from '../support/assertions.js';
 import type { ParsedAddress, ParsedMessage } from '../../src/mail/mime/parse-message.js';
 import { corpusFiles, readCorpus } from '../support/corpus.js';
 
@@ -196,6 +198,64 @@ describe('charsets', () => {
   it('never decodes UTF-7 (it would smuggle markup past filters)', async () => {
     const m = await parseMessage(message('Content-Type: text/html; charset=utf-7', '', '+ADw-script+AD4-'));
     expect(m.html).not.toContain('<script>');
+  });
+});
+
+describe('multipart/digest (RFC 2046 §5.1.5)', () => {
+  const entry = (n: number): string => `From: list${n}@example.com\r\nSubject: entry ${n}\r\n\r\nBody of entry ${n}\r\n`;
+  const digest = [
+    'From: list@example.com',
+    'Subject: digest',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="outer"',
+    '',
+    '--outer',
+    'Content-Type: text/plain',
+    '',
+    'Today in the list:',
+    '--outer',
+    'Content-Type: multipart/digest; boundary="d"',
+    '',
+    '--d',
+    '',
+    entry(1),
+    '--d',
+    '',
+    entry(2),
+    '--d',
+    'Content-Type: text/plain',
+    '',
+    'A part that says what it is stays what it says.',
+    '--d--',
+    '--outer--',
+    '',
+  ].join('\r\n');
+
+  it('lists the entries without a Content-Type as attached messages, not as text', async () => {
+    const m = await parseMessage(Buffer.from(digest));
+    expect(m.text).toContain('Today in the list:');
+    expect(m.text).not.toContain('Body of entry');
+    expect(m.attachments.filter((a) => a.contentType === 'message/rfc822').map((a) => a.id)).toEqual(['2.1', '2.2']);
+    expect(m.hasAttachments).toBe(true);
+    const first = await readAll((await extractAttachment(Buffer.from(digest), '2.1'))!.content);
+    expect(first.toString().trimEnd()).toBe(entry(1).trimEnd());
+    expect(first.length).toBe(m.attachments.find((a) => a.id === '2.1')!.size);
+  });
+
+  it('parses the same whatever the chunks of a stream', async () => {
+    const whole = await parseMessage(Buffer.from(digest));
+    for (const size of [1, 2, 3, 7, 64]) {
+      const bytes = Buffer.from(digest);
+      const chunks = Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+      expect(await parseMessage(Readable.from(chunks)), `${size}-byte chunks`).toEqual(whole);
+    }
+  });
+
+  it('changes nothing outside a digest', async () => {
+    const plain = Buffer.from(['Subject: x', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', '', 'no header: text/plain here', '--b--', ''].join('\r\n'));
+    const m = await parseMessage(plain);
+    expect(m.text).toContain('no header: text/plain here');
+    expect(m.attachments).toEqual([]);
   });
 });
 
