@@ -311,6 +311,26 @@ describe('attachments of broken MIME (the server numbers the parts otherwise)', 
   });
 });
 
+describe('a text part marked inline with a file name', () => {
+  it('is body in the listing and the view alike (RFC 2183 §2.1), not an attachment', async () => {
+    const owner = await dovecot.createUser('inline-text');
+    const source = Buffer.from(
+      [...headerLines('inline text'), 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'body text', '--b', 'Content-Type: text/plain; name="notes.txt"', 'Content-Disposition: inline; filename="notes.txt"', '', 'notes content', '--b--', ''].join('\r\n'),
+    );
+    await dovecot.seedMaildir(owner.username, [source]);
+    const gw = await startGateway();
+    try {
+      const account = await createImapAccount(gw.app, dovecot, owner);
+      const [summary] = ((await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages` })).json() as { messages: Array<{ id: string; hasAttachments: boolean }> }).messages;
+      const view = (await gw.app.inject({ url: `/v1/accounts/${account}/mailboxes/INBOX/messages/${summary!.id}` })).json() as { text: string; attachments: unknown[]; hasAttachments: boolean };
+      expect({ listing: summary!.hasAttachments, view: view.hasAttachments, attachments: view.attachments }).toEqual({ listing: false, view: false, attachments: [] });
+      expect(view.text).toContain('notes content');
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe("a multipart/digest's entries (RFC 2046 §5.1.5: message/rfc822 by default)", () => {
   const entry = (n: number): string => `From: list${n}@example.com\r\nSubject: entry ${n}\r\n\r\nBody of entry ${n}\r\n`;
   const source = Buffer.from(

@@ -76,7 +76,7 @@ export const MessageDetail = Type.Object(
     headers: Type.Array(Type.Object({ key: Type.String({ examples: ['subject'] }), value: Type.String() }), {
       description: 'Every header in order; keys lower-cased, values unfolded and decoded to UTF-8',
     }),
-    text: Nullable(Type.String({ description: 'Plain-text body, decoded to UTF-8 from its declared charset' })),
+    text: Nullable(Type.String({ description: "Plain-text body, decoded to UTF-8 from its declared charset. A text part the sender marks `Content-Disposition: inline` (or gives no disposition) is body and joins this text even when it names a file (RFC 2183 §2.1: shown as part of the message; the name only suggests one for saving): it is not among `attachments`, and the listing's `hasAttachments` agrees" })),
     html: Nullable(Type.String({ description: 'HTML body, decoded to UTF-8 from its declared charset' })),
     inReplyTo: Nullable(Type.String()),
     references: Type.Array(Type.String()),
