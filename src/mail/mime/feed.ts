@@ -1,13 +1,13 @@
 /**
- * Writes a message source into a parser with backpressure, counting bytes; through the digest
- * rewriter (digest-defaults.ts), so that every parse of a message sees the same parts.
+ * Writes a message source into a parser with backpressure, counting bytes; through the structure
+ * repairs (repairs.ts), so that every parse of a message sees the same parts.
  *
  * The caller owns a Readable source: it is never destroyed here. When parsing stops early the
  * feed detaches and drains the rest (resume() with no listener), so the protocol session that
  * produces the stream (a POP3 RETR, an IMAP FETCH) can read its terminator and stay usable.
  */
 import type { Readable, Writable } from 'node:stream';
-import { DigestDefaults } from './digest-defaults.js';
+import { MimeRepairs } from './repairs.js';
 
 export interface FeedHandlers {
   /** The source emitted 'error' (a broken connection): not the message's fault. */
@@ -27,13 +27,13 @@ export function feedParser(
   maxBytes: number | undefined,
   handlers: FeedHandlers,
 ): Feed {
-  const digests = new DigestDefaults();
+  const repairs = new MimeRepairs();
   if (Buffer.isBuffer(source)) {
     if (maxBytes !== undefined && source.length > maxBytes) {
       queueMicrotask(() => handlers.onLimit());
     } else {
-      parser.write(digests.push(source));
-      parser.end(digests.end());
+      parser.write(repairs.push(source));
+      parser.end(repairs.end());
     }
     return { detach() {} };
   }
@@ -51,7 +51,7 @@ export function feedParser(
       handlers.onLimit();
       return;
     }
-    const out = digests.push(buf);
+    const out = repairs.push(buf);
     if (out.length > 0 && !parser.write(out)) {
       stream.pause();
       parser.once('drain', onDrain);
@@ -63,7 +63,7 @@ export function feedParser(
   const onEnd = (): void => {
     if (attached) {
       detachListeners();
-      parser.end(digests.end());
+      parser.end(repairs.end());
     }
   };
   const onError = (err: Error): void => {

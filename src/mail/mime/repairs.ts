@@ -1,13 +1,21 @@
 /**
- * RFC 2046 §5.1.5: in a `multipart/digest`, a part without a Content-Type is `message/rfc822`, not
- * `text/plain`. mailparser (mailsplit) applies the general default everywhere, so a digest's entries
- * were pasted into the message's text instead of being listed as attached messages. This rewriter
- * sits between a message source and the parser (feed.ts) and gives such parts the header the RFC
- * implies, `Content-Type: message/rfc822`; every other byte passes through unchanged.
+ * Repairs of message structure that mailparser (mailsplit) gets wrong, made on the bytes before it
+ * reads them (feed.ts), so that both parses of a message (the view's and a download's) see the same:
  *
- * Line-oriented and streaming: it follows the MIME structure only as far as needed (header blocks,
- * which it parses for Content-Type and boundary, and boundary lines), holding at most one header block
- * (bounded by MAX_HEADER_BLOCK; past that it stops rewriting). Bodies stream through.
+ * - RFC 2046 §5.1.5: in a `multipart/digest`, a part without a Content-Type is `message/rfc822`, not
+ *   `text/plain`. mailsplit applies the general default everywhere, so a digest's entries were pasted
+ *   into the message's text; such parts get the header the RFC implies, `Content-Type: message/rfc822`.
+ * - The header block of a multipart ends at its first line that cannot be a header field: not a
+ *   continuation (leading white space) and without a colon (RFC 5322 §2.2), once the block has declared
+ *   its boundary. Senders that forget the empty line after the headers write the preamble next ("This is
+ *   a multi-part message in MIME format."); mailsplit took it, and every line up to the next empty one,
+ *   for headers, losing the first body part. The empty line is put in. Elsewhere such lines stay in the
+ *   header as mailsplit reads them (an mbox `From ` line, the obsolete syntax of RFC 5322 §4.5).
+ *
+ * Every other byte passes through unchanged. Line-oriented and streaming: it follows the MIME structure
+ * only as far as needed (header blocks, which it parses for Content-Type and boundary, and boundary
+ * lines), holding at most one header block (MAX_HEADER_BLOCK; past that it stops repairing). Bodies
+ * stream through.
  */
 
 const DIGEST_PART_TYPE = Buffer.from('Content-Type: message/rfc822\r\n');
@@ -25,7 +33,7 @@ type State =
   | { kind: 'body' }
   | { kind: 'off' };
 
-export class DigestDefaults {
+export class MimeRepairs {
   private state: State = { kind: 'header', lines: [], size: 0, defaultRfc822: false };
   private readonly open: Multipart[] = [];
   /** The start of a line whose end has not come yet. */
@@ -92,6 +100,11 @@ export class DigestDefaults {
     }
     if (state.kind === 'header') {
       if (isBlank(line)) return this.endHeader(state, line);
+      if (!mayBeHeaderLine(line) && contentTypeOf(state.lines)?.boundary) {
+        // The sender forgot the empty line after a multipart's headers: the block ends here, this line is its preamble.
+        this.endHeader(state, line.includes(0x0d) ? CRLF : LF);
+        return this.line(line);
+      }
       state.lines.push(line);
       state.size += line.length;
       if (state.size > MAX_HEADER_BLOCK) this.giveUp(null);
@@ -133,6 +146,14 @@ export class DigestDefaults {
     // An encapsulated message's body starts with its own header block.
     this.state = effective.value === 'message/rfc822' ? { kind: 'header', lines: [], size: 0, defaultRfc822: false } : { kind: 'body' };
   }
+}
+
+const CRLF = Buffer.from('\r\n');
+const LF = Buffer.from('\n');
+
+/** A header field line (it has a colon) or the continuation of one (it starts with white space). */
+function mayBeHeaderLine(line: Buffer): boolean {
+  return line[0] === 0x20 || line[0] === 0x09 || line.includes(0x3a);
 }
 
 function isBlank(line: Buffer): boolean {
