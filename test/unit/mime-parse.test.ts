@@ -4,7 +4,9 @@ import { MessageTooLargeError, parseMessage } from '../../src/mail/mime/parse-me
 import { extractAttachment } from '../../src/mail/mime/extract-attachment.js';
 import { readAll } from '../support/assertions.js';
 import type { ParsedAddress, ParsedMessage } from '../../src/mail/mime/parse-message.js';
-import { corpusFiles, readCorpus } from '../support/corpus.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { corpusFiles, enmimeDir, readCorpus } from '../support/corpus.js';
 
 /** Joins lines with CRLF; Buffers are spliced in as raw bytes (for 8-bit charsets). */
 function message(...parts: Array<string | Buffer>): Buffer {
@@ -256,6 +258,14 @@ describe('multipart/digest (RFC 2046 §5.1.5)', () => {
     const m = await parseMessage(plain);
     expect(m.text).toContain('no header: text/plain here');
     expect(m.attachments).toEqual([]);
+  });
+});
+
+describe('a multipart whose headers lost their empty line', () => {
+  it('ends the header block at the preamble, so the first part is read (enmime mail/qp-utf8-header-no-break.raw)', async () => {
+    const m = await parseMessage(readFileSync(path.join(enmimeDir(), 'mail/qp-utf8-header-no-break.raw')));
+    expect(m.text).toContain('Nullam venenatis ante');
+    expect(m.subject).toBe('MIME UTF8 Test ¢ More Text');
   });
 });
 
