@@ -261,6 +261,19 @@ describe('multipart/digest (RFC 2046 §5.1.5)', () => {
   });
 });
 
+describe('boundary lines with transport padding (RFC 2046 §5.1.1)', () => {
+  it('end no part early: white space after a delimiter line is padding', async () => {
+    const m = await parseMessage(
+      Buffer.from(
+        ['Subject: padded', 'Content-Type: multipart/mixed; boundary="b"', '', '--b \t', 'Content-Type: text/plain', '', 'first line', '--b not a delimiter', 'still the first part', '--b  ', 'Content-Type: application/octet-stream; name="x.bin"', 'Content-Transfer-Encoding: base64', '', Buffer.from('payload bytes').toString('base64'), '--b--   ', ''].join('\r\n'),
+      ),
+    );
+    expect(m.text).toContain('first line');
+    expect(m.text).toContain('still the first part');
+    expect(m.attachments.map((a) => [a.filename, a.size])).toEqual([['x.bin', 13]]);
+  });
+});
+
 describe('a multipart whose headers lost their empty line', () => {
   it('ends the header block at the preamble, so the first part is read (enmime mail/qp-utf8-header-no-break.raw)', async () => {
     const m = await parseMessage(readFileSync(path.join(enmimeDir(), 'mail/qp-utf8-header-no-break.raw')));
