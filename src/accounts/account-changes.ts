@@ -49,7 +49,8 @@ export class RedisAccountChanges implements AccountChanges {
 
   async start(onChange: (change: AccountChange) => void): Promise<void> {
     // A subscribed connection can run no other command: it is a connection of its own.
-    const subscriber: RedisClient = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate();
+    // Resubscribed by the 'ready' handler below, not by ioredis itself (whose resubscribe's rejection is never handled).
+    const subscriber: RedisClient = this.redis instanceof Cluster ? this.redis.duplicate() : this.redis.duplicate({ autoResubscribe: false });
     this.subscriber = subscriber;
     subscriber.on('error', () => undefined); // outages are handled by the main connection's users
     subscriber.on('message', (_channel: string, text: string) => {

@@ -42,8 +42,10 @@ export class RedisChannel {
   private async subscribe(): Promise<boolean> {
     // A subscribed connection can run no other command: it is a connection of its own. Lazy, so
     // that it connects here (and this can wait for it) whatever the shared client was made with.
+    // Resubscribed by the 'ready' handler below, not by ioredis itself: its own resubscribe's rejection
+    // (the connection dropping again at once, with no offline queue) is never handled.
     const subscriber: RedisClient =
-      this.redis instanceof Cluster ? this.redis.duplicate(undefined, { lazyConnect: true }) : this.redis.duplicate({ lazyConnect: true });
+      this.redis instanceof Cluster ? this.redis.duplicate(undefined, { lazyConnect: true }) : this.redis.duplicate({ lazyConnect: true, autoResubscribe: false });
     this.subscriber = subscriber;
     subscriber.on('error', () => undefined); // outages are the main connection's users' to report
     subscriber.on('message', (channel: string, message: string) => {

@@ -17,6 +17,7 @@ import { extractAttachment } from '../../src/mail/mime/extract-attachment.js';
 import { readAll } from '../support/assertions.js';
 import { corpusFiles, enmimeDir, enmimeFiles, readCorpus, readEnmime } from '../support/corpus.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { crlf } from '../support/messages.js';
 import { testServers } from '../support/servers.js';
 
 const { dovecot } = testServers();
@@ -96,6 +97,8 @@ async function problemsOf(name: string, source: Buffer, summary: Listed): Promis
   if (summary.hasAttachments !== detail.hasAttachments) problems.push(`paperclip: listing ${summary.hasAttachments}, view ${detail.hasAttachments}`);
   const raw = await gw.app.inject({ url: `${url}/raw` });
   if (raw.statusCode !== 200) return [...problems, `raw ${raw.statusCode}`];
+  // Byte-exact: the file as Dovecot stores mail, every bare LF a CRLF, nothing else changed.
+  if (!raw.rawPayload.equals(crlf(source))) problems.push('raw: other bytes than the message');
   for (const attachment of detail.attachments) {
     const part = await gw.app.inject({ url: `${url}/attachments/${attachment.id}` });
     if (part.statusCode !== 200) {
