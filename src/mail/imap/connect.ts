@@ -73,5 +73,10 @@ async function connectWith(account: MailAccount, auth: ImapFlowOptions['auth'], 
     throw mapImapError(err);
   }
   sessionLog.loggedIn();
+  // Listing filters are dates (API.md): SINCE / BEFORE compare calendar days of INTERNALDATE. With
+  // WITHIN (RFC 5032) imapflow would send YOUNGER / OLDER seconds counted from this process's clock
+  // instead, so the boundary moved with the clocks' skew and was a time, not a day. The gateway uses
+  // WITHIN for nothing else.
+  client.capabilities.delete('WITHIN');
   return client;
 }
