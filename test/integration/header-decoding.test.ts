@@ -73,4 +73,18 @@ describe('header text the server cannot decode', () => {
       expect(view.json(), c.subject).toMatchObject({ subject: c.subject, from: c.from });
     }
   });
+
+  it('is decoded the same in the summaries of /changes (and so of events)', async () => {
+    const base = `/v1/accounts/${account}/mailboxes/INBOX`;
+    const page = (await gw.app.inject({ url: `${base}/messages` })).json() as { state: string; messages: Listed[] };
+    for (const m of page.messages) {
+      const res = await gw.app.inject({ method: 'PATCH', url: `${base}/messages/${m.id}`, payload: { flagged: true } });
+      expect(res.statusCode, res.body).toBe(200);
+    }
+    const changes = await gw.app.inject({ url: `${base}/changes?since=${encodeURIComponent(page.state)}` });
+    expect(changes.statusCode, changes.body).toBe(200);
+    const updated = (changes.json() as { updated: Listed[] }).updated;
+    expect(updated.map((m) => m.subject).sort()).toEqual(CASES.map((c) => c.subject).sort());
+    expect(changes.body).not.toMatch(/MISSING_|SYNTAX_ERROR|\uFFFD/);
+  });
 });

@@ -47,7 +47,7 @@ import { findBodyPart, servesAsParsed, type ParsedPart } from './body-part.js';
 import { extractAttachment } from '../mime/extract-attachment.js';
 import { takeFirstBytes } from './chunk-stream.js';
 import { transferDecoding } from '../mime/transfer-decoding.js';
-import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
+import { fetchSummaries } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
 import type { AccountWatch, WatchOptions, WatchSink } from '../watch.js';
 import { watchImapAccount } from './watch/account-watcher.js';
@@ -185,9 +185,9 @@ export class ImapBackend implements MailBackend {
         // STORE on a UID that does not exist is a silent no-op; the FETCH below tells.
         await client.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true });
       }
-      const msg = await client.fetchOne(String(uid), SUMMARY_FETCH_QUERY, { uid: true });
-      if (!msg || msg.uid !== uid) throw messageNotFound();
-      return toSummary(msg, uidValidity);
+      const [summary] = await fetchSummaries(client, String(uid), uidValidity, true);
+      if (summary === undefined || summary.uid !== uid) throw messageNotFound();
+      return summary;
     });
   }
 
@@ -367,9 +367,9 @@ export class ImapBackend implements MailBackend {
         if (!before || before.uid !== uid) throw messageNotFound();
         await storeFlags(client, uid, plan);
       }
-      const msg = await client.fetchOne(String(uid), SUMMARY_FETCH_QUERY, { uid: true });
-      if (!msg || msg.uid !== uid) throw messageNotFound();
-      return toSummary(msg, uidValidity);
+      const [summary] = await fetchSummaries(client, String(uid), uidValidity, true);
+      if (summary === undefined || summary.uid !== uid) throw messageNotFound();
+      return summary;
     }, { retry: expected === undefined });
   }
 

@@ -17,7 +17,7 @@ import { notSupported } from '../mail-errors.js';
 import { encodeImapMessageId } from '../message-id.js';
 import type { MailboxChangesResult, MessageSummary } from '../types.js';
 import { mailboxState, selectedMailbox } from './listing.js';
-import { SUMMARY_FETCH_QUERY, toSummary } from './summary.js';
+import { fetchSummaries } from './summary.js';
 
 /** Without QRESYNC's VANISHED (RFC 7162 §3.2.6) a server cannot tell which messages went away. */
 export function lacksQresync(): GatewayError {
@@ -66,12 +66,7 @@ export async function changesSince(client: ImapFlow, since: ImapState, limit: nu
   changed.sort((a, b) => (a.modseq < b.modseq ? -1 : a.modseq > b.modseq ? 1 : 0));
   const hasMore = changed.length > limit;
   const reported = changed.slice(0, limit);
-  const updated: MessageSummary[] = [];
-  if (reported.length > 0) {
-    for await (const msg of client.fetch(reported.map((c) => c.uid).join(','), SUMMARY_FETCH_QUERY, { uid: true })) {
-      updated.push(toSummary(msg, uidValidity));
-    }
-  }
+  const updated: MessageSummary[] = reported.length > 0 ? await fetchSummaries(client, reported.map((c) => c.uid).join(','), uidValidity, true) : [];
   const last = reported[reported.length - 1];
   const state =
     hasMore && last !== undefined

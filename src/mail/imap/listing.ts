@@ -14,7 +14,7 @@ import type { MessageFilters } from '../filters.js';
 import type { ListQuery, ListResult, MessagePage, MessageSummary } from '../types.js';
 import { encodePageState } from './page-state.js';
 import { highestBelow, toSearchObject } from './search.js';
-import { SUMMARY_FETCH_QUERY, lossyEnvelope, redecodeFromHeaders, toSummary, type LossySummary } from './summary.js';
+import { fetchSummaries } from './summary.js';
 
 export function mailboxState(mailbox: MailboxObject): string {
   return encodeImapState({
@@ -61,14 +61,7 @@ async function buildPage(client: ImapFlow, query: ListQuery, state: string): Pro
   let lowerSeq = upperSeq + 1;
   if (upperSeq > 0) {
     lowerSeq = Math.max(1, upperSeq - query.limit + 1);
-    const lossy: LossySummary[] = [];
-    for await (const msg of client.fetch(`${lowerSeq}:${upperSeq}`, SUMMARY_FETCH_QUERY)) {
-      const summary = toSummary(msg, uidValidity);
-      messages.push(summary);
-      const damaged = lossyEnvelope(msg, summary);
-      if (damaged !== null) lossy.push(damaged);
-    }
-    await redecodeFromHeaders(client, lossy);
+    messages.push(...(await fetchSummaries(client, `${lowerSeq}:${upperSeq}`, uidValidity, false)));
     messages.sort((a, b) => (b.uid ?? 0) - (a.uid ?? 0));
   }
   const oldest = messages[messages.length - 1];
@@ -110,14 +103,7 @@ async function filteredPage(
   const pageUids = uids.slice(0, query.limit);
   const messages: MessageSummary[] = [];
   if (pageUids.length > 0) {
-    const lossy: LossySummary[] = [];
-    for await (const msg of client.fetch(pageUids.join(','), SUMMARY_FETCH_QUERY, { uid: true })) {
-      const summary = toSummary(msg, uidValidity);
-      messages.push(summary);
-      const damaged = lossyEnvelope(msg, summary);
-      if (damaged !== null) lossy.push(damaged);
-    }
-    await redecodeFromHeaders(client, lossy);
+    messages.push(...(await fetchSummaries(client, pageUids.join(','), uidValidity, true)));
     messages.sort((a, b) => (b.uid ?? 0) - (a.uid ?? 0));
   }
   const oldest = messages[messages.length - 1];

@@ -17,6 +17,24 @@ export const SUMMARY_FETCH_QUERY = {
   bodyStructure: true,
 } as const;
 
+/**
+ * The summaries of the messages in `range` (sequence numbers, or UIDs with `byUid`), in the server's
+ * order: one FETCH, plus one of header bytes for those whose ENVELOPE text the server could not decode.
+ * Every summary the gateway shows (listings, changes, events, a single message) is built here.
+ */
+export async function fetchSummaries(client: ImapFlow, range: string, uidValidity: bigint, byUid: boolean): Promise<MessageSummary[]> {
+  const summaries: MessageSummary[] = [];
+  const lossy: LossySummary[] = [];
+  for await (const msg of client.fetch(range, SUMMARY_FETCH_QUERY, byUid ? { uid: true } : {})) {
+    const summary = toSummary(msg, uidValidity);
+    summaries.push(summary);
+    const damaged = lossyEnvelope(msg, summary);
+    if (damaged !== null) lossy.push(damaged);
+  }
+  await redecodeFromHeaders(client, lossy);
+  return summaries;
+}
+
 export function toSummary(msg: FetchMessageObject, uidValidity: bigint): MessageSummary {
   const env = msg.envelope;
   const flags = visibleFlags(msg.flags);

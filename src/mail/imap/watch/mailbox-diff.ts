@@ -16,8 +16,9 @@
 import type { FetchMessageObject, ImapFlow } from 'imapflow';
 import type { MailboxWatchState, NewEvent, WatchStateChange } from '../../../events/types.js';
 import { encodeImapMessageId } from '../../message-id.js';
+import type { MessageSummary } from '../../types.js';
 import { selectedMailbox } from '../listing.js';
-import { SUMMARY_FETCH_QUERY, toSummary, visibleFlags } from '../summary.js';
+import { fetchSummaries, visibleFlags } from '../summary.js';
 
 export interface StoredMailbox {
   state: MailboxWatchState | null;
@@ -110,7 +111,7 @@ export async function diffSelectedMailbox(client: ImapFlow, stored: StoredMailbo
   }
   const before = sameGeneration ? stored.messages : new Map<string, string[]>();
   if (report && changedKeys.length > 0) {
-    const summaries = await fetchSummaries(client, changedKeys.map(Number), uidValidity);
+    const summaries = await summariesByUid(client, changedKeys.map(Number), uidValidity);
     for (const key of changedKeys.sort((a, b) => Number(a) - Number(b))) {
       const summary = summaries.get(Number(key));
       if (summary === undefined) continue; // expunged between the two FETCHes: the next look reports it
@@ -201,11 +202,11 @@ async function allUids(client: ImapFlow): Promise<number[]> {
   return Array.isArray(found) ? found : [];
 }
 
-async function fetchSummaries(client: ImapFlow, uids: number[], uidValidity: bigint): Promise<Map<number, ReturnType<typeof toSummary>>> {
-  const out = new Map<number, ReturnType<typeof toSummary>>();
+async function summariesByUid(client: ImapFlow, uids: number[], uidValidity: bigint): Promise<Map<number, MessageSummary>> {
+  const out = new Map<number, MessageSummary>();
   for (let i = 0; i < uids.length; i += SUMMARY_BATCH) {
     const batch = uids.slice(i, i + SUMMARY_BATCH);
-    for await (const msg of client.fetch(batch.join(','), SUMMARY_FETCH_QUERY, { uid: true })) out.set(msg.uid, toSummary(msg, uidValidity));
+    for (const summary of await fetchSummaries(client, batch.join(','), uidValidity, true)) out.set(summary.uid!, summary);
   }
   return out;
 }
