@@ -11,7 +11,7 @@
  */
 import type { Schedule } from './load.js';
 
-export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr', 'j', 'k', 'l', 'm', 'n'] as const;
+export const ROW_IDS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'cr', 'j', 'k', 'l', 'm', 'n', 'p'] as const;
 export type RowId = (typeof ROW_IDS)[number];
 
 export interface BenchOptions {

@@ -29,6 +29,7 @@ import { rowJ, TITLE_J } from './rows/j-event-latency.js';
 import { rowK, TITLE_K } from './rows/k-many-accounts.js';
 import { rowsLM, TITLE_L, TITLE_M } from './rows/lm-webhooks.js';
 import { rowN, TITLE_N } from './rows/n-send.js';
+import { rowP, TITLE_P } from './rows/p-uncached-concurrency.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
 
@@ -42,7 +43,7 @@ async function main(): Promise<number> {
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
     f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR, j: TITLE_J, k: TITLE_K, l: TITLE_L, m: TITLE_M,
-    n: TITLE_N,
+    n: TITLE_N, p: TITLE_P,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -98,10 +99,11 @@ async function main(): Promise<number> {
   };
 
   try {
-    if (uses(['a', 'b', 'e', 'f', 'g', 'h', 'i'])) {
+    if (uses(['a', 'b', 'e', 'f', 'g', 'h', 'i', 'p'])) {
       await withGateway('gateway-cache-off', false, async (gateway) => {
         await measure(['a', 'b'], async () => Object.values(await rowsAB(ctx, gateway)));
         await measure(['e'], async () => [await rowE(ctx, gateway)]);
+        await measure(['p'], async () => [await rowP(ctx, gateway)]);
         await measure(['f'], async () => [await rowF(ctx, gateway)]);
         await measure(['g'], async () => [await rowG(ctx, gateway)]);
         await measure(['h'], async () => [await rowH(ctx, gateway)]);

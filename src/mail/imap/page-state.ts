@@ -40,9 +40,11 @@ export function decodePageState(state: string): DecodedPageState | null {
 
 /** Digest of a page's UIDs and flags in page order (newest first). */
 export function pageDigest(messages: readonly PageFlags[]): string {
-  const digest = createHash('sha256');
-  for (const m of messages) digest.update(`${m.uid}:${m.flags.join(' ')};`);
-  return digest.digest('base64url').slice(0, 16);
+  // One update of the whole text (the same digest as one per message): a crossing into the native
+  // hash per message cost more than the hashing itself (row (p)'s profile).
+  let text = '';
+  for (const m of messages) text += `${m.uid}:${m.flags.join(' ')};`;
+  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
 /** Ascending UIDs folded into ranges: [3, 1, 2, 7] → "1:3,7". */
