@@ -61,6 +61,8 @@ export interface AccessTokensOptions {
 const RENEW_AHEAD_MS = 60_000;
 const REFUSAL_BACKOFF = { min: 60_000, max: 3_600_000 };
 const WAIT_STEP_MS = 50;
+const HOLD_REFRESH_MS = 3_600_000;
+const HELD_KEPT = 100_000;
 /** How long a failed renewal's error is answered to the renewals that waited for it, and to new ones. */
 const FAILURE_SHARED_MS = 5_000;
 /** A refusal record outlives its back-off so that the next one backs off longer. */
@@ -68,6 +70,8 @@ const REFUSAL_MEMORY_MS = 6 * 3_600_000;
 
 export class AccessTokens {
   private readonly running = new Map<string, Promise<string>>();
+  /** When this process last noted an account as a holder of a grant (see hold). */
+  private readonly held = new Map<string, number>();
   private readonly owner = randomUUID();
   private readonly now: () => number;
   private readonly renewAheadMs: number;
@@ -98,7 +102,7 @@ export class AccessTokens {
   }
 
   private async look(grant: OAuth2Grant, refused: string | undefined): Promise<string> {
-    const [record] = await Promise.all([this.read(grant), this.options.state.hold(grant.grantId, grant.accountId)]);
+    const [record] = await Promise.all([this.read(grant), this.hold(grant)]);
     const kept = this.usable(record, refused);
     if (kept !== null) return kept;
     const refusal = this.activeRefusal(record);
@@ -226,6 +230,19 @@ export class AccessTokens {
         this.options.log.warn({ account: accountId, err: { message: (err as Error).message } }, 'could not store the rotated OAuth2 refresh token in the account record');
       });
     }
+  }
+
+  /**
+   * Notes the account as a holder of the grant, once an hour per process at most (the note lasts a
+   * week): a POP3 account logs in for every request, and a note per login would be a Redis round trip each.
+   */
+  private async hold(grant: OAuth2Grant): Promise<void> {
+    const key = `${grant.grantId}\0${grant.accountId}`;
+    const last = this.held.get(key);
+    if (last !== undefined && this.now() - last < HOLD_REFRESH_MS) return;
+    await this.options.state.hold(grant.grantId, grant.accountId);
+    if (this.held.size >= HELD_KEPT) this.held.clear();
+    this.held.set(key, this.now());
   }
 
   private async read(grant: OAuth2Grant): Promise<TokenRecord | null> {
