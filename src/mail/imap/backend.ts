@@ -42,10 +42,9 @@ import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
 import { SharedStateChecks } from './state-check.js';
 import { AccountPool, PoolClosed, type Lease, type LeaseKind, type PoolStats } from './pool.js';
-import { createChunkStream, type ChunkStreamOptions } from './chunk-stream.js';
+import { createChunkStream, takeFirstBytes, type ChunkStreamOptions } from './chunk-stream.js';
 import { findBodyPart, servesAsParsed, type ParsedPart } from './body-part.js';
 import { extractAttachment } from '../mime/extract-attachment.js';
-import { takeFirstBytes } from './chunk-stream.js';
 import { transferDecoding } from '../mime/transfer-decoding.js';
 import { fetchSummaries } from './summary.js';
 import { withDeadline } from '../../util/deadline.js';
@@ -229,8 +228,8 @@ export class ImapBackend implements MailBackend {
       if (!msg || msg.uid !== uid) throw messageNotFound();
       return findBodyPart(msg.bodyStructure, partId);
     });
-    const use = part === null ? 'parse' : parsed === undefined ? 'part' : servesAsParsed(part, parsed);
     if (part === null && parsed === undefined) throw new GatewayError('ATTACHMENT_NOT_FOUND', `No attachment ${partId} in this message`);
+    const use = part === null ? 'parse' : parsed === undefined ? 'part' : servesAsParsed(part, parsed);
     if (use === 'parse') {
       this.options.metrics?.attachmentsFromParse.inc();
       return this.partFromParse(accountId, mailbox, ref, partId, part?.charset);

@@ -82,12 +82,12 @@ function addresses(list: MessageAddressObject[] | undefined): Address[] {
 const LOSSY = /\uFFFD|\u00EF\u00BF\u00BD|=\?[^?\s]+\?[bBqQ]\?/;
 
 /** A summary whose ENVELOPE text is lossy, and the charset to read its header bytes in (the body's, as the view does). */
-export interface LossySummary {
+interface LossySummary {
   summary: MessageSummary;
   charset: string | undefined;
 }
 
-export function lossyEnvelope(msg: FetchMessageObject, summary: MessageSummary): LossySummary | null {
+function lossyEnvelope(msg: FetchMessageObject, summary: MessageSummary): LossySummary | null {
   const texts = [summary.subject ?? '', ...[...summary.from, ...summary.to, ...summary.cc].map((a) => a.name)];
   if (!texts.some((text) => LOSSY.test(text))) return null;
   const charset = msg.bodyStructure?.parameters?.charset;
@@ -98,7 +98,7 @@ export function lossyEnvelope(msg: FetchMessageObject, summary: MessageSummary):
  * Subject and addresses of lossy summaries decoded from the header bytes (one FETCH of
  * HEADER.FIELDS for those messages only), as the message view decodes them (mime/headers.ts).
  */
-export async function redecodeFromHeaders(client: ImapFlow, lossy: LossySummary[]): Promise<void> {
+async function redecodeFromHeaders(client: ImapFlow, lossy: LossySummary[]): Promise<void> {
   if (lossy.length === 0) return;
   const byUid = new Map(lossy.filter((l) => l.summary.uid !== undefined).map((l) => [l.summary.uid!, l]));
   for await (const msg of client.fetch([...byUid.keys()].join(','), { uid: true, headers: ['subject', 'from', 'to', 'cc'] }, { uid: true })) {
