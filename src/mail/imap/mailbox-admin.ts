@@ -15,8 +15,8 @@ function refuseInbox(path: string, what: string): void {
 }
 
 export async function createMailbox(client: ImapFlow, path: string): Promise<MailboxInfo> {
-  const result = await client.mailboxCreate(path).catch((err: unknown) => {
-    throw mapAdminError(err, path);
+  const result = await client.mailboxCreate(path).catch(async (err: unknown) => {
+    throw await mapAdminError(client, err, { path: onServer(client, path), mustBe: 'free' });
   });
   if (!result.created) throw new GatewayError('MAILBOX_EXISTS', `A mailbox ${path} already exists`);
   // A trailing delimiter only declares that children will follow; the mailbox created is named
@@ -37,10 +37,15 @@ export async function renameMailbox(client: ImapFlow, path: string, newPath: str
     throw new GatewayError('VALIDATION_FAILED', `body/path: ${path} cannot be moved under itself (${newPath})`);
   }
   await leaveIfSelected(client, path);
-  const result = await client.mailboxRename(path, newPath).catch((err: unknown) => {
-    throw mapAdminError(err, path, newPath);
+  const result = await client.mailboxRename(path, newPath).catch(async (err: unknown) => {
+    throw await mapAdminError(client, err, { path: onServer(client, path), mustBe: 'present' }, { path: onServer(client, newPath), mustBe: 'free' });
   });
-  return describeMailbox(client, result.newPath);
+  const mailboxes = await listMailboxes(client, false);
+  const renamed = mailboxes.find((m) => m.path === result.newPath);
+  if (renamed !== undefined) return renamed;
+  // Courier answers OK to a RENAME of a mailbox that does not exist, and renames nothing.
+  if (!mailboxes.some((m) => m.path === onServer(client, path))) throw new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${path}`);
+  throw new GatewayError('UPSTREAM_ERROR', `The mail server said it renamed ${path}, but lists no ${result.newPath}`);
 }
 
 export async function setSubscribed(client: ImapFlow, path: string, subscribed: boolean): Promise<MailboxInfo> {
@@ -53,9 +58,19 @@ export async function setSubscribed(client: ImapFlow, path: string, subscribed: 
 export async function deleteMailbox(client: ImapFlow, path: string): Promise<void> {
   refuseInbox(path, 'deleted');
   await leaveIfSelected(client, path);
-  await client.mailboxDelete(path).catch((err: unknown) => {
-    throw mapAdminError(err, path);
+  await client.mailboxDelete(path).catch(async (err: unknown) => {
+    throw await mapAdminError(client, err, { path: onServer(client, path), mustBe: 'present' });
   });
+}
+
+/**
+ * The name a command on `path` acts on: imapflow puts the personal namespace's prefix (RFC 2342, e.g.
+ * Cyrus's and Courier's `INBOX.`) in front of a name that lacks it.
+ */
+function onServer(client: ImapFlow, path: string): string {
+  if (path.toUpperCase() === 'INBOX') return 'INBOX';
+  const prefix = client.namespace?.prefix;
+  return prefix && !path.startsWith(prefix) ? prefix + path : path;
 }
 
 /** A mailbox about to go away must not stay selected in this session (CLOSE would expunge). */
@@ -70,17 +85,35 @@ export async function describeMailbox(client: ImapFlow, path: string): Promise<M
   return info;
 }
 
-function mapAdminError(err: unknown, path: string, newPath?: string): unknown {
-  const e = err as { serverResponseCode?: string; responseText?: string };
+/**
+ * What a refusal means. RFC 5530 response codes say it (Dovecot sends them); Cyrus and Courier answer a
+ * bare NO, so the refusal is explained by LIST: a name that had to be free but exists is MAILBOX_EXISTS,
+ * one that had to exist but does not is MAILBOX_NOT_FOUND. `checks` are in the order they are told
+ * (for a rename: the source, then the destination). A refusal LIST does not explain stays as it was.
+ */
+async function mapAdminError(client: ImapFlow, err: unknown, ...checks: Array<{ path: string; mustBe: 'free' | 'present' }>): Promise<unknown> {
+  const e = err as { serverResponseCode?: string; responseText?: string; responseStatus?: string };
+  const [first] = checks;
+  const last = checks[checks.length - 1];
   switch (e.serverResponseCode) {
     case 'ALREADYEXISTS':
-      return new GatewayError('MAILBOX_EXISTS', `A mailbox ${newPath ?? path} already exists`, { cause: err });
+      return new GatewayError('MAILBOX_EXISTS', `A mailbox ${last?.path} already exists`, { cause: err });
     case 'NONEXISTENT':
-      return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${path}`, { cause: err });
+      return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${first?.path}`, { cause: err });
     case 'CANNOT':
     case 'INUSE':
-      return new GatewayError('VALIDATION_FAILED', `The server cannot do that with ${path}: ${e.responseText ?? 'refused'}`, { cause: err });
-    default:
-      return err;
+      return new GatewayError('VALIDATION_FAILED', `The server cannot do that with ${first?.path}: ${e.responseText ?? 'refused'}`, { cause: err });
   }
+  if (e.responseStatus !== 'NO') return err;
+  let paths: Set<string>;
+  try {
+    paths = new Set((await listMailboxes(client, false)).map((m) => m.path));
+  } catch {
+    return err;
+  }
+  for (const check of checks) {
+    if (check.mustBe === 'free' && paths.has(check.path)) return new GatewayError('MAILBOX_EXISTS', `A mailbox ${check.path} already exists`, { cause: err });
+    if (check.mustBe === 'present' && !paths.has(check.path)) return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${check.path}`, { cause: err });
+  }
+  return err;
 }

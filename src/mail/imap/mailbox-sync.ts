@@ -96,7 +96,10 @@ export async function syncSelected(client: ImapFlow, path: string): Promise<void
 async function openMailbox(client: ImapFlow, path: string): Promise<void> {
   const sentAt = performance.now();
   try {
-    await client.mailboxOpen(path);
+    const mailbox = await client.mailboxOpen(path);
+    // RFC 3501 §6.3.1 requires the UIDNEXT response code in SELECT's answer; Courier sends none. A state
+    // built without it would differ from one a later STATUS filled in, so each session asks at once.
+    if (mailbox.uidNext === undefined) await client.status(path, { uidNext: true });
     syncedAt.set(client, sentAt);
   } catch (err) {
     // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
