@@ -16,6 +16,12 @@ export interface MailboxInfo {
   delimiter: string | null;
   parent: string | null;
   specialUse: string | null;
+  /**
+   * Where `specialUse` comes from: `attribute`, the server's LIST attribute (RFC 6154 SPECIAL-USE, or
+   * XLIST); `name`, guessed from the name on a server that gives none (and `\Inbox`, which is INBOX by
+   * name, RFC 9051 §5.1); null without a special use.
+   */
+  specialUseSource: 'attribute' | 'name' | null;
   subscribed: boolean;
   flags: string[];
   counts?: MailboxCounts;

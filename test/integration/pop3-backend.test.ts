@@ -191,7 +191,7 @@ describe('listing and paging', () => {
 
   it('answers the mailbox list with INBOX only, counted on request', async () => {
     expect(await backend.listMailboxes('list', { counts: false })).toEqual([
-      { path: 'INBOX', name: 'INBOX', delimiter: null, parent: null, specialUse: null, subscribed: true, flags: [] },
+      { path: 'INBOX', name: 'INBOX', delimiter: null, parent: null, specialUse: null, specialUseSource: null, subscribed: true, flags: [] },
     ]);
     const [inbox] = await backend.listMailboxes('list', { counts: true });
     expect(inbox?.counts).toEqual({ messages: 7, unseen: 7, uidNext: null, uidValidity: null });

@@ -5,16 +5,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
+import { directImapClient } from '../support/imap-client.js';
+import { imapCommands, quoted } from '../support/imap-commands.js';
 import { createMailUser, folderPath, mailServers, traits, type MailServer } from '../support/mail-servers.js';
+import type { DovecotUser } from '../support/servers.js';
 
 describe.each(mailServers().map((server) => [server.kind, server] as const))('%s: mailboxes', (_kind, server: MailServer) => {
   let gw: TestGateway;
+  let user: DovecotUser;
   let account: string;
   const base = (): string => `/v1/accounts/${account}/mailboxes`;
   const named = (path: string): string => `${base()}/${encodeURIComponent(path)}`;
 
   beforeAll(async () => {
-    const user = await createMailUser(server, 'boxes');
+    user = await createMailUser(server, 'boxes');
     gw = await startGateway();
     account = await createImapAccount(gw.app, server as never, user);
   });
@@ -23,13 +27,26 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
     await gw?.close();
   });
 
-  it('lists INBOX, and special-use folders only with an attribute or marked as guessed', async () => {
+  it('lists INBOX, and a special use from the server\'s attribute, or from the name marked as guessed', async () => {
+    // A Sent folder made by another client: with CREATE-SPECIAL-USE (RFC 6154 §3) under a name no guess
+    // would take where the server has it (Cyrus), by name where it has no attributes (Courier). The test
+    // Dovecot has its own, configured with `special_use`.
+    const other = directImapClient(server, user);
+    await other.connect();
+    const createSpecialUse = other.capabilities.has('CREATE-SPECIAL-USE');
+    const expectedSent = server.kind === 'dovecot' ? 'Sent' : folderPath(server, createSpecialUse ? 'Outbound' : 'Sent');
+    await other.logout();
+    if (createSpecialUse) await imapCommands(server.imapPort, [`LOGIN ${quoted(user.username)} ${quoted(user.password)}`, `CREATE ${quoted(expectedSent)} (USE (\\Sent))`]);
+    else if (server.kind !== 'dovecot') await imapCommands(server.imapPort, [`LOGIN ${quoted(user.username)} ${quoted(user.password)}`, `CREATE ${quoted(expectedSent)}`]);
+
     const res = await gw.app.inject({ url: `${base()}?counts=true` });
     expect(res.statusCode).toBe(200);
-    const { mailboxes } = res.json() as { mailboxes: Array<{ path: string; delimiter: string; counts: { messages: number } }> };
+    const { mailboxes } = res.json() as { mailboxes: Array<{ path: string; delimiter: string; specialUse: string | null; specialUseSource: string | null; counts: { messages: number } }> };
     const inbox = mailboxes.find((m) => m.path === 'INBOX');
-    expect(inbox?.counts.messages).toBe(0);
-    expect(inbox?.delimiter).toBe(traits[server.kind].delimiter);
+    expect(inbox).toMatchObject({ delimiter: traits[server.kind].delimiter, specialUse: '\\Inbox', specialUseSource: 'name', counts: { messages: 0 } });
+    const sent = mailboxes.find((m) => m.specialUse === '\\Sent');
+    expect(sent).toMatchObject({ path: expectedSent, specialUseSource: traits[server.kind].specialUse ? 'attribute' : 'name' });
+    for (const m of mailboxes.filter((m) => m.specialUse === null)) expect(m.specialUseSource).toBeNull();
   });
 
   it('creates, renames and deletes', async () => {

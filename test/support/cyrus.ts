@@ -11,12 +11,12 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { libraryPath, unpackedPackages } from './debian-packages.js';
 import { sbinEnv, waitForGreeting, type DovecotUser } from './dovecot.js';
+import { imapCommands, quoted } from './imap-commands.js';
 import { freePorts } from './ports.js';
 import { waitForExit } from './processes.js';
 
@@ -66,45 +66,6 @@ function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv
 const bin = (root: string, name: string): string => path.join(root, 'usr', 'lib', 'cyrus', 'bin', name);
 const cyrusEnv = (root: string): NodeJS.ProcessEnv => ({ ...sbinEnv(), LD_LIBRARY_PATH: libraryPath(root) });
 
-/**
- * Sends IMAP commands one after another on a fresh plain connection and resolves once each is
- * answered OK; a NO/BAD rejects with the server's line. Enough for the admin's CREATE of a user.
- */
-export function imapCommands(port: number, commands: string[], timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    let buffer = '';
-    let step = -1;
-    const timer = setTimeout(() => finish(new Error(`IMAP commands timed out at ${JSON.stringify(commands[step] ?? 'greeting')}`)), timeoutMs);
-    const finish = (error?: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve();
-    };
-    const next = (): void => {
-      step++;
-      if (step === commands.length) return finish();
-      socket.write(`a${step} ${commands[step]}\r\n`);
-    };
-    socket.on('error', (error) => finish(error));
-    socket.on('data', (chunk) => {
-      buffer += chunk.toString('latin1');
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) !== -1) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (step === -1 && line.startsWith('* OK')) next();
-        else if (line.startsWith(`a${step} `)) {
-          if (/^a\d+ OK/.test(line)) next();
-          else finish(new Error(`IMAP ${JSON.stringify(commands[step]?.replace(/LOGIN .*/, 'LOGIN …'))}: ${line}`));
-        }
-      }
-    });
-  });
-}
-
-const quoted = (value: string): string => `"${value.replace(/(["\\])/g, '\\$1')}"`;
 
 /**
  * Adds a SASL user and creates its mailbox (`user.<name>`, its INBOX). Usable at once. Concurrent calls

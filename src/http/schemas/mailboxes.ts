@@ -21,6 +21,13 @@ export const Mailbox = Type.Object(
         examples: ['\\Sent'],
       }),
     ),
+    specialUseSource: Type.Unsafe<'attribute' | 'name' | null>({
+      type: ['string', 'null'],
+      enum: ['attribute', 'name', null],
+      description:
+        'Where `specialUse` comes from: `attribute`, the server marks the mailbox so (RFC 6154 SPECIAL-USE); `name`, guessed from its name because the server gives no attributes (Courier, for one), and always for `\\Inbox`, which is INBOX by name. Null without a special use',
+      examples: ['attribute'],
+    }),
     subscribed: Type.Boolean(),
     flags: Type.Array(Type.String(), {
       description: 'Mailbox attributes; a parent that exists only as a hierarchy level has `\\Noselect`',

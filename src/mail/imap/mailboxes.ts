@@ -20,6 +20,8 @@ function toMailboxInfo(entry: ListResponse, withCounts: boolean): MailboxInfo {
     delimiter: entry.delimiter || null,
     parent: entry.parentPath ? entry.parentPath : null,
     specialUse: entry.specialUse ?? null,
+    // imapflow's `extension` is the server's attribute; `user` (hints) is never passed here.
+    specialUseSource: entry.specialUse ? (entry.specialUseSource === 'name' ? 'name' : 'attribute') : null,
     // imapflow leaves `subscribed` undefined (not false) for a mailbox that is not subscribed.
     subscribed: entry.subscribed === true,
     flags: [...entry.flags].sort(),
@@ -55,6 +57,7 @@ function addMissingParents(infos: MailboxInfo[]): MailboxInfo[] {
         delimiter,
         parent: cut >= 0 ? parent.slice(0, cut) : null,
         specialUse: null,
+        specialUseSource: null,
         subscribed: false,
         flags: ['\\Noselect'],
         ...(info.counts ? { counts: { messages: 0, unseen: 0, uidNext: null, uidValidity: null } } : {}),

@@ -70,6 +70,7 @@ const POP3_MAILBOX: MailboxInfo = {
   delimiter: null,
   parent: null,
   specialUse: null,
+  specialUseSource: null,
   subscribed: true,
   flags: [],
 };
