@@ -57,6 +57,22 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
     expect(fresh.statusCode).toBe(304);
   });
 
+  it('serves an unchanged listing from the cache, also without CONDSTORE (checked by the page\'s flags alone)', async () => {
+    const { gw, url } = await gatewayWithAccount();
+    const hits = async (): Promise<number> =>
+      Number(/mailgw_cache_requests_total\{kind="listing",result="hit"\} (\d+)/.exec((await gw.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+    const first = await gw.app.inject({ url: `${url}?limit=7` });
+    const before = await hits();
+    const second = await gw.app.inject({ url: `${url}?limit=7` });
+    expect(await hits()).toBe(before + 1);
+    expect(second.body).toBe(first.body);
+    const next = (first.json() as { nextCursor: string }).nextCursor;
+    const older = await gw.app.inject({ url: `${url}?limit=7&cursor=${next}` });
+    const olderAgain = await gw.app.inject({ url: `${url}?limit=7&cursor=${next}` });
+    expect(await hits()).toBe(before + 2);
+    expect(olderAgain.body).toBe(older.body);
+  });
+
   it('never answers 304 or a cached page after another client changed a flag, a message or the mailbox', async () => {
     const { gw, url } = await gatewayWithAccount();
     const before = await gw.app.inject({ url: `${url}?limit=5` });

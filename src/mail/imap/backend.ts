@@ -36,7 +36,7 @@ import { changesSince, lacksQresync } from './changes.js';
 import { decodeImapState } from '../cursor.js';
 import { connectImap } from './connect.js';
 import { mapImapError } from './errors.js';
-import { listPage, mailboxState, selectedMailbox } from './listing.js';
+import { listPage, mailboxState, pageStateNow, selectedMailbox } from './listing.js';
 import { cacheable, type ListingCache } from './listing-cache.js';
 import { listingState, selectMailbox } from './mailbox-sync.js';
 import { listMailboxes } from './mailboxes.js';
@@ -140,15 +140,24 @@ export class ImapBackend implements MailBackend {
     const cached = await listingCache.get(accountId, key);
     if (cached !== null && (await this.currentState(accountId, path)) === cached.state) return this.cachedResult(cached, query);
     // The state check (if any) was sent after the request arrived; on its session that is sync enough.
-    const built = await this.run(accountId, 'list_messages', { path, sync: true, syncedSince: arrivedAt }, async (client) => {
+    const built = await this.run(accountId, 'list_messages', { path, sync: true, syncedSince: arrivedAt }, async (client): Promise<ListResult | { result: ListResult; cacheable: boolean }> => {
       const mailboxNow = selectedMailbox(client);
       // The mailbox may have come back to the cached state since (a flag set and cleared).
       if (cached !== null && cacheable(mailboxNow) && cached.state === mailboxState(mailboxNow)) {
         return this.cachedResult(cached, query);
       }
+      if (!cacheable(mailboxNow)) {
+        // Without CONDSTORE: checked by the page's UIDs and flags (one cheap FETCH), then fetched if changed.
+        const now = await pageStateNow(client, query);
+        if (now !== null && cached !== null && cached.state === now) return this.cachedResult(cached, query);
+        if (now !== null && query.ifNoneMatch === now) return { notModified: true, state: now };
+        this.options.metrics?.cache('listing', false);
+        const { ifNoneMatch: _checked, ...unconditional } = query;
+        return { result: await listPage(client, unconditional), cacheable: now !== null };
+      }
       this.options.metrics?.cache('listing', false);
       const result = await listPage(client, query);
-      return { result, cacheable: cacheable(mailboxNow) };
+      return { result, cacheable: true };
     });
     if (!('cacheable' in built)) return built;
     const { result } = built;

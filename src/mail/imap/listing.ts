@@ -12,9 +12,9 @@ import { GatewayError } from '../../errors.js';
 import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
 import type { MessageFilters } from '../filters.js';
 import type { ListQuery, ListResult, MessagePage, MessageSummary } from '../types.js';
-import { encodePageState } from './page-state.js';
+import { encodePageState, type PageFlags } from './page-state.js';
 import { highestBelow, toSearchObject } from './search.js';
-import { fetchSummaries } from './summary.js';
+import { fetchSummaries, visibleFlags } from './summary.js';
 
 export function mailboxState(mailbox: MailboxObject): string {
   return encodeImapState({
@@ -27,7 +27,12 @@ export function mailboxState(mailbox: MailboxObject): string {
 
 export async function listPage(client: ImapFlow, query: ListQuery): Promise<ListResult> {
   const mailbox = selectedMailbox(client);
-  if (mailbox.highestModseq === undefined) return withPageState(await buildPage(client, query, mailboxState(mailbox)), query);
+  if (mailbox.highestModseq === undefined) {
+    if (query.ifNoneMatch !== undefined && (await pageStateNow(client, query)) === query.ifNoneMatch) {
+      return { notModified: true, state: query.ifNoneMatch };
+    }
+    return withPageState(await buildPage(client, query, mailboxState(mailbox)), query);
+  }
   const state = mailboxState(mailbox);
   if (query.ifNoneMatch === state) return { notModified: true, state };
   return buildPage(client, query, state);
@@ -42,6 +47,32 @@ function withPageState(page: MessagePage, query: ListQuery): ListResult {
   const state = encodePageState(page.state, page.messages.map((m) => ({ uid: m.uid ?? 0, flags: m.flags })));
   if (query.ifNoneMatch === state) return { notModified: true, state };
   return { ...page, state };
+}
+
+/**
+ * Without CONDSTORE: the state the page of an unfiltered query has now, from one FETCH of UID and
+ * FLAGS over the page's sequence range (after the SEARCH a cursor's anchor needs), the same value
+ * `withPageState` gives the page itself. A cached page or an `If-None-Match` is checked against it
+ * without fetching envelopes and structures. With the same UIDVALIDITY, UIDNEXT and EXISTS no message
+ * arrived or left, so the range holds the same messages; the digest covers their flags.
+ *
+ * Null for a filtered query: a flag change outside the page can change which messages match (`seen`),
+ * so such a page is always fetched.
+ */
+export async function pageStateNow(client: ImapFlow, query: ListQuery): Promise<string | null> {
+  if (query.filters !== undefined) return null;
+  const mailbox = selectedMailbox(client);
+  const cursor = query.cursor === undefined ? undefined : decodeImapCursor(query.cursor);
+  if (cursor !== undefined && cursor.uidValidity !== String(mailbox.uidValidity)) return null;
+  const upperSeq = cursor === undefined ? mailbox.exists : await countBelow(client, cursor.beforeUid);
+  const messages: PageFlags[] = [];
+  if (upperSeq > 0) {
+    const lowerSeq = Math.max(1, upperSeq - query.limit + 1);
+    for await (const msg of client.fetch(`${lowerSeq}:${upperSeq}`, { uid: true, flags: true })) {
+      messages.push({ uid: msg.uid, flags: visibleFlags(msg.flags) });
+    }
+  }
+  return encodePageState(mailboxState(mailbox), messages.sort((a, b) => b.uid - a.uid));
 }
 
 async function buildPage(client: ImapFlow, query: ListQuery, state: string): Promise<MessagePage> {
