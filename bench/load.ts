@@ -67,15 +67,26 @@ export function summarize(samples: Sample[]): LoadStats {
   };
 }
 
-/** Drives `url` (served by process `pid`) with `connections` keep-alive connections for `seconds`. */
-export async function httpRun(url: string, pid: number, connections: number, seconds: number): Promise<Sample> {
+/**
+ * Drives `url` (served by process `pid`) with `connections` keep-alive connections for `seconds`.
+ * `headers` go with every request; `expectStatus` is the one answer that counts as success (say 304
+ * for a conditional GET), else any 2xx does.
+ */
+export async function httpRun(
+  url: string,
+  pid: number,
+  connections: number,
+  seconds: number,
+  options: { headers?: Record<string, string>; expectStatus?: number } = {},
+): Promise<Sample> {
   const latenciesMs: number[] = [];
   let non2xx = 0;
+  const ok = (status: number): boolean => (options.expectStatus !== undefined ? status === options.expectStatus : status >= 200 && status < 300);
   const cpuBefore = await procCpuMs(pid);
   const started = performance.now();
-  const instance = autocannon({ url, connections, duration: seconds, timeout: 30 });
+  const instance = autocannon({ url, connections, duration: seconds, timeout: 30, ...(options.headers ? { headers: options.headers } : {}) });
   instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTimeMs: number) => {
-    if (statusCode >= 200 && statusCode < 300) latenciesMs.push(responseTimeMs);
+    if (ok(statusCode)) latenciesMs.push(responseTimeMs);
     else non2xx += 1;
   });
   const result = await instance;

@@ -29,6 +29,7 @@ import { rowJ, TITLE_J } from './rows/j-event-latency.js';
 import { rowK, TITLE_K } from './rows/k-many-accounts.js';
 import { rowsLM, TITLE_L, TITLE_M } from './rows/lm-webhooks.js';
 import { rowN, TITLE_N } from './rows/n-send.js';
+import { rowO, TITLE_O } from './rows/o-courier-listing.js';
 import { rowP, TITLE_P } from './rows/p-uncached-concurrency.js';
 import { startMailServers } from './servers.js';
 import { failed, formatTable, notRun, writeResults, type RowResult } from './table.js';
@@ -43,7 +44,7 @@ async function main(): Promise<number> {
   const titles: Record<RowId, string> = {
     a: TITLE_A, b: TITLE_B, c: TITLE_C, d: TITLE_D, e: TITLE_E,
     f: titleF(options.largeMailboxMessages), g: TITLE_G, h: TITLE_H, i: TITLE_I, cr: TITLE_CR, j: TITLE_J, k: TITLE_K, l: TITLE_L, m: TITLE_M,
-    n: TITLE_N, p: TITLE_P,
+    n: TITLE_N, o: TITLE_O, p: TITLE_P,
   };
   const results = new Map<RowId, RowResult>();
   /** Runs the measurement behind `ids` (rows measured together) if any of them was asked for. */
@@ -110,10 +111,11 @@ async function main(): Promise<number> {
         await measure(['i'], async () => [await rowI(ctx, gateway)]);
       });
     }
-    if (uses(['c', 'd', 'cr'])) {
+    if (uses(['c', 'd', 'cr', 'o'])) {
       await withGateway('gateway-cache-on', true, async (gateway) => {
         await measure(['c', 'd'], async () => Object.values(await rowsCD(ctx, gateway)));
         await measure(['cr'], async () => [await rowCr(ctx, gateway)]);
+        await measure(['o'], async () => [await rowO(ctx, gateway)]);
       });
     }
     // Row (n) needs the private Postfix that startMailServers starts only as root.

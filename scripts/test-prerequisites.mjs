@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Checks that the real servers the integration tests start are installed: Dovecot (IMAP, POP3, LMTP),
-// Postfix, Redis and openssl. As root on a Debian-like machine it installs what is missing; otherwise
+// Postfix, Redis and openssl, and the shared libraries that the interop suite's Cyrus and Courier link
+// against (those two are not installed: they conflict with Dovecot, so test/support/debian-packages.ts
+// unpacks their own packages). As root on a Debian-like machine it installs what is missing; otherwise
 // it says what to install and exits 1. The tests start their own instances on random free ports from
 // a temp dir, so a system Dovecot, Postfix or Redis left running by a package does not get in the way.
 import { spawnSync } from 'node:child_process';
@@ -10,7 +12,13 @@ import path from 'node:path';
 const TOOLS = ['dovecot', 'doveadm', 'postfix', 'redis-server', 'redis-cli', 'openssl'];
 // Files that are not on any PATH: Dovecot's LMTP server (the test MTA delivers through it).
 const FILES = ['/usr/lib/dovecot/lmtp'];
-const PACKAGES = ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd', 'postfix', 'redis-server', 'openssl'];
+// What Cyrus 3.6 and Courier 5 (Debian 12) depend on beyond their unpacked packages, SASL's plugins among
+// them (Cyrus's PLAIN logins against a sasldb), and what their test setup runs (nsenter, flock, perl).
+const INTEROP_PACKAGES = [
+  'libcurl4', 'libdb5.3', 'libgdbm6', 'libglib2.0-0', 'libgnutls30', 'libicu72', 'libjansson4', 'libjson-c5',
+  'libldap-2.5-0', 'libpq5', 'libsasl2-2', 'libsasl2-modules', 'libsqlite3-0', 'libwrap0', 'libxml2', 'util-linux', 'perl',
+];
+const PACKAGES = ['dovecot-imapd', 'dovecot-pop3d', 'dovecot-lmtpd', 'postfix', 'redis-server', 'openssl', ...INTEROP_PACKAGES];
 const INSTALL = `apt-get install -y ${PACKAGES.join(' ')}`;
 // Postfix asks what kind of mail system to set up; "No configuration" installs it without writing a
 // system main.cf or starting a system mailer (the tests run private instances with their own config).
@@ -38,7 +46,20 @@ function find(tool) {
   return undefined;
 }
 
-const missing = () => [...TOOLS.filter((tool) => find(tool) === undefined), ...FILES.filter((file) => !existsSync(file))];
+/** Packages dpkg does not list as installed (none where there is no dpkg: then only tools and files count). */
+function uninstalled(packages) {
+  if (find('dpkg-query') === undefined) return [];
+  return packages.filter((name) => {
+    const result = spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' });
+    return result.status !== 0 || !result.stdout.includes('install ok installed');
+  });
+}
+
+const missing = () => [
+  ...TOOLS.filter((tool) => find(tool) === undefined),
+  ...FILES.filter((file) => !existsSync(file)),
+  ...uninstalled(INTEROP_PACKAGES),
+];
 
 function fail(what, result) {
   console.error(`test prerequisites: ${what} failed (${result.error?.message ?? `exit ${result.status}`})`);
@@ -86,4 +107,4 @@ if (absent.length > 0) {
   process.exit(1);
 }
 
-console.log(`test prerequisites: ${[...TOOLS, ...FILES].join(', ')} present`);
+console.log(`test prerequisites: ${[...TOOLS, ...FILES].join(', ')} and the interop suite's libraries present`);

@@ -39,7 +39,7 @@ export const messageRoutes: FastifyPluginAsyncTypebox<{ maxUploadBytes: number }
         operationId: 'listMessages',
         summary: 'List messages, newest first',
         description:
-          'Newest first means arrival order (highest UID first; POP3: highest message number first). `nextCursor` continues below the last message of this page and stays correct while mail arrives or is deleted. `state` is also sent as a strong `ETag`: `If-None-Match` with the current state answers 304 with no body. Filters (IMAP only; combined with AND) narrow the listing and `total` counts the matches; on POP3 a filter answers 422 NOT_SUPPORTED_BY_PROTOCOL.',
+          'Newest first means arrival order (highest UID first; POP3: highest message number first). `nextCursor` continues below the last message of this page and stays correct while mail arrives or is deleted. `state` is also sent as a strong `ETag`: `If-None-Match` with the current state answers 304 with no body. With CONDSTORE the state is that of the mailbox (UIDVALIDITY, UIDNEXT, EXISTS, HIGHESTMODSEQ); without it (Courier) it also digests the UIDs and flags of the page, and an unfiltered page is checked (for 304 or a cached copy) with one FETCH of UID and FLAGS over it; a filtered one is fetched each time. Filters (IMAP only; combined with AND) narrow the listing and `total` counts the matches; on POP3 a filter answers 422 NOT_SUPPORTED_BY_PROTOCOL.',
         params: MailboxParams,
         querystring: Type.Object({ ...MessageListQuery.properties, ...MessageFilterQuery }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),

@@ -159,7 +159,8 @@ export const Account = Type.Object(
     createdAt: Type.String({ format: 'date-time' }),
     updatedAt: Type.String({ format: 'date-time' }),
     capabilities: Type.Array(Capability, {
-      description: "What this account's protocol and server support through the gateway (`send`: it has SMTP settings)",
+      description:
+        "What this account's protocol and server support through the gateway. IMAP: `folders`, `flags`, `search`, `copy`, `append` always; `move` with MOVE (RFC 6851) or, emulated as COPY + STORE \\Deleted + UID EXPUNGE of that message only, with UIDPLUS (Courier); `changes` only with QRESYNC (RFC 7162: deletions need VANISHED); `events` when live events are on. POP3: none of those. `send`: it has SMTP settings",
       examples: [['append', 'changes', 'copy', 'flags', 'folders', 'move', 'search']],
     }),
     email: Nullable({ ...Email, type: 'string' as const, description: 'The default sender; null when neither given nor the username' }),

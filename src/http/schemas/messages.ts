@@ -101,11 +101,12 @@ export const MessageFilterQuery = {
     Type.String({
       format: 'date',
       pattern: DAY_FROM_1900,
-      description: 'Received on or after this day, `YYYY-MM-DD`, from 1900-01-01 (IMAP SINCE, by arrival date)',
+      description:
+        'Received on or after this day, `YYYY-MM-DD`, from 1900-01-01: IMAP SINCE on the arrival date (INTERNALDATE), a calendar day as the server reckons it (RFC 9051 §6.4.4), never a count of seconds from now, so repeated calls give the same answer',
     }),
   ),
   before: Type.Optional(
-    Type.String({ format: 'date', pattern: DAY_FROM_1900, description: 'Received before this day, `YYYY-MM-DD`, from 1900-01-01 (IMAP BEFORE)' }),
+    Type.String({ format: 'date', pattern: DAY_FROM_1900, description: 'Received before this day, `YYYY-MM-DD`, from 1900-01-01: IMAP BEFORE on the arrival date, by calendar day like `since`' }),
   ),
   seen: Type.Optional(Type.Boolean({ description: 'Only seen (true) or unseen (false) messages' })),
   flagged: Type.Optional(Type.Boolean()),
