@@ -347,7 +347,7 @@ for (const backend of backends) {
       expect(target.received.map((r) => r.headers['webhook-id'])).toEqual([first!.id, second!.id]);
       // Settled: a later process does not send them again.
       await expect
-        .poll(async () => (await (await env.lanes()).pending({ webhookId: hook.id, accountId }, laneStartId(hook.createdAtMs), 10)).length)
+        .poll(async () => (await (await env.lanes()).pending({ webhookId: hook.id, accountId }, laneStartId(hook.createdAtMs), 10)).length, { timeout: 5_000 })
         .toBe(0);
     });
 
