@@ -18,8 +18,8 @@ export interface MailboxInfo {
   specialUse: string | null;
   /**
    * Where `specialUse` comes from: `attribute`, the server's LIST attribute (RFC 6154 SPECIAL-USE, or
-   * XLIST); `name`, guessed from the name on a server that gives none (and `\Inbox`, which is INBOX by
-   * name, RFC 9051 §5.1); null without a special use.
+   * XLIST); `name`, guessed by imapflow from the name of a mailbox the server gave no such attribute
+   * (and `\Inbox`, which is INBOX by name, RFC 9051 §5.1); null without a special use.
    */
   specialUseSource: 'attribute' | 'name' | null;
   subscribed: boolean;

@@ -31,8 +31,8 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
   beforeAll(async () => {
     user = await createMailUser(server, 'listings');
     await seedMessages(server, user, Array.from({ length: 30 }, (_, i) => textMessage({ subject: `message ${i}` })));
-    // Arrived late on 1 March in New York, which is 2 March in UTC.
-    for (const [subject, at] of [['feb', '2024-02-28T12:00:00Z'], ['late-march-1', '2024-03-01T23:30:00-05:00'], ['march-3', '2024-03-03T08:00:00Z']] as const) {
+    // Arrived late on 1 March in New York, which is 2 March in UTC; "feb" is 27 or 28 February in any zone.
+    for (const [subject, at] of [['feb', '2024-02-27T12:00:00Z'], ['late-march-1', '2024-03-01T23:30:00-05:00'], ['march-3', '2024-03-03T08:00:00Z']] as const) {
       await seedMessages(server, user, [textMessage({ subject })], { internalDate: new Date(at) });
     }
   });
@@ -95,6 +95,63 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
     expect(arrived.statusCode).toBe(200);
     expect((arrived.json() as Page).messages[0]!.subject).toBe('arrived meanwhile');
     await other.logout();
+  });
+
+  it('writes under If-Match only while the listed state is current', async () => {
+    const { gw, url } = await gatewayWithAccount();
+    const listed = await gw.app.inject({ url: `${url}?limit=5` });
+    const page = listed.json() as Page;
+    const etag = listed.headers.etag as string;
+    const [first, second] = page.messages;
+    const ok = await gw.app.inject({ method: 'PATCH', url: `${url}/${first!.id}`, headers: { 'if-match': etag }, payload: { addFlags: ['$Checked'] } });
+    expect(ok.statusCode, ok.body).toBe(200);
+    expect((ok.json() as { flags: string[] }).flags).toContain('$Checked');
+    // That write changed the page, so the state it was checked against is gone.
+    const stale = await gw.app.inject({ method: 'PATCH', url: `${url}/${second!.id}`, headers: { 'if-match': etag }, payload: { addFlags: ['$Checked'] } });
+    expect(stale.statusCode, stale.body).toBe(412);
+    expect(stale.json()).toMatchObject({ code: 'PRECONDITION_FAILED' });
+    const after = (await gw.app.inject({ url: `${url}?limit=5` })).json() as Page;
+    expect(after.messages[1]!.flags).not.toContain('$Checked');
+  });
+
+  it('answers If-None-Match on a filtered listing: 304 while it matches, 200 once a flag changed', async () => {
+    const { gw, url } = await gatewayWithAccount();
+    const filtered = `${url}?limit=5&subject=message`;
+    const first = await gw.app.inject({ url: filtered });
+    expect(first.statusCode, first.body).toBe(200);
+    const etag = first.headers.etag as string;
+    expect((await gw.app.inject({ url: filtered, headers: { 'if-none-match': etag } })).statusCode).toBe(304);
+    const newest = (first.json() as Page).messages[0]!;
+    const other = directImapClient(server, user);
+    await other.connect();
+    await other.mailboxOpen('INBOX');
+    await other.messageFlagsAdd(String(newest.uid), ['$Filtered'], { uid: true });
+    await other.logout();
+    const changed = await gw.app.inject({ url: filtered, headers: { 'if-none-match': etag } });
+    expect(changed.statusCode).toBe(200);
+    expect((changed.json() as Page).messages[0]!.flags).toContain('$Filtered');
+  });
+
+  it('searches by subject, flag and size as the server does, the same on every server', async () => {
+    const { gw, url } = await gatewayWithAccount();
+    const subjects = async (query: string): Promise<string[]> => {
+      const res = await gw.app.inject({ url: `${url}?limit=200&${query}` });
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json() as Page).messages.map((m) => m.subject);
+    };
+    expect(await subjects('subject=message%2012')).toEqual(['message 12']);
+    const other = directImapClient(server, user);
+    await other.connect();
+    await other.mailboxOpen('INBOX');
+    const uids = (await other.search({ subject: 'message 2' }, { uid: true })) || [];
+    await other.messageFlagsAdd(uids, ['\\Flagged'], { uid: true });
+    await other.logout();
+    // "message 2" and "message 20" … "message 29", newest first.
+    const flagged = await subjects('flagged=true');
+    expect(flagged).toEqual(['message 29', 'message 28', 'message 27', 'message 26', 'message 25', 'message 24', 'message 23', 'message 22', 'message 21', 'message 20', 'message 2']);
+    expect((await subjects('flagged=false')).length).toBeGreaterThan(0);
+    expect(await subjects('flagged=false')).not.toContain('message 2');
+    expect(await subjects('larger=100000')).toEqual([]);
   });
 
   it('filters by calendar day and answers the same on every call', async () => {

@@ -99,8 +99,8 @@ export async function createCourierUser(courier: CourierCoordinates, prefix = 'u
 
 /**
  * The namespace's start script: mounts, then authdaemond, imapd and pop3d in the background with the
- * settings of Debian's /etc/courier/imapd and pop3d (MAXPERIP 20 and 4), then it waits, holding the
- * namespace, until it is killed.
+ * settings of Debian's /etc/courier/imapd and pop3d, but for the per-IP caps (Debian's 20 and 4): every
+ * test connection comes from 127.0.0.1. Then it waits, holding the namespace, until it is killed.
  */
 function startScript(root: string, dir: string, imapPort: number, pop3Port: number): string {
   return `set -e
@@ -112,10 +112,10 @@ touch /etc/courier/userdb && chmod 600 /etc/courier/userdb && /usr/sbin/makeuser
 /usr/sbin/authdaemond start
 set -a; . /etc/courier/imapd; . /etc/courier/imapd-ssl; set +a
 /usr/sbin/courierlogger -pid=/run/courier/imapd.pid -start -name=imapd /usr/sbin/couriertcpd -address=127.0.0.1 \\
-  -maxprocs=200 -maxperip=20 -nodnslookup -noidentlookup ${imapPort} /usr/lib/courier/courier/imaplogin /usr/bin/imapd Maildir
+  -maxprocs=400 -maxperip=300 -nodnslookup -noidentlookup ${imapPort} /usr/lib/courier/courier/imaplogin /usr/bin/imapd Maildir
 set -a; . /etc/courier/pop3d; . /etc/courier/pop3d-ssl; set +a
 /usr/sbin/courierlogger -pid=/run/courier/pop3d.pid -start -name=pop3d /usr/sbin/couriertcpd -address=127.0.0.1 \\
-  -maxprocs=50 -maxperip=4 -nodnslookup -noidentlookup ${pop3Port} /usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir
+  -maxprocs=100 -maxperip=50 -nodnslookup -noidentlookup ${pop3Port} /usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir
 echo started
 exec sleep 2147483647
 `;
@@ -129,14 +129,18 @@ DEFAULTOPTIONS=""
 LOGGEROPTS=""
 `;
 
-/** Every process in the mount namespace of `pid` (the daemons detach from the start script). */
-function processesInNamespace(pid: number): number[] {
-  let namespace: string;
-  try {
-    namespace = readlinkSync(`/proc/${pid}/ns/mnt`);
-  } catch {
-    return [];
-  }
+/**
+ * The mount namespace `pid` is in (`mnt:[inode]`), read once while that process is known to be ours:
+ * read again later, a reused pid could name a process of the host's namespace.
+ */
+function namespaceOf(pid: number): string {
+  const namespace = readlinkSync(`/proc/${pid}/ns/mnt`);
+  if (namespace === readlinkSync('/proc/self/ns/mnt')) throw new Error(`courier: process ${pid} is not in a namespace of its own`);
+  return namespace;
+}
+
+/** Every process in `namespace` (the daemons detach from the start script). */
+function processesInNamespace(namespace: string): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -149,8 +153,8 @@ function processesInNamespace(pid: number): number[] {
   return found;
 }
 
-function killNamespace(pid: number): void {
-  for (const member of processesInNamespace(pid)) {
+function killNamespace(namespace: string): void {
+  for (const member of processesInNamespace(namespace)) {
     try {
       process.kill(member, 'SIGKILL');
     } catch {
@@ -159,15 +163,16 @@ function killNamespace(pid: number): void {
   }
 }
 
-const liveHolders = new Set<number>();
+const liveNamespaces = new Set<string>();
 process.once('exit', () => {
-  for (const pid of liveHolders) killNamespace(pid);
+  for (const namespace of liveNamespaces) killNamespace(namespace);
 });
 
 export async function startCourier(options: { users?: DovecotUser[] } = {}): Promise<CourierServer> {
   const root = await unpackedPackages('courier', COURIER_PACKAGES);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'mailgw-courier-'));
   let holder: ChildProcess | undefined;
+  let namespace: string | undefined;
   try {
     for (const sub of ['etc-upper/courier', 'etc-work', 'usr-upper', 'usr-work', 'run', 'home']) await mkdir(path.join(dir, sub), { recursive: true });
     // The mail processes (uid 65534) must reach the homes below the temp dir.
@@ -187,24 +192,37 @@ export async function startCourier(options: { users?: DovecotUser[] } = {}): Pro
       exited = new Error(`courier start script exited (${signal ?? code}): ${output.trim()}`);
     });
     const holderPid = holder.pid!;
-    liveHolders.add(holderPid);
     await waitForGreeting(imapPort, /^\* OK/, 15_000, () => exited);
     await waitForGreeting(pop3Port, /^\+OK/, 15_000, () => exited);
+    if (exited) throw exited;
+    namespace = namespaceOf(holderPid);
+    liveNamespaces.add(namespace);
     // The script's own pid runs `sleep` in the namespace once it has started everything.
     const coordinates: CourierCoordinates = { kind: 'courier', host: '127.0.0.1', imapPort, pop3Port, dir, namespacePid: holderPid };
     for (const user of options.users ?? []) await addCourierUser(coordinates, user.username, user.password);
     const running = holder;
+    const own = namespace;
     return {
       ...coordinates,
       stop: async () => {
-        liveHolders.delete(holderPid);
-        killNamespace(holderPid);
+        liveNamespaces.delete(own);
+        killNamespace(own);
         await waitForExit(running, 5_000);
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (error) {
-    if (holder?.pid) killNamespace(holder.pid);
+    if (namespace !== undefined) {
+      liveNamespaces.delete(namespace);
+      killNamespace(namespace);
+    } else if (holder?.pid !== undefined && holder.exitCode === null) {
+      // Started, but not through to its greeting: its namespace is read while it still runs.
+      try {
+        killNamespace(namespaceOf(holder.pid));
+      } catch {
+        // it had not left the host's namespace yet, or has exited
+      }
+    }
     holder?.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
     throw error;

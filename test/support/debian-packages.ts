@@ -1,7 +1,8 @@
 /**
  * Debian packages unpacked, not installed: Cyrus and Courier conflict with Dovecot (installing one
  * removes the other), so the test setup fetches their .debs with `apt-get download` and unpacks them with
- * `dpkg -x` into a cache folder, once per machine. Nothing is installed and no system file is touched.
+ * `dpkg -x` into a cache folder, once per machine. Nothing is installed (on a machine without package
+ * lists, root runs `apt-get update` first).
  *
  * The cache is `$MAILGW_TEST_CACHE`, else `mailgw-test-packages` in the temp dir: not below a home
  * folder, since the servers' unprivileged processes (`nobody`) must reach their own binaries. A folder
@@ -10,13 +11,28 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sbinEnv } from './dovecot.js';
 
 function cacheRoot(): string {
   return process.env.MAILGW_TEST_CACHE || path.join(os.tmpdir(), 'mailgw-test-packages');
+}
+
+/**
+ * The cache folder, made if missing, refused unless it is a real folder of ours that nobody else can
+ * write: root runs what is in it, and the temp dir is writable by everyone.
+ */
+async function ownCacheRoot(): Promise<string> {
+  const root = cacheRoot();
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  const info = await lstat(root);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  if (!info.isDirectory() || info.uid !== uid || (info.mode & 0o022) !== 0) {
+    throw new Error(`unpacked Debian packages: ${root} must be a folder owned by this user and writable by no one else; remove it or set MAILGW_TEST_CACHE`);
+  }
+  return root;
 }
 
 function run(command: string, args: string[], cwd: string): Promise<string> {
@@ -47,10 +63,10 @@ async function download(packages: string[], cwd: string): Promise<void> {
  */
 export async function unpackedPackages(name: string, packages: string[]): Promise<string> {
   const key = createHash('sha256').update(packages.join(' ')).digest('hex').slice(0, 12);
-  const final = path.join(cacheRoot(), `${name}-${key}`);
+  const cache = await ownCacheRoot();
+  const final = path.join(cache, `${name}-${key}`);
   if (existsSync(path.join(final, '.complete'))) return path.join(final, 'root');
-  await mkdir(cacheRoot(), { recursive: true });
-  const work = path.join(cacheRoot(), `.${name}-${randomBytes(4).toString('hex')}`);
+  const work = path.join(cache, `.${name}-${randomBytes(4).toString('hex')}`);
   const debs = path.join(work, 'debs');
   const root = path.join(work, 'root');
   try {
@@ -64,6 +80,12 @@ export async function unpackedPackages(name: string, packages: string[]): Promis
     }
     await rm(debs, { recursive: true });
     await writeFile(path.join(work, '.complete'), `${packages.join(' ')}\n`);
+    if (existsSync(path.join(final, '.complete'))) {
+      // Another process finished the same unpack meanwhile (its servers may be running from it).
+      await rm(work, { recursive: true, force: true });
+      return path.join(final, 'root');
+    }
+    // An interrupted unpack left an incomplete folder.
     await rm(final, { recursive: true, force: true });
     await rename(work, final);
   } catch (error) {

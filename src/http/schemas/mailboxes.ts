@@ -25,7 +25,7 @@ export const Mailbox = Type.Object(
       type: ['string', 'null'],
       enum: ['attribute', 'name', null],
       description:
-        'Where `specialUse` comes from: `attribute`, the server marks the mailbox so (RFC 6154 SPECIAL-USE); `name`, guessed from its name because the server gives no attributes (Courier, for one), and always for `\\Inbox`, which is INBOX by name. Null without a special use',
+        'Where `specialUse` comes from: `attribute`, the server marks the mailbox so (RFC 6154 SPECIAL-USE); `name`, guessed from its name because the server gave it no such attribute (always so on a server without SPECIAL-USE, such as Courier), and always for `\\Inbox`, which is INBOX by name. Null without a special use',
       examples: ['attribute'],
     }),
     subscribed: Type.Boolean(),

@@ -147,13 +147,17 @@ export class ImapBackend implements MailBackend {
         return this.cachedResult(cached, query);
       }
       if (!cacheable(mailboxNow)) {
-        // Without CONDSTORE: checked by the page's UIDs and flags (one cheap FETCH), then fetched if changed.
+        // Without CONDSTORE an unfiltered page is checked by its UIDs and flags (one cheap FETCH), when
+        // there is something to check (a cached copy, an If-None-Match), and fetched whole if it changed.
+        // A filtered page is never cached; listPage answers its If-None-Match after fetching it.
+        const pageCacheable = query.filters === undefined;
+        this.options.metrics?.cache('listing', false);
+        if (!pageCacheable || (cached === null && query.ifNoneMatch === undefined)) return { result: await listPage(client, query), cacheable: pageCacheable };
         const now = await pageStateNow(client, query);
         if (now !== null && cached !== null && cached.state === now) return this.cachedResult(cached, query);
         if (now !== null && query.ifNoneMatch === now) return { notModified: true, state: now };
-        this.options.metrics?.cache('listing', false);
         const { ifNoneMatch: _checked, ...unconditional } = query;
-        return { result: await listPage(client, unconditional), cacheable: now !== null };
+        return { result: await listPage(client, unconditional), cacheable: true };
       }
       this.options.metrics?.cache('listing', false);
       const result = await listPage(client, query);

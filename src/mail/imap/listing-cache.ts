@@ -7,8 +7,9 @@
  * 7162 §3.1.2.3) when no such session is free — which also spares a SELECT of a large mailbox.
  * The cache is therefore correct across gateway replicas without any pub/sub.
  *
- * Without CONDSTORE a flag change does not change the state, so pages are not cached at all (the
- * documented fallback): every listing is fetched.
+ * Without CONDSTORE a flag change does not change the mailbox's state: an unfiltered page is then
+ * checked by its own UIDs and flags instead (`pageStateNow` in listing.ts, decision 0020), and a
+ * filtered page is not cached.
  */
 import { createHash } from 'node:crypto';
 import type { ImapFlow, MailboxObject } from 'imapflow';
@@ -120,7 +121,7 @@ function decodeEntry(entry: Buffer | null): EncodedPage | null {
   return { state: entry.toString('latin1', 0, at), json: entry.subarray(at + 1) };
 }
 
-/** Whether the state of this mailbox can be validated cheaply (CONDSTORE is on). */
+/** Whether this mailbox's own state tells every change, flags included (CONDSTORE is on for it). */
 export function cacheable(mailbox: MailboxObject): boolean {
   return mailbox.highestModseq !== undefined && !mailbox.noModseq;
 }

@@ -12,6 +12,7 @@ import { GatewayError } from '../../errors.js';
 import { decodeImapCursor, encodeImapCursor, encodeImapState } from '../cursor.js';
 import type { MessageFilters } from '../filters.js';
 import type { ListQuery, ListResult, MessagePage, MessageSummary } from '../types.js';
+import { cacheable } from './listing-cache.js';
 import { encodePageState, type PageFlags } from './page-state.js';
 import { highestBelow, toSearchObject } from './search.js';
 import { fetchSummaries, visibleFlags } from './summary.js';
@@ -27,7 +28,7 @@ export function mailboxState(mailbox: MailboxObject): string {
 
 export async function listPage(client: ImapFlow, query: ListQuery): Promise<ListResult> {
   const mailbox = selectedMailbox(client);
-  if (mailbox.highestModseq === undefined) {
+  if (!cacheable(mailbox)) {
     if (query.ifNoneMatch !== undefined && (await pageStateNow(client, query)) === query.ifNoneMatch) {
       return { notModified: true, state: query.ifNoneMatch };
     }
@@ -69,6 +70,8 @@ export async function pageStateNow(client: ImapFlow, query: ListQuery): Promise<
   if (upperSeq > 0) {
     const lowerSeq = Math.max(1, upperSeq - query.limit + 1);
     for await (const msg of client.fetch(`${lowerSeq}:${upperSeq}`, { uid: true, flags: true })) {
+      // imapflow also yields unsolicited FETCH responses (another client's flag change) during the command.
+      if (msg.uid === undefined || msg.seq < lowerSeq || msg.seq > upperSeq) continue;
       messages.push({ uid: msg.uid, flags: visibleFlags(msg.flags) });
     }
   }

@@ -6,6 +6,7 @@
 import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { listMailboxes } from './mailboxes.js';
+import { selectAfresh } from './mailbox-sync.js';
 import type { MailboxInfo } from '../types.js';
 
 function refuseInbox(path: string, what: string): void {
@@ -75,7 +76,7 @@ function onServer(client: ImapFlow, path: string): string {
 
 /** A mailbox about to go away must not stay selected in this session (CLOSE would expunge). */
 async function leaveIfSelected(client: ImapFlow, path: string): Promise<void> {
-  if (client.mailbox && client.mailbox.path === path) await client.mailboxOpen('INBOX');
+  if (client.mailbox && client.mailbox.path === onServer(client, path)) await selectAfresh(client, 'INBOX');
 }
 
 export async function describeMailbox(client: ImapFlow, path: string): Promise<MailboxInfo> {
@@ -105,13 +106,17 @@ async function mapAdminError(client: ImapFlow, err: unknown, ...checks: Array<{ 
       return new GatewayError('VALIDATION_FAILED', `The server cannot do that with ${first?.path}: ${e.responseText ?? 'refused'}`, { cause: err });
   }
   if (e.responseStatus !== 'NO') return err;
+  // What the server lists itself (not the API's list, which adds hierarchy-only parents), and each name
+  // without the trailing delimiter a CREATE may carry (RFC 9051 §6.3.4).
   let paths: Set<string>;
   try {
-    paths = new Set((await listMailboxes(client, false)).map((m) => m.path));
+    paths = new Set((await client.list()).map((m) => m.path));
   } catch {
     return err;
   }
-  for (const check of checks) {
+  const delimiter = client.namespace?.delimiter;
+  for (const { mustBe, path: named } of checks) {
+    const check = { mustBe, path: delimiter && named.endsWith(delimiter) ? named.slice(0, -delimiter.length) : named };
     if (check.mustBe === 'free' && paths.has(check.path)) return new GatewayError('MAILBOX_EXISTS', `A mailbox ${check.path} already exists`, { cause: err });
     if (check.mustBe === 'present' && !paths.has(check.path)) return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${check.path}`, { cause: err });
   }

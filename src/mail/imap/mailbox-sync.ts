@@ -5,7 +5,7 @@
  * A session remembers when its view was last synchronised, so a listing that follows its own state
  * check on the same session does not send a second NOOP (decision 0008).
  */
-import type { ImapFlow } from 'imapflow';
+import type { ImapFlow, MailboxObject } from 'imapflow';
 import { mailboxState, selectedMailbox } from './listing.js';
 import { cacheable, statusState } from './listing-cache.js';
 
@@ -14,6 +14,22 @@ import { cacheable, statusState } from './listing-cache.js';
  * NOOP or SELECT that did it was sent (performance.now()).
  */
 const syncedAt = new WeakMap<ImapFlow, number>();
+
+/**
+ * Sessions whose UIDNEXT may be behind the server's: an EXISTS raised the count (imapflow then updates
+ * EXISTS, never UIDNEXT) during any command — the NOOP of `syncSelected`, or an APPEND, FETCH or
+ * SEARCH of the gateway's own. Cleared by the STATUS or SELECT that learns UIDNEXT.
+ */
+const uidNextBehind = new WeakSet<ImapFlow>();
+const watchedForArrivals = new WeakSet<ImapFlow>();
+
+function watchArrivals(client: ImapFlow): void {
+  if (watchedForArrivals.has(client)) return;
+  watchedForArrivals.add(client);
+  client.on('exists', (event: { count: number; prevCount: number }) => {
+    if (event.count > event.prevCount) uidNextBehind.add(client);
+  });
+}
 
 /**
  * Selects `path` unless it already is; `sync` also brings the session's view of it up to date,
@@ -26,7 +42,7 @@ export async function selectMailbox(client: ImapFlow, path: string, sync: boolea
     if (sync && !fresh) await syncSelected(client, path);
     return;
   }
-  await openMailbox(client, path);
+  await selectAfresh(client, path);
 }
 
 /**
@@ -45,9 +61,10 @@ export async function listingState(client: ImapFlow, path: string): Promise<stri
 /**
  * Brings a selected mailbox's state up to date. NOOP (RFC 9051 §6.1.2) makes the server look at the
  * mailbox (Dovecot re-reads a Maildir an outside program delivered into) and report EXISTS, EXPUNGE
- * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when
- * the NOOP reported new messages, a STATUS follows to learn UIDNEXT; without new mail UIDNEXT
- * cannot have moved and one round trip is enough. Likewise an expunge by another session raises
+ * and flag changes; but a new UIDNEXT is only told by SELECT or STATUS (RFC 9051 §7.2.2). So when an
+ * EXISTS raised the count since UIDNEXT was last learnt (in this NOOP, or during an earlier command such
+ * as the gateway's own APPEND: `uidNextBehind`), a STATUS follows; without new mail UIDNEXT cannot have
+ * moved and one round trip is enough. Likewise an expunge by another session raises
  * HIGHESTMODSEQ (RFC 7162 §3.1.1) without any response telling this session the new value (Dovecot
  * 2.3 sends none), so with CONDSTORE a STATUS follows a reported expunge too: otherwise sessions that
  * selected the mailbox before and after it would hold different states of one mailbox, and an
@@ -57,23 +74,19 @@ export async function listingState(client: ImapFlow, path: string): Promise<stri
  * Exported for writes under `If-Match`, which sync inside their per-message lock (precondition.ts).
  */
 export async function syncSelected(client: ImapFlow, path: string): Promise<void> {
-  let arrived = false;
+  watchArrivals(client);
   let expunged = false;
-  const onExists = (): void => {
-    arrived = true;
-  };
   const onExpunge = (): void => {
     expunged = true;
   };
-  client.on('exists', onExists);
   client.on('expunge', onExpunge);
   const sentAt = performance.now();
   try {
     await client.noop();
   } finally {
-    client.off('exists', onExists);
     client.off('expunge', onExpunge);
   }
+  const arrived = uidNextBehind.has(client);
   const condstore = client.capabilities.has('CONDSTORE') || client.capabilities.has('QRESYNC');
   if (!arrived && !(expunged && condstore)) {
     syncedAt.set(client, sentAt);
@@ -88,19 +101,22 @@ export async function syncSelected(client: ImapFlow, path: string): Promise<void
   });
   const mailbox = client.mailbox;
   if (!status || !mailbox || mailbox.path !== path) return;
-  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await openMailbox(client, path);
+  uidNextBehind.delete(client);
+  if (status.uidValidity !== undefined && status.uidValidity !== mailbox.uidValidity) await selectAfresh(client, path);
   else syncedAt.set(client, sentAt);
 }
 
-/** SELECT, with a missing or unselectable mailbox reported as such. */
-async function openMailbox(client: ImapFlow, path: string): Promise<void> {
+/**
+ * SELECT, with a missing or unselectable mailbox reported as such, and UIDNEXT learnt where SELECT does
+ * not tell it. Every SELECT of the gateway's sessions goes through here, so that every session's state
+ * of one mailbox is the same.
+ */
+export async function selectAfresh(client: ImapFlow, path: string): Promise<void> {
+  watchArrivals(client);
   const sentAt = performance.now();
+  let mailbox: MailboxObject;
   try {
-    const mailbox = await client.mailboxOpen(path);
-    // RFC 3501 §6.3.1 requires the UIDNEXT response code in SELECT's answer; Courier sends none. A state
-    // built without it would differ from one a later STATUS filled in, so each session asks at once.
-    if (mailbox.uidNext === undefined) await client.status(path, { uidNext: true });
-    syncedAt.set(client, sentAt);
+    mailbox = await client.mailboxOpen(path);
   } catch (err) {
     // Dovecot answers SELECT of a hierarchy-only (\Noselect) or missing name with a plain NO and no
     // response code: there is no mailbox to open, so that is MAILBOX_NOT_FOUND, not an upstream fault.
@@ -110,4 +126,9 @@ async function openMailbox(client: ImapFlow, path: string): Promise<void> {
     }
     throw err;
   }
+  uidNextBehind.delete(client);
+  // RFC 3501 §6.3.1 requires the UIDNEXT response code in SELECT's answer; Courier sends none. A state
+  // built without it would differ from one a later STATUS filled in, so each session asks at once.
+  if (mailbox.uidNext === undefined) await client.status(path, { uidNext: true });
+  syncedAt.set(client, sentAt);
 }

@@ -25,7 +25,10 @@ export const SUMMARY_FETCH_QUERY = {
 export async function fetchSummaries(client: ImapFlow, range: string, uidValidity: bigint, byUid: boolean): Promise<MessageSummary[]> {
   const summaries: MessageSummary[] = [];
   const lossy: LossySummary[] = [];
+  const asked = sequenceSet(range);
   for await (const msg of client.fetch(range, SUMMARY_FETCH_QUERY, byUid ? { uid: true } : {})) {
+    // imapflow also yields unsolicited FETCH responses (another client's flag change) during the command.
+    if (msg.uid === undefined || !asked(byUid ? msg.uid : msg.seq)) continue;
     const summary = toSummary(msg, uidValidity);
     summaries.push(summary);
     const damaged = lossyEnvelope(msg, summary);
@@ -33,6 +36,16 @@ export async function fetchSummaries(client: ImapFlow, range: string, uidValidit
   }
   await redecodeFromHeaders(client, lossy);
   return summaries;
+}
+
+/** A membership test for an IMAP sequence set of numbers and ranges (`3`, `1:5`, `2,7:9`; RFC 9051 §9). */
+function sequenceSet(set: string): (n: number) => boolean {
+  const ranges = set.split(',').map((part) => {
+    const [a = '', b = a] = part.split(':');
+    const [lo, hi] = [Number(a), Number(b)].sort((x, y) => x - y) as [number, number];
+    return [lo, hi] as const;
+  });
+  return (n) => ranges.some(([lo, hi]) => n >= lo && n <= hi);
 }
 
 export function toSummary(msg: FetchMessageObject, uidValidity: bigint): MessageSummary {

@@ -10,6 +10,7 @@ import type { ImapFlow } from 'imapflow';
 import { GatewayError } from '../../errors.js';
 import { messageNotFound, notSupported } from '../mail-errors.js';
 import { selectedMailbox } from './listing.js';
+import { selectAfresh } from './mailbox-sync.js';
 import type { ExpectedStates } from '../types.js';
 import { syncView, withMessageLock } from './message-lock.js';
 import { checkExpectedStates, syncForCheck } from './precondition.js';
@@ -75,7 +76,7 @@ async function transferLocked(
   }
   const messageId = messageIdOf(existing.headers);
   const found = await findByMessageId(client, destination, messageId, firstNewUid);
-  await client.mailboxOpen(source);
+  await selectAfresh(client, source);
   return found;
 }
 
@@ -112,7 +113,8 @@ export async function findByMessageId(
   if (messageId === null) {
     throw new GatewayError('UPSTREAM_ERROR', 'Done, but the server (no UIDPLUS) did not tell the new id and the message has no Message-ID to find it by');
   }
-  const mailbox = await client.mailboxOpen(path);
+  await selectAfresh(client, path);
+  const mailbox = selectedMailbox(client);
   const uids = await client.search({ header: { 'message-id': messageId } }, { uid: true });
   const candidates = Array.isArray(uids) ? uids.filter((u) => firstNewUid === undefined || u >= firstNewUid) : [];
   const newest = candidates.length > 0 ? Math.max(...candidates) : undefined;
