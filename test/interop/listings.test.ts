@@ -4,7 +4,10 @@
  * date filters by calendar day with the same answer on every call; delta sync where the server has
  * QRESYNC.
  */
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectImap } from '../../src/mail/imap/connect.js';
+import { createEgressPolicy } from '../../src/net/egress.js';
 import { createImapAccount, startGateway, type TestGateway } from '../support/gateway.js';
 import { directImapClient } from '../support/imap-client.js';
 import { createMailUser, mailServers, seedMessages, traits, type MailServer } from '../support/mail-servers.js';
@@ -152,6 +155,23 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
     expect((await subjects('flagged=false')).length).toBeGreaterThan(0);
     expect(await subjects('flagged=false')).not.toContain('message 2');
     expect(await subjects('larger=100000')).toEqual([]);
+  });
+
+  it('never lets imapflow turn a date filter into WITHIN seconds, though Dovecot and Cyrus offer WITHIN', async () => {
+    const direct = directImapClient(server, user);
+    await direct.connect();
+    const offered = direct.capabilities.has('WITHIN');
+    await direct.logout();
+    expect(offered).toBe(traits[server.kind].within);
+    const session = await connectImap(
+      { id: 'x', protocol: 'imap', host: server.host, port: server.imapPort, security: 'none', username: user.username, credentials: { password: user.password }, tlsVerify: false },
+      { egress: createEgressPolicy(['127.0.0.0/8']), timeoutMs: 5_000, socketTimeoutMs: 60_000, log: pino({ level: 'silent' }) },
+    );
+    try {
+      expect(session.capabilities.has('WITHIN')).toBe(false);
+    } finally {
+      await session.logout();
+    }
   });
 
   it('filters by calendar day and answers the same on every call', async () => {

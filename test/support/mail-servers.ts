@@ -27,15 +27,17 @@ export interface ServerTraits {
   move: boolean;
   /** SPECIAL-USE (RFC 6154) attributes on LIST. */
   specialUse: boolean;
+  /** WITHIN (RFC 5032: YOUNGER / OLDER, in seconds from now). */
+  within: boolean;
   /** Where a user's folders live: "" for top level, "INBOX." below INBOX (Cyrus with Debian's namespace). */
   personalPrefix: string;
   delimiter: string;
 }
 
 export const traits: Record<MailServerKind, ServerTraits> = {
-  dovecot: { condstore: true, qresync: true, move: true, specialUse: true, personalPrefix: '', delimiter: '.' },
-  cyrus: { condstore: true, qresync: true, move: true, specialUse: true, personalPrefix: 'INBOX.', delimiter: '.' },
-  courier: { condstore: false, qresync: false, move: false, specialUse: false, personalPrefix: 'INBOX.', delimiter: '.' },
+  dovecot: { condstore: true, qresync: true, move: true, specialUse: true, within: true, personalPrefix: '', delimiter: '.' },
+  cyrus: { condstore: true, qresync: true, move: true, specialUse: true, within: true, personalPrefix: 'INBOX.', delimiter: '.' },
+  courier: { condstore: false, qresync: false, move: false, specialUse: false, within: false, personalPrefix: 'INBOX.', delimiter: '.' },
 };
 
 declare module 'vitest' {
