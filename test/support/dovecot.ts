@@ -67,6 +67,21 @@ export interface DovecotOps {
   doveadm(args: string[]): Promise<string>;
 }
 
+/** The plain data of a running server (what crosses from globalSetup to the workers). */
+export function coordinatesOf(dovecot: DovecotCoordinates): DovecotCoordinates {
+  return {
+    host: dovecot.host,
+    imapPort: dovecot.imapPort,
+    imapsPort: dovecot.imapsPort,
+    pop3Port: dovecot.pop3Port,
+    pop3sPort: dovecot.pop3sPort,
+    caPem: dovecot.caPem,
+    dir: dovecot.dir,
+    confPath: dovecot.confPath,
+    ...(dovecot.mta ? { mta: dovecot.mta } : {}),
+  };
+}
+
 export interface DovecotServer extends DovecotCoordinates, DovecotOps {
   /** Users created at start (more may have been added since through addUser). */
   users: DovecotUser[];

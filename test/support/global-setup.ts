@@ -4,7 +4,7 @@
  * also serves LMTP and an auth socket, so a test file can start its own MTA into it (mta.ts).
  */
 import type { TestProject } from 'vitest/node';
-import { startDovecot } from './dovecot.js';
+import { coordinatesOf, startDovecot } from './dovecot.js';
 import { startRedis } from './redis.js';
 import type { ProvidedDovecot } from './servers.js';
 
@@ -24,18 +24,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const dovecot = dovecotStart.value;
   const redis = redisStart.value;
-  const provided: ProvidedDovecot = {
-    host: dovecot.host,
-    imapPort: dovecot.imapPort,
-    imapsPort: dovecot.imapsPort,
-    pop3Port: dovecot.pop3Port,
-    pop3sPort: dovecot.pop3sPort,
-    caPem: dovecot.caPem,
-    dir: dovecot.dir,
-    confPath: dovecot.confPath,
-    ...(dovecot.mta ? { mta: dovecot.mta } : {}),
-    users: USERS,
-  };
+  const provided: ProvidedDovecot = { ...coordinatesOf(dovecot), users: USERS };
   project.provide('dovecot', provided);
   project.provide('redisUrl', redis.url);
   return async () => {

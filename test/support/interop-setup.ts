@@ -8,7 +8,7 @@
 import type { TestProject } from 'vitest/node';
 import { startCourier, type CourierServer } from './courier.js';
 import { startCyrus, type CyrusServer } from './cyrus.js';
-import { startDovecot, type DovecotServer } from './dovecot.js';
+import { coordinatesOf, startDovecot, type DovecotServer } from './dovecot.js';
 import type { MailServer } from './mail-servers.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -33,18 +33,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       const { stop: _stop, ...coordinates } = server;
       return coordinates;
     }
-    const dovecot = server as DovecotServer;
-    return {
-      kind: 'dovecot',
-      host: dovecot.host,
-      imapPort: dovecot.imapPort,
-      imapsPort: dovecot.imapsPort,
-      pop3Port: dovecot.pop3Port,
-      pop3sPort: dovecot.pop3sPort,
-      caPem: dovecot.caPem,
-      dir: dovecot.dir,
-      confPath: dovecot.confPath,
-    };
+    return { kind: 'dovecot', ...coordinatesOf(server as DovecotServer) };
   });
   project.provide('mailServers', servers);
   return async () => {
