@@ -64,10 +64,15 @@ describe.each(mailServers().map((server) => [server.kind, server] as const))('%s
     const { gw, url } = await gatewayWithAccount();
     const hits = async (): Promise<number> =>
       Number(/mailgw_cache_requests_total\{kind="listing",result="hit"\} (\d+)/.exec((await gw.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+    const misses = async (): Promise<number> =>
+      Number(/mailgw_cache_requests_total\{kind="listing",result="miss"\} (\d+)/.exec((await gw.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
     const first = await gw.app.inject({ url: `${url}?limit=7` });
     const before = await hits();
+    const missedBefore = await misses();
     const second = await gw.app.inject({ url: `${url}?limit=7` });
     expect(await hits()).toBe(before + 1);
+    // One request, one outcome: a hit is not counted as a miss too.
+    expect(await misses()).toBe(missedBefore);
     expect(second.body).toBe(first.body);
     const next = (first.json() as { nextCursor: string }).nextCursor;
     const older = await gw.app.inject({ url: `${url}?limit=7&cursor=${next}` });

@@ -151,11 +151,14 @@ export class ImapBackend implements MailBackend {
         // there is something to check (a cached copy, an If-None-Match), and fetched whole if it changed.
         // A filtered page is never cached; listPage answers its If-None-Match after fetching it.
         const pageCacheable = query.filters === undefined;
-        this.options.metrics?.cache('listing', false);
-        if (!pageCacheable || (cached === null && query.ifNoneMatch === undefined)) return { result: await listPage(client, query), cacheable: pageCacheable };
+        if (!pageCacheable || (cached === null && query.ifNoneMatch === undefined)) {
+          this.options.metrics?.cache('listing', false);
+          return { result: await listPage(client, query), cacheable: pageCacheable };
+        }
         const now = await pageStateNow(client, query);
         if (now !== null && cached !== null && cached.state === now) return this.cachedResult(cached, query);
         if (now !== null && query.ifNoneMatch === now) return { notModified: true, state: now };
+        this.options.metrics?.cache('listing', false);
         const { ifNoneMatch: _checked, ...unconditional } = query;
         return { result: await listPage(client, unconditional), cacheable: true };
       }

@@ -115,10 +115,10 @@ async function mapAdminError(client: ImapFlow, err: unknown, ...checks: Array<{ 
     return err;
   }
   const delimiter = client.namespace?.delimiter;
-  for (const { mustBe, path: named } of checks) {
-    const check = { mustBe, path: delimiter && named.endsWith(delimiter) ? named.slice(0, -delimiter.length) : named };
-    if (check.mustBe === 'free' && paths.has(check.path)) return new GatewayError('MAILBOX_EXISTS', `A mailbox ${check.path} already exists`, { cause: err });
-    if (check.mustBe === 'present' && !paths.has(check.path)) return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${check.path}`, { cause: err });
+  for (const check of checks) {
+    const name = delimiter && check.path.endsWith(delimiter) ? check.path.slice(0, -delimiter.length) : check.path;
+    if (check.mustBe === 'free' && paths.has(name)) return new GatewayError('MAILBOX_EXISTS', `A mailbox ${name} already exists`, { cause: err });
+    if (check.mustBe === 'present' && !paths.has(name)) return new GatewayError('MAILBOX_NOT_FOUND', `No mailbox ${name}`, { cause: err });
   }
   return err;
 }
